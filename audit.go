@@ -1,0 +1,42 @@
+package tokenbroker
+
+import "time"
+
+// Audit actions.
+const (
+	AuditTokenRead     = "token.read"
+	AuditLinkCreate    = "link.create"
+	AuditLinkImport    = "link.import"
+	AuditLinkRefresh   = "link.refresh"
+	AuditLinkBroken    = "link.broken"
+	AuditLinkDelete    = "link.delete"
+	AuditAPIKeyCreate  = "apikey.create"
+	AuditAPIKeyRevoke  = "apikey.revoke"
+	AuditRefreshFailed = "link.refresh_failed"
+	AuditLostRefresh   = "link.lost_refresh"
+)
+
+// AuditEvent is one row of the audit trail. It never holds a token or a
+// key secret.
+type AuditEvent struct {
+	ID         int64
+	Time       time.Time
+	Actor      string // API key prefix, "browser", "system" or a replica id
+	Action     string
+	UserID     string
+	ProviderID string
+	Outcome    string // "ok" or an error code
+	Detail     string
+}
+
+// AuditFilter selects audit events. Zero fields match everything. Events are
+// returned newest first; BeforeID pages backwards.
+type AuditFilter struct {
+	UserID     string
+	ProviderID string
+	Action     string
+	Since      time.Time
+	Until      time.Time
+	BeforeID   int64
+	Limit      int // 0: a default of 100; at most 1000
+}

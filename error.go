@@ -1,0 +1,138 @@
+package tokenbroker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Application error codes. They are stable: the HTTP layer sends them to
+// clients as the "code" member of a problem document (RFC 9457) and maps
+// each to a status in one place.
+const (
+	ECONFLICT            = "conflict"
+	EINTERNAL            = "internal"
+	EINVALID             = "invalid_request"
+	ENOTFOUND            = "not_found"
+	EUNAUTHORIZED        = "unauthorized"
+	EFORBIDDEN           = "forbidden"
+	EREAUTHREQUIRED      = "reauth_required"
+	EPROVIDERUNAVAILABLE = "provider_unavailable"
+	ENOTIMPLEMENTED      = "not_implemented"
+)
+
+// Error is an application error: a stable code and a message that is safe
+// to show to users. It never carries a secret.
+type Error struct {
+	Code    string
+	Message string
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string {
+	return fmt.Sprintf("tokenbroker error: code=%s message=%s", e.Code, e.Message)
+}
+
+// Errorf returns an [*Error] with the given code and a formatted message.
+// The message must not contain secrets.
+func Errorf(code string, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ReauthRequiredError says that a link can no longer be refreshed: the
+// provider rejected its grant (or it was never usable) and the user must
+// connect again. Reason is the provider's error code and description,
+// truncated and free of tokens. ConnectURL, when set by the caller's layer,
+// is where to send the user.
+type ReauthRequiredError struct {
+	UserID     string
+	ProviderID string
+	Reason     string
+	ConnectURL string
+}
+
+// Error implements the error interface.
+func (e *ReauthRequiredError) Error() string {
+	if e.Reason == "" {
+		return fmt.Sprintf("link %s/%s needs re-authentication", e.UserID, e.ProviderID)
+	}
+	return fmt.Sprintf("link %s/%s needs re-authentication: %s", e.UserID, e.ProviderID, e.Reason)
+}
+
+// ProviderUnavailableError says that the provider could not be reached or
+// answered with a transient failure, and no valid token is at hand. The link
+// stays active; RetryAfter hints when to ask again.
+type ProviderUnavailableError struct {
+	ProviderID string
+	RetryAfter time.Duration
+	Cause      error
+}
+
+// Error implements the error interface.
+func (e *ProviderUnavailableError) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("provider %s unavailable: %v", e.ProviderID, e.Cause)
+	}
+	return fmt.Sprintf("provider %s unavailable", e.ProviderID)
+}
+
+// Unwrap returns the underlying cause.
+func (e *ProviderUnavailableError) Unwrap() error { return e.Cause }
+
+// ErrReauthRequired matches any [*ReauthRequiredError] with errors.Is.
+var ErrReauthRequired = errors.New("re-authentication required")
+
+// ErrProviderUnavailable matches any [*ProviderUnavailableError] with errors.Is.
+var ErrProviderUnavailable = errors.New("provider unavailable")
+
+// Is makes errors.Is(err, ErrReauthRequired) true.
+func (e *ReauthRequiredError) Is(target error) bool { return target == ErrReauthRequired }
+
+// Is makes errors.Is(err, ErrProviderUnavailable) true.
+func (e *ProviderUnavailableError) Is(target error) bool { return target == ErrProviderUnavailable }
+
+// ErrorCode returns the code of the application error found in err's chain,
+// "" for nil, and [EINTERNAL] for anything else.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	var re *ReauthRequiredError
+	var pe *ProviderUnavailableError
+	switch {
+	case errors.As(err, &re):
+		return EREAUTHREQUIRED
+	case errors.As(err, &pe):
+		return EPROVIDERUNAVAILABLE
+	case errors.As(err, &e):
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the user-safe message of the application error in
+// err's chain, and "Internal error." for anything else.
+func ErrorMessage(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	var re *ReauthRequiredError
+	var pe *ProviderUnavailableError
+	switch {
+	case errors.As(err, &re):
+		return re.Error()
+	case errors.As(err, &pe):
+		return fmt.Sprintf("provider %s is unavailable, try again later", pe.ProviderID)
+	case errors.As(err, &e):
+		return e.Message
+	}
+	return "Internal error."
+}
+
+// IsNotFound reports whether err is an application error with code [ENOTFOUND].
+func IsNotFound(err error) bool { return ErrorCode(err) == ENOTFOUND }
+
+// IsConflict reports whether err is an application error with code [ECONFLICT].
+func IsConflict(err error) bool { return ErrorCode(err) == ECONFLICT }

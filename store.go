@@ -1,0 +1,139 @@
+package tokenbroker
+
+import (
+	"context"
+	"time"
+)
+
+// Store is everything the rest of tokenbroker may ask of storage. The
+// implementations are store/sqlite (embedded default) and store/postgres
+// (many replicas); both pass store/storetest. crypt.Store decorates any
+// Store to seal the secret fields.
+//
+// All methods are safe for concurrent use, take ctx first, hold no
+// connection after they return (I6) and translate driver errors: a missing
+// row is an [*Error] with [ENOTFOUND], a unique violation one with
+// [ECONFLICT]. Times that decide leases and expiry of sessions are judged
+// on the database's own clock, never the caller's.
+type Store interface {
+	LinkStore
+	APIKeyStore
+	ConnectStore
+	AuditStore
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// SchemaVersion returns the applied migration version and the newest
+	// one this binary knows.
+	SchemaVersion(ctx context.Context) (current, latest int64, err error)
+	// Now returns the database's clock.
+	Now(ctx context.Context) (time.Time, error)
+	// Close releases the store's connections.
+	Close() error
+}
+
+// LinkStore keeps links. The conditional methods are each one statement,
+// the building blocks of the refresh protocol in DESIGN.md.
+type LinkStore interface {
+	// GetLink returns the link of userID to providerID, or [ENOTFOUND].
+	GetLink(ctx context.Context, userID, providerID string) (*Link, error)
+	// ListLinks returns userID's links ordered by provider id.
+	ListLinks(ctx context.Context, userID string) ([]*Link, error)
+
+	// PutLink creates the link (generation 1) or, if one exists for the
+	// same user and provider, replaces its tokens and account: generation
+	// is bumped, state set to active, failure reason and lease cleared. It
+	// is how connect and import write. It signals the link's waiters.
+	PutLink(ctx context.Context, l *Link) (*Link, error)
+	// DeleteLink removes the link, or returns [ENOTFOUND]. It signals.
+	DeleteLink(ctx context.Context, userID, providerID string) error
+
+	// AcquireLease takes the refresh lease for owner until now()+ttl, only
+	// if the link's generation equals generation, it is active, and it has
+	// no live lease (lease_until IS NULL OR lease_until < now()). One
+	// conditional UPDATE (DESIGN.md step 4, I1). Reports whether it won.
+	AcquireLease(ctx context.Context, id, generation int64, owner string, ttl time.Duration) (bool, error)
+	// ReleaseLease clears the lease only if owner holds it. Reports whether
+	// it did. It signals.
+	ReleaseLease(ctx context.Context, id int64, owner string) (bool, error)
+	// CommitRefresh writes l.Token (and l.AccountID/AccountLogin when set)
+	// by compare-and-swap: only if the stored generation equals
+	// l.Generation. It bumps the generation, clears the lease and sets
+	// refreshed_at. One conditional UPDATE (step 5, I3). Reports whether it
+	// won; a lost CAS changes nothing. It signals on success.
+	CommitRefresh(ctx context.Context, l *Link) (bool, error)
+	// MarkReauthRequired sets state reauth_required with reason by CAS on
+	// generation, clearing the lease (step 6, I4). It does not touch the
+	// tokens. It signals on success.
+	MarkReauthRequired(ctx context.Context, id, generation int64, reason string) (bool, error)
+	// ListLinksExpiringBefore returns active links whose access token
+	// expires before t, soonest first, at most limit (indexed).
+	ListLinksExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*Link, error)
+
+	// ListLinksNotSealedBy returns links with id > afterID whose key_id is
+	// not keyID, by id, at most limit: the batches of a rekey.
+	ListLinksNotSealedBy(ctx context.Context, keyID string, afterID int64, limit int) ([]*Link, error)
+	// ResealLink rewrites the sealed token fields and key id of l by CAS on
+	// l.Generation without bumping it, so a concurrent refresh's commit
+	// still wins and a rekey never loses a refreshed token. Reports
+	// whether it wrote.
+	ResealLink(ctx context.Context, l *Link) (bool, error)
+	// CountSealedByKey returns, per key id, how many rows (links and
+	// pending auth requests) it seals.
+	CountSealedByKey(ctx context.Context) (map[string]int64, error)
+}
+
+// Signaler carries a link's "changed" signal (refreshed, marked, released,
+// deleted) to waiters in this process and, for stores shared by replicas,
+// in every replica. Store implementations provide it.
+type Signaler interface {
+	// Subscribe returns a channel that receives (coalesced, never blocking
+	// the sender) after each change of the link, and a cancel function that
+	// must be called. A missed signal is possible (a reconnecting listener
+	// wakes all subscribers instead); waiters keep a poll fallback.
+	Subscribe(linkID int64) (<-chan struct{}, func())
+}
+
+// APIKeyStore keeps API keys.
+type APIKeyStore interface {
+	// CreateAPIKey stores k and returns it with ID and CreatedAt set.
+	CreateAPIKey(ctx context.Context, k *APIKey) (*APIKey, error)
+	// GetAPIKeyByPrefix returns the key with the prefix, or [ENOTFOUND].
+	GetAPIKeyByPrefix(ctx context.Context, prefix string) (*APIKey, error)
+	// ListAPIKeys returns every key, revoked ones too, by id.
+	ListAPIKeys(ctx context.Context) ([]*APIKey, error)
+	// RevokeAPIKey marks the key revoked, or returns [ENOTFOUND].
+	RevokeAPIKey(ctx context.Context, id int64) error
+}
+
+// ConnectStore keeps connect sessions and pending authorizations.
+type ConnectStore interface {
+	// CreateConnectSession stores s (ExpiresAt set by the caller).
+	CreateConnectSession(ctx context.Context, s *ConnectSession) error
+	// GetConnectSession returns the unexpired session, or [ENOTFOUND].
+	GetConnectSession(ctx context.Context, id string) (*ConnectSession, error)
+	// ClaimConnectSession marks the unexpired session opened, once:
+	// it reports false if it was already claimed.
+	ClaimConnectSession(ctx context.Context, id string) (bool, error)
+
+	// CreateAuthRequest stores r.
+	CreateAuthRequest(ctx context.Context, r *AuthRequest) error
+	// GetAuthRequest returns the unexpired request, or [ENOTFOUND].
+	GetAuthRequest(ctx context.Context, id string) (*AuthRequest, error)
+	// ConsumeAuthRequest deletes and returns the unexpired request in one
+	// statement, so a state is used at most once; [ENOTFOUND] otherwise.
+	ConsumeAuthRequest(ctx context.Context, id string) (*AuthRequest, error)
+	// ListAuthRequestsNotSealedBy and ResealAuthRequest serve rekey.
+	ListAuthRequestsNotSealedBy(ctx context.Context, keyID string, limit int) ([]*AuthRequest, error)
+	ResealAuthRequest(ctx context.Context, r *AuthRequest) error
+	// DeleteExpired removes expired connect sessions and auth requests.
+	DeleteExpired(ctx context.Context) (int64, error)
+}
+
+// AuditStore keeps the audit trail.
+type AuditStore interface {
+	// AppendAudit writes a batch of events in one transaction.
+	AppendAudit(ctx context.Context, events []AuditEvent) error
+	// ListAudit returns events matching f, newest first.
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}
