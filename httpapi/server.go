@@ -1,0 +1,323 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+)
+
+// Config configures a [Server]. Store, Tokens and Providers are required.
+type Config struct {
+	Store     tokenbroker.Store
+	Tokens    tokenbroker.TokenService
+	Providers tokenbroker.Providers
+	// Auditor records audit events; nil discards them. Use an
+	// audit.Batcher so the hot path never writes synchronously.
+	Auditor tokenbroker.Auditor
+
+	// BaseURL is the server's public URL, without a trailing slash. Connect
+	// URLs are BaseURL + "/connect/" + session id.
+	BaseURL string
+	// ConnectSessionTTL is how long a connect session stays usable
+	// (default 15 minutes).
+	ConnectSessionTTL time.Duration
+	// ReturnURLAllowList lists where a connect session may send the
+	// browser back: origins ("https://app.example.com") or URL prefixes
+	// ("https://app.example.com/settings/"). See [ReturnURLAllowed].
+	ReturnURLAllowList []string
+	// APIKeyCacheTTL is how long a verified key is trusted without reading
+	// the store again (default [DefaultAPIKeyCacheTTL]); it bounds how long
+	// a revocation made elsewhere takes to be effective here.
+	APIKeyCacheTTL time.Duration
+	// ProviderTimeout bounds calls to providers made by the API itself
+	// (validate, revoke, device flow); default 15s.
+	ProviderTimeout time.Duration
+
+	// Logger receives one line per request and every internal error.
+	Logger *slog.Logger
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Rand is the source of ids and keys (default crypto/rand.Reader). It
+	// must be safe for concurrent use.
+	Rand io.Reader
+}
+
+// Server is the REST API under /api/v1, plus /healthz and /readyz. It is an
+// [http.Handler]; mount it at the root of the public URL.
+type Server struct {
+	cfg       Config
+	store     tokenbroker.Store
+	tokens    tokenbroker.TokenService
+	providers tokenbroker.Providers
+	auditor   tokenbroker.Auditor
+	log       *slog.Logger
+	now       func() time.Time
+	rand      io.Reader
+	keys      *keyCache
+	mux       *http.ServeMux
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.ConnectSessionTTL <= 0 {
+		cfg.ConnectSessionTTL = 15 * time.Minute
+	}
+	if cfg.APIKeyCacheTTL <= 0 {
+		cfg.APIKeyCacheTTL = DefaultAPIKeyCacheTTL
+	}
+	if cfg.ProviderTimeout <= 0 {
+		cfg.ProviderTimeout = 15 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = cryptoRand
+	}
+	if cfg.Auditor == nil {
+		cfg.Auditor = tokenbroker.AuditorFunc(func(tokenbroker.AuditEvent) {})
+	}
+	cfg.BaseURL = strings.TrimRight(cfg.BaseURL, "/")
+	s := &Server{
+		cfg:       cfg,
+		store:     cfg.Store,
+		tokens:    cfg.Tokens,
+		providers: cfg.Providers,
+		auditor:   cfg.Auditor,
+		log:       cfg.Logger.With("component", "httpapi"),
+		now:       cfg.Now,
+		rand:      cfg.Rand,
+		keys:      newKeyCache(cfg.Store, cfg.APIKeyCacheTTL, cfg.Now),
+		mux:       http.NewServeMux(),
+	}
+	s.routes()
+	return s
+}
+
+// handlerFunc is an authenticated handler: k is the caller's verified key.
+// A returned error is sent as a problem document.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error
+
+func (s *Server) routes() {
+	methods := map[string][]string{}
+	handle := func(method, path string, h http.HandlerFunc) {
+		s.mux.HandleFunc(method+" "+path, h)
+		methods[path] = append(methods[path], method)
+	}
+	authed := func(method, path string, fn handlerFunc) { handle(method, path, s.authed(fn)) }
+
+	handle("GET", "/healthz", s.healthz)
+	handle("GET", "/readyz", s.readyz)
+
+	authed("GET", "/api/v1/users/{user_id}/providers/{provider_id}/token", s.getToken)
+	authed("GET", "/api/v1/users/{user_id}/links", s.listLinks)
+	authed("GET", "/api/v1/users/{user_id}/links/{provider_id}", s.getLink)
+	authed("PUT", "/api/v1/users/{user_id}/links/{provider_id}", s.putLink)
+	authed("DELETE", "/api/v1/users/{user_id}/links/{provider_id}", s.deleteLink)
+	authed("POST", "/api/v1/users/{user_id}/links/{provider_id}/device", s.startDevice)
+	authed("GET", "/api/v1/users/{user_id}/links/{provider_id}/device/{id}", s.pollDevice)
+	authed("GET", "/api/v1/providers", s.listProviders)
+	authed("POST", "/api/v1/connect-sessions", s.createConnectSession)
+	authed("POST", "/api/v1/api-keys", s.createAPIKey)
+	authed("GET", "/api/v1/api-keys", s.listAPIKeys)
+	authed("DELETE", "/api/v1/api-keys/{id}", s.revokeAPIKey)
+	authed("GET", "/api/v1/audit", s.listAudit)
+
+	// A known path with another method: 405 with Allow (RFC 9110 §15.5.6).
+	for path, ms := range methods {
+		allow := strings.Join(ms, ", ")
+		if slices.Contains(ms, "GET") {
+			allow += ", HEAD"
+		}
+		s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Allow", allow)
+			s.writeError(w, r, tokenbroker.Errorf(codeMethodNotAllowed, "method %s not allowed; allowed: %s", r.Method, allow))
+		})
+	}
+	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, tokenbroker.Errorf(tokenbroker.ENOTFOUND, "no such API endpoint"))
+	})
+}
+
+// authed wraps fn with API-key authentication.
+func (s *Server) authed(fn handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		k, err := s.authenticate(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if rec, ok := w.(*recorder); ok {
+			rec.keyPrefix = k.Prefix
+		}
+		if err := fn(w, r, k); err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}
+
+// ServeHTTP serves the API. Every request is logged once with its method,
+// route pattern (never the raw path or query, which can carry ids and
+// secrets), status, duration and the caller's key prefix. A panic becomes a
+// 500 problem; its value is not logged, only its type and the stack,
+// because a value could hold a secret.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.now()
+	rec := &recorder{ResponseWriter: w}
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.LogAttrs(r.Context(), slog.LevelError, "panic serving request",
+				slog.String("pattern", r.Pattern),
+				slog.String("panic_type", fmt.Sprintf("%T", v)),
+				slog.String("stack", string(debug.Stack())))
+			if !rec.wroteHeader {
+				s.writeProblem(rec, s.problemFor(fmt.Errorf("panic")))
+			}
+		}
+		s.logRequest(r, rec, start)
+	}()
+	s.mux.ServeHTTP(rec, r)
+}
+
+func (s *Server) logRequest(r *http.Request, rec *recorder, start time.Time) {
+	level := slog.LevelInfo
+	if rec.status >= 500 {
+		level = slog.LevelWarn
+	}
+	ctx := r.Context()
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	pattern := r.Pattern
+	if pattern == "" {
+		pattern = "unmatched"
+	}
+	status := rec.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	s.log.LogAttrs(ctx, level, "request",
+		slog.String("method", r.Method),
+		slog.String("pattern", pattern),
+		slog.Int("status", status),
+		slog.Duration("duration", s.now().Sub(start)),
+		slog.String("key_prefix", rec.keyPrefix))
+}
+
+// recorder remembers the status and the caller's key prefix for the
+// request log.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+	keyPrefix   string
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.status = code
+		r.wroteHeader = true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if !r.wroteHeader {
+		r.WriteHeader(http.StatusOK)
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// pathIDs validates the {user_id} and {provider_id} path parameters that
+// are present in r's pattern.
+func pathIDs(r *http.Request) (userID, providerID string, err error) {
+	userID = r.PathValue("user_id")
+	if err := tokenbroker.ValidateUserID(userID); err != nil {
+		return "", "", err
+	}
+	if strings.Contains(r.Pattern, "{provider_id}") {
+		providerID = r.PathValue("provider_id")
+		if err := tokenbroker.ValidateProviderID(providerID); err != nil {
+			return "", "", err
+		}
+	}
+	return userID, providerID, nil
+}
+
+// audit records an event with the caller's key prefix as actor.
+func (s *Server) audit(k *tokenbroker.APIKey, action, userID, providerID string, err error, detail string) {
+	outcome := "ok"
+	if err != nil {
+		outcome = tokenbroker.ErrorCode(err)
+	}
+	actor := "system"
+	if k != nil {
+		actor = "key:" + k.Prefix
+	}
+	s.auditor.Record(tokenbroker.AuditEvent{
+		Time:       s.now(),
+		Actor:      actor,
+		Action:     action,
+		UserID:     userID,
+		ProviderID: providerID,
+		Outcome:    outcome,
+		Detail:     tokenbroker.Truncate(detail, 500),
+	})
+}
+
+// providerCtx bounds a provider call made by the API.
+func (s *Server) providerCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.cfg.ProviderTimeout)
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "not ready: database", slog.String("err", err.Error()))
+		s.writeProblem(w, notReady("the database does not answer"))
+		return
+	}
+	cur, latest, err := s.store.SchemaVersion(ctx)
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelWarn, "not ready: schema version", slog.String("err", err.Error()))
+		s.writeProblem(w, notReady("the schema version cannot be read"))
+		return
+	}
+	if cur != latest {
+		s.writeProblem(w, notReady(fmt.Sprintf("database schema at version %d, this binary needs %d: run tokenbroker migrate", cur, latest)))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "schema_version": cur})
+}
+
+func notReady(detail string) Problem {
+	return Problem{
+		Type:   ProblemTypePrefix + "not_ready",
+		Title:  http.StatusText(http.StatusServiceUnavailable),
+		Status: http.StatusServiceUnavailable,
+		Detail: detail,
+		Code:   "not_ready",
+	}
+}

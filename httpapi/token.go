@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+)
+
+// MaxMinValid bounds the min_valid parameter of the token endpoint.
+const MaxMinValid = 24 * time.Hour
+
+// TokenResponse is the body of the token endpoint. It never holds the
+// refresh token or the ID token.
+type TokenResponse struct {
+	AccessToken string            `json:"access_token"`
+	TokenType   string            `json:"token_type"`
+	Expiry      *time.Time        `json:"expiry,omitempty"` // absent: does not expire
+	Scopes      []string          `json:"scopes"`
+	Extra       map[string]string `json:"extra,omitempty"`
+}
+
+// getToken is the hot path: authenticate (cached), authorize, one call to
+// the TokenService, one non-blocking audit record, no store write.
+func (s *Server) getToken(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+	userID, providerID, err := pathIDs(r)
+	if err != nil {
+		return err
+	}
+	if err := authorize(k, tokenbroker.ScopeTokensRead, userID, providerID); err != nil {
+		return err
+	}
+	minValid, err := parseMinValid(r)
+	if err != nil {
+		return err
+	}
+	tok, err := s.tokens.Token(r.Context(), providerID, userID, minValid)
+	s.audit(k, tokenbroker.AuditTokenRead, userID, providerID, err, "")
+	if err != nil {
+		return s.withConnectURL(r, k, userID, providerID, err)
+	}
+	resp := TokenResponse{
+		AccessToken: tok.AccessToken,
+		TokenType:   tok.TokenType,
+		Scopes:      tok.Scopes,
+		Extra:       tok.Extra,
+	}
+	if resp.TokenType == "" {
+		resp.TokenType = "Bearer"
+	}
+	if resp.Scopes == nil {
+		resp.Scopes = []string{}
+	}
+	if !tok.Expiry.IsZero() {
+		e := tok.Expiry.UTC()
+		resp.Expiry = &e
+	}
+	b, err := json.Marshal(&resp)
+	if err != nil {
+		return err
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store") // RFC 6749 §5.1
+	h.Set("Pragma", "no-cache")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(append(b, '\n'))
+	return nil
+}
+
+// parseMinValid reads min_valid: a Go duration ("90s", "5m") or a number
+// of seconds, from 0 to [MaxMinValid].
+func parseMinValid(r *http.Request) (time.Duration, error) {
+	if r.URL.RawQuery == "" {
+		return 0, nil
+	}
+	v := r.URL.Query().Get("min_valid")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		n, nerr := strconv.ParseInt(v, 10, 64)
+		if nerr != nil || n < 0 || n > int64(MaxMinValid/time.Second) {
+			return 0, tokenbroker.Errorf(tokenbroker.EINVALID, "min_valid: want a duration such as 300s or 5m, or a number of seconds, up to 24h")
+		}
+		d = time.Duration(n) * time.Second
+	}
+	if d < 0 || d > MaxMinValid {
+		return 0, tokenbroker.Errorf(tokenbroker.EINVALID, "min_valid: want a duration from 0 to 24h")
+	}
+	return d, nil
+}
+
+// withConnectURL gives a reauth_required error the URL to send the user
+// to: a fresh connect session for the user and provider, when the caller
+// may create one (links:write for them). Otherwise the problem's detail
+// says how to get one.
+func (s *Server) withConnectURL(r *http.Request, k *tokenbroker.APIKey, userID, providerID string, err error) error {
+	var re *tokenbroker.ReauthRequiredError
+	if !errors.As(err, &re) || re.ConnectURL != "" {
+		return err
+	}
+	if authorize(k, tokenbroker.ScopeLinksWrite, userID, providerID) != nil {
+		return err
+	}
+	sess, cerr := s.newConnectSession(r.Context(), k, userID, []string{providerID}, "")
+	if cerr != nil {
+		s.log.WarnContext(r.Context(), "cannot create connect session for reauth_required", "err", cerr.Error())
+		return err
+	}
+	out := *re
+	out.ConnectURL = s.connectURL(sess.ID)
+	return &out
+}
