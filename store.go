@@ -2,6 +2,7 @@ package tokenbroker
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -60,7 +61,10 @@ type LinkStore interface {
 	// by compare-and-swap: only if the stored generation equals
 	// l.Generation. It bumps the generation, clears the lease and sets
 	// refreshed_at. One conditional UPDATE (step 5, I3). Reports whether it
-	// won; a lost CAS changes nothing. It signals on success.
+	// won; a lost CAS changes nothing. A won commit also sets the state
+	// active (clearing the failure reason): its tokens are fresh even if a
+	// successor marked the same generation reauth_required. It signals on
+	// success.
 	CommitRefresh(ctx context.Context, l *Link) (bool, error)
 	// MarkReauthRequired sets state reauth_required with reason by CAS on
 	// generation, clearing the lease (step 6, I4). It does not touch the
@@ -113,7 +117,8 @@ type ConnectStore interface {
 	// GetConnectSession returns the unexpired session, or [ENOTFOUND].
 	GetConnectSession(ctx context.Context, id string) (*ConnectSession, error)
 	// ClaimConnectSession marks the unexpired session opened, once:
-	// it reports false if it was already claimed.
+	// it reports false if it was already claimed, [ENOTFOUND] if it is
+	// missing or expired.
 	ClaimConnectSession(ctx context.Context, id string) (bool, error)
 
 	// CreateAuthRequest stores r.
@@ -124,6 +129,9 @@ type ConnectStore interface {
 	// statement, so a state is used at most once; [ENOTFOUND] otherwise.
 	ConsumeAuthRequest(ctx context.Context, id string) (*AuthRequest, error)
 	// ListAuthRequestsNotSealedBy and ResealAuthRequest serve rekey.
+	// Stores keep only the SHA-256 (hex) of a request's id, so the listed
+	// requests carry that hash as ID, and ResealAuthRequest finds the row
+	// by it (rewriting Secret and KeyID), or returns [ENOTFOUND].
 	ListAuthRequestsNotSealedBy(ctx context.Context, keyID string, limit int) ([]*AuthRequest, error)
 	ResealAuthRequest(ctx context.Context, r *AuthRequest) error
 	// DeleteExpired removes expired connect sessions and auth requests.
@@ -136,4 +144,17 @@ type AuditStore interface {
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	// ListAudit returns events matching f, newest first.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}
+
+// SchemaTooNewError is returned by the stores' Open when the database was
+// migrated by a newer tokenbroker than this binary: running on it could
+// corrupt data the newer schema relies on.
+type SchemaTooNewError struct {
+	Current int64 // version applied to the database
+	Latest  int64 // newest version this binary knows
+}
+
+// Error implements the error interface.
+func (e *SchemaTooNewError) Error() string {
+	return fmt.Sprintf("database schema version %d is newer than this binary supports (%d); upgrade tokenbroker", e.Current, e.Latest)
 }

@@ -1,0 +1,89 @@
+// Package signal is the in-process fan-out of a link's "changed" signal,
+// shared by the store implementations. [Hub] implements
+// tokenbroker.Signaler: store/sqlite signals it directly after each
+// successful write; store/postgres signals it from its LISTEN connection
+// (and after its own writes).
+//
+// Channels have capacity one and sends never block, so signals coalesce: a
+// waiter that has not yet drained its channel sees one pending signal for
+// any number of changes. That is enough because a signal only says "re-read
+// the link" (DESIGN.md step 4, I5: waiters re-read and keep a poll fallback).
+package signal
+
+import "sync"
+
+// Hub fans a link's signal out to the subscribers of that link in this
+// process. The zero value is not usable; use [NewHub]. A Hub is safe for
+// concurrent use.
+type Hub struct {
+	mu   sync.Mutex
+	subs map[int64]map[*sub]struct{}
+}
+
+type sub struct{ ch chan struct{} }
+
+// NewHub returns an empty hub.
+func NewHub() *Hub { return &Hub{subs: make(map[int64]map[*sub]struct{})} }
+
+// Subscribe returns a channel that receives after each [Hub.Signal] of
+// linkID (coalesced, capacity one) and a cancel function that must be
+// called; cancel is idempotent.
+func (h *Hub) Subscribe(linkID int64) (<-chan struct{}, func()) {
+	s := &sub{ch: make(chan struct{}, 1)}
+	h.mu.Lock()
+	m := h.subs[linkID]
+	if m == nil {
+		m = make(map[*sub]struct{})
+		h.subs[linkID] = m
+	}
+	m[s] = struct{}{}
+	h.mu.Unlock()
+	var once sync.Once
+	return s.ch, func() {
+		once.Do(func() {
+			h.mu.Lock()
+			defer h.mu.Unlock()
+			if m := h.subs[linkID]; m != nil {
+				delete(m, s)
+				if len(m) == 0 {
+					delete(h.subs, linkID)
+				}
+			}
+		})
+	}
+}
+
+// Signal wakes every subscriber of linkID without blocking.
+func (h *Hub) Signal(linkID int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.subs[linkID] {
+		wake(s.ch)
+	}
+}
+
+// SignalAll wakes every subscriber of every link, for when signals may
+// have been missed (a reconnecting listener).
+func (h *Hub) SignalAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, m := range h.subs {
+		for s := range m {
+			wake(s.ch)
+		}
+	}
+}
+
+// Len returns the number of links with subscribers.
+func (h *Hub) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}
+
+func wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default: // a signal is already pending: coalesce
+	}
+}

@@ -1,0 +1,105 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"strings"
+	"time"
+
+	tokenbroker "github.com/tokenbroker/tokenbroker"
+)
+
+// AppendAudit implements [tokenbroker.AuditStore]: one transaction for the
+// batch. An event without Time gets the database clock.
+func (s *Store) AppendAudit(ctx context.Context, events []tokenbroker.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return translate(err, "audit events")
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, `
+		INSERT INTO audit_events (time, actor, action, user_id, provider_id, outcome, detail)
+		VALUES (COALESCE(?, `+nowMS+`), ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return translate(err, "audit events")
+	}
+	defer stmt.Close()
+	for _, e := range events {
+		if e.Action == "" {
+			return tokenbroker.Errorf(tokenbroker.EINVALID, "an audit event needs an action")
+		}
+		if _, err := stmt.ExecContext(ctx, toMS(e.Time), e.Actor, e.Action, e.UserID, e.ProviderID, e.Outcome, e.Detail); err != nil {
+			return translate(err, "audit events")
+		}
+	}
+	return translate(tx.Commit(), "audit events")
+}
+
+// auditLimit applies the default and the cap of [tokenbroker.AuditFilter].
+func auditLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > 1000:
+		return 1000
+	}
+	return n
+}
+
+// ListAudit implements [tokenbroker.AuditStore]: newest first. Since is
+// inclusive, Until exclusive.
+func (s *Store) ListAudit(ctx context.Context, f tokenbroker.AuditFilter) ([]tokenbroker.AuditEvent, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, arg any) {
+		where = append(where, cond)
+		args = append(args, arg)
+	}
+	if f.UserID != "" {
+		add("user_id = ?", f.UserID)
+	}
+	if f.ProviderID != "" {
+		add("provider_id = ?", f.ProviderID)
+	}
+	if f.Action != "" {
+		add("action = ?", f.Action)
+	}
+	if !f.Since.IsZero() {
+		add("time >= ?", f.Since.UnixMilli())
+	}
+	if !f.Until.IsZero() {
+		add("time < ?", f.Until.UnixMilli())
+	}
+	if f.BeforeID > 0 {
+		add("id < ?", f.BeforeID)
+	}
+	q := `SELECT id, time, actor, action, user_id, provider_id, outcome, detail FROM audit_events`
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY id DESC LIMIT ?"
+	args = append(args, auditLimit(f.Limit))
+	rows, err := s.rdb.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, translate(err, "audit events")
+	}
+	defer rows.Close()
+	var out []tokenbroker.AuditEvent
+	for rows.Next() {
+		var e tokenbroker.AuditEvent
+		var t sql.NullInt64
+		if err := rows.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.UserID, &e.ProviderID, &e.Outcome, &e.Detail); err != nil {
+			return nil, translate(err, "audit events")
+		}
+		e.Time = fromMS(t)
+		out = append(out, e)
+	}
+	return out, translate(rows.Err(), "audit events")
+}
+
+func msDuration(ms int64) time.Duration { return time.Duration(ms) * time.Millisecond }
