@@ -1,0 +1,201 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Client calls a tokenbroker server's API with one API key. It is safe for
+// concurrent use.
+type Client struct {
+	base      string
+	key       string
+	hc        *http.Client
+	userAgent string
+}
+
+// Option configures a [Client].
+type Option func(*Client)
+
+// WithHTTPClient makes the client send its requests with hc (default: a
+// client with a 30s timeout on top of http.DefaultTransport).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.hc = hc } }
+
+// WithUserAgent sets the User-Agent header.
+func WithUserAgent(ua string) Option { return func(c *Client) { c.userAgent = ua } }
+
+// New returns a client for the server at baseURL (for example
+// "https://tokenbroker.internal") authenticating with apiKey.
+func New(baseURL, apiKey string, opts ...Option) *Client {
+	c := &Client{
+		base:      strings.TrimRight(baseURL, "/"),
+		key:       apiKey,
+		hc:        &http.Client{Timeout: 30 * time.Second},
+		userAgent: "tokenbroker-go-client",
+	}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
+
+// Error is an error answer of the API: its RFC 9457 problem document.
+// Code is one of the stable codes of docs/api.md ("unauthorized",
+// "forbidden", "not_found", "invalid_request", "reauth_required",
+// "provider_unavailable", "conflict", "internal"). ConnectURL is set with
+// reauth_required when the server made a connect session for the user;
+// RetryAfter with provider_unavailable.
+type Error struct {
+	Status     int
+	Code       string
+	Title      string
+	Detail     string
+	ConnectURL string
+	RetryAfter time.Duration
+}
+
+// Error implements the error interface.
+func (e *Error) Error() string {
+	s := fmt.Sprintf("tokenbroker: %d %s", e.Status, e.Code)
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// Error codes, as in [Error.Code].
+const (
+	CodeUnauthorized        = "unauthorized"
+	CodeForbidden           = "forbidden"
+	CodeNotFound            = "not_found"
+	CodeInvalidRequest      = "invalid_request"
+	CodeReauthRequired      = "reauth_required"
+	CodeProviderUnavailable = "provider_unavailable"
+	CodeConflict            = "conflict"
+	CodeInternal            = "internal"
+)
+
+// IsCode reports whether err is an [*Error] with the given code.
+func IsCode(err error, code string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}
+
+// maxResponseBytes bounds how much of a response is read.
+const maxResponseBytes = 4 << 20
+
+// do sends a request and decodes a JSON answer into out (when not nil).
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	u := c.base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("tokenbroker: encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return fmt.Errorf("tokenbroker: %s %s: %w", method, path, err)
+	}
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// net/http's error names the URL, which holds no secret (the key
+		// travels in a header).
+		return fmt.Errorf("tokenbroker: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return fmt.Errorf("tokenbroker: %s %s: read response: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		return problem(resp, data)
+	}
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("tokenbroker: %s %s: decode response: %w", method, path, err)
+	}
+	return nil
+}
+
+// problem turns an error answer into an [*Error], from its problem
+// document when it has one.
+func problem(resp *http.Response, data []byte) *Error {
+	e := &Error{Status: resp.StatusCode}
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if mt == "application/problem+json" || mt == "application/json" {
+		var p struct {
+			Title      string `json:"title"`
+			Detail     string `json:"detail"`
+			Code       string `json:"code"`
+			ConnectURL string `json:"connect_url"`
+			RetryAfter int    `json:"retry_after"`
+		}
+		if json.Unmarshal(data, &p) == nil {
+			e.Code, e.Title, e.Detail, e.ConnectURL = p.Code, p.Title, p.Detail, p.ConnectURL
+			e.RetryAfter = time.Duration(p.RetryAfter) * time.Second
+		}
+	}
+	if e.RetryAfter == 0 {
+		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
+			e.RetryAfter = time.Duration(n) * time.Second
+		}
+	}
+	if e.Code == "" {
+		e.Code = codeForStatus(resp.StatusCode)
+	}
+	if e.Title == "" {
+		e.Title = http.StatusText(resp.StatusCode)
+	}
+	return e
+}
+
+func codeForStatus(status int) string {
+	switch status {
+	case http.StatusUnauthorized:
+		return CodeUnauthorized
+	case http.StatusForbidden:
+		return CodeForbidden
+	case http.StatusNotFound:
+		return CodeNotFound
+	case http.StatusConflict:
+		return CodeConflict
+	case http.StatusServiceUnavailable:
+		return CodeProviderUnavailable
+	}
+	if status >= 400 && status < 500 {
+		return CodeInvalidRequest
+	}
+	return CodeInternal
+}
+
+func userPath(userID string, rest ...string) string {
+	p := "/api/v1/users/" + url.PathEscape(userID)
+	for _, r := range rest {
+		p += "/" + url.PathEscape(r)
+	}
+	return p
+}
