@@ -1,0 +1,74 @@
+package pgtest_test
+
+import (
+	"context"
+	"os"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
+
+	"github.com/tokenbroker/tokenbroker/internal/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(pgtest.Main(m, func() error { return goleak.Find() }))
+}
+
+func TestNewDatabase(t *testing.T) {
+	ctx := context.Background()
+	a, b := pgtest.NewDatabase(t), pgtest.NewDatabase(t)
+	if a == b {
+		t.Fatalf("two NewDatabase calls gave one URL %s", a)
+	}
+	for _, url := range []string{a, b} {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`).Scan(&n); err != nil || n != 0 {
+			t.Fatalf("fresh database has %d tables, %v", n, err)
+		}
+		if _, err := conn.Exec(ctx, `CREATE TABLE t (x int)`); err != nil {
+			t.Fatal(err)
+		}
+		var fsync string
+		if err := conn.QueryRow(ctx, `SHOW fsync`).Scan(&fsync); err != nil || fsync != "off" {
+			t.Fatalf("fsync = %q, %v", fsync, err)
+		}
+		conn.Close(ctx)
+	}
+}
+
+func TestStartClusterStop(t *testing.T) {
+	if _, err := pgtest.FindBinaries(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	c, err := pgtest.StartCluster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	url, err := c.CreateDatabase(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(c.Dir()); !os.IsNotExist(err) {
+		t.Fatalf("cluster directory left behind: %v", err)
+	}
+	if _, err := pgx.Connect(ctx, url); err == nil {
+		t.Fatal("cluster still accepts connections after Stop")
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+}
