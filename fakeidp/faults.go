@@ -1,6 +1,7 @@
 package fakeidp
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -144,11 +145,13 @@ func (f Faults) MarshalJSON() ([]byte, error) {
 }
 
 // UnmarshalJSON reads durations as duration strings such as "250ms";
-// absent members are zero.
+// absent members are zero, and unknown members (likely typos) an error.
 func (f *Faults) UnmarshalJSON(b []byte) error {
 	var j faultsJSON
-	if err := json.Unmarshal(b, &j); err != nil {
-		return err
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&j); err != nil {
+		return fmt.Errorf("fakeidp: faults: %w", err)
 	}
 	var out Faults
 	for _, d := range []struct {

@@ -372,6 +372,9 @@ func (s *Server) applyPreFault(w http.ResponseWriter, r *http.Request, endpoint,
 		s.stats.Faults[f.String()]++
 	}
 	s.mu.Unlock()
+	if f != noFault {
+		s.log.Debug("fakeidp: injecting fault", "endpoint", endpoint, "grant_type", grant, "fault", f.String())
+	}
 	switch f {
 	case noFault:
 		return false
