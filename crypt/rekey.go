@@ -22,6 +22,11 @@ const maxRekeyPasses = 10
 // compare-and-swap to a concurrent refresh, within one pass.
 const maxResealAttempts = 8
 
+// ErrRekeyIncomplete is returned by [Rekey] when rows are still being
+// sealed by an old key after its last pass: a replica still has an old
+// primary. Rerun the rekey once every replica has the new ring.
+var ErrRekeyIncomplete = errors.New("rekey: links are still being sealed by an old key; is a replica running with an old primary key? Put the new key first everywhere, then run rekey again")
+
 // RekeyOptions tunes [Rekey].
 type RekeyOptions struct {
 	// BatchSize is how many rows one read returns (default 500).
@@ -95,10 +100,12 @@ func Rekey(ctx context.Context, inner tokenbroker.Store, ring *Ring, opts RekeyO
 	}
 	progress()
 
-	// Links: passes of keyset pagination until one finds nothing.
+	// Links: passes of keyset pagination until one finds nothing. Rows
+	// that failed to open are not tried again.
+	failed := make(map[int64]bool)
 	for {
 		if res.Passes == maxRekeyPasses {
-			return res, fmt.Errorf("rekey: links are still being sealed by an old key after %d passes: is a replica running with an old primary key? Put the new key first everywhere, then run rekey again", maxRekeyPasses)
+			return res, ErrRekeyIncomplete
 		}
 		res.Passes++
 		found, resealed := int64(0), int64(0)
@@ -113,6 +120,9 @@ func Rekey(ctx context.Context, inner tokenbroker.Store, ring *Ring, opts RekeyO
 			}
 			for _, l := range links {
 				after = l.ID
+				if failed[l.ID] {
+					continue
+				}
 				found++
 				ok, err := rekeyLink(ctx, inner, ring, l, &res)
 				if err != nil {
@@ -120,6 +130,7 @@ func Rekey(ctx context.Context, inner tokenbroker.Store, ring *Ring, opts RekeyO
 						return res, ctx.Err()
 					}
 					if errors.Is(err, ErrOpen) {
+						failed[l.ID] = true
 						res.Failed++
 						opts.Logger.Warn("rekey: cannot open link", "user_id", l.UserID, "provider_id", l.ProviderID, "key_id", l.KeyID, "err", err)
 						continue
