@@ -61,8 +61,11 @@ func kindCases() []kindCase {
 	}
 	return []kindCase{
 		{
-			kind:      KindGitHub,
-			config:    base(KindGitHub, func(pc *ProviderConfig, b string) { pc.BaseURL = b; pc.ExtraTokenKeys = []string{"refresh_token_expires_in"} }),
+			kind: KindGitHub,
+			config: base(KindGitHub, func(pc *ProviderConfig, b string) {
+				pc.BaseURL = b
+				pc.ExtraTokenKeys = []string{"refresh_token_expires_in"}
+			}),
 			tokenPath: "/login/oauth/access_token", style: "params",
 			refreshOK:    "github/refresh_ok",
 			wantAccess:   "ghu_16C7e42F292c6912E7710c838347Ae178B4a",
