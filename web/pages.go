@@ -107,8 +107,8 @@ type pageError struct {
 func (h *Handler) renderError(w http.ResponseWriter, r *http.Request, e pageError) {
 	data := struct {
 		pageData
-		pageError
-	}{pageData{Title: e.Title, CSS: template.CSS(styleCSS)}, e}
+		Code, Message, BackURL string
+	}{pageData{Title: e.Title, CSS: template.CSS(styleCSS)}, e.Code, e.Message, e.BackURL}
 	h.render(w, r, e.Status, errorTmpl, data)
 }
 
