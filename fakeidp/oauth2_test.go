@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -199,4 +200,58 @@ func mustFamily(tb testing.TB, s *fakeidp.Server, token string) string {
 		tb.Fatal("unknown token")
 	}
 	return fam.ID
+}
+
+func TestProviderCompatiblePaths(t *testing.T) {
+	t.Parallel()
+	// A GitHub Enterprise Server–style client with base URL = the server.
+	s := MustStart(t, fakeidp.Config{Flavor: fakeidp.FlavorGitHub, AutoApprove: "alice"})
+	conf := &oauth2.Config{
+		ClientID:     fakeidp.DefaultClientID,
+		ClientSecret: fakeidp.DefaultClientSecret,
+		RedirectURL:  testRedirect,
+		Endpoint: oauth2.Endpoint{
+			AuthURL:       s.URL() + "/login/oauth/authorize",
+			TokenURL:      s.URL() + "/login/oauth/access_token",
+			DeviceAuthURL: s.URL() + "/login/device/code",
+			AuthStyle:     oauth2.AuthStyleInParams,
+		},
+	}
+	ctx := context.Background()
+	back := location(t, MustGet(t, s, conf.AuthCodeURL("st")))
+	tok, err := conf.Exchange(ctx, back.Query().Get("code"))
+	if err != nil {
+		t.Fatalf("exchange: %v", err)
+	}
+	for _, p := range []string{"/api/v3/user", "/user", "/api/v4/user", "/api/v1/user"} {
+		r := MustGet(t, s, p, withHeader("Authorization", "token "+tok.AccessToken))
+		if r.Status != http.StatusOK || r.JSON["login"] != "alice" || r.JSON["username"] != "alice" {
+			t.Fatalf("%s: %d %s", p, r.Status, r.Body)
+		}
+	}
+	// GitHub's grant deletion revokes the family.
+	del := func(clientID, secret, body string) int {
+		req, _ := http.NewRequest(http.MethodDelete, s.URL()+"/api/v3/applications/"+clientID+"/grant", strings.NewReader(body))
+		req.SetBasicAuth(clientID, secret)
+		return Do(t, req).Status
+	}
+	if st := del(fakeidp.DefaultClientID, "wrong", `{"access_token":"`+tok.AccessToken+`"}`); st != http.StatusNotFound {
+		t.Fatalf("bad credentials: %d", st)
+	}
+	if st := del(fakeidp.DefaultClientID, fakeidp.DefaultClientSecret, `{"access_token":"`+tok.AccessToken+`"}`); st != http.StatusNoContent {
+		t.Fatalf("delete grant: %d", st)
+	}
+	wantStatus(t, Userinfo(t, s, tok.AccessToken), http.StatusUnauthorized)
+	if _, err := conf.TokenSource(ctx, &oauth2.Token{RefreshToken: tok.RefreshToken}).Token(); err == nil {
+		t.Fatal("refresh after grant deletion succeeded")
+	}
+
+	// GitLab-style paths.
+	g := MustStart(t, fakeidp.Config{})
+	tk := MustIssue(t, g, "bob")
+	wantStatus(t, MustPost(t, g, "/oauth/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tk.RefreshToken}}, defaultAuth), http.StatusOK)
+	wantStatus(t, MustPost(t, g, "/oauth/revoke", url.Values{"token": {tk.RefreshToken}}, defaultAuth), http.StatusOK)
+	if st := g.Stats(); st.Requests["token"] != 1 || st.Requests["revoke"] != 1 || st.FamiliesRevoked != 1 {
+		t.Fatalf("stats: %+v", st)
+	}
 }

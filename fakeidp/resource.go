@@ -1,6 +1,8 @@
 package fakeidp
 
 import (
+	"crypto/subtle"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"strings"
@@ -60,6 +62,7 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 		"id":                 id,
 		"login":              u.Login,
 		"preferred_username": u.Login,
+		"username":           u.Login,
 		"email":              u.Email,
 		"email_verified":     u.Email != "",
 		"name":               u.Name,
@@ -107,4 +110,43 @@ func (s *Server) writeRevokeError(w http.ResponseWriter, e *oauthError) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="fakeidp"`)
 	}
 	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.desc})
+}
+
+// handleGitHubRevokeGrant is GitHub's "delete an app authorization"
+// (DELETE /applications/{client_id}/grant with the client's Basic
+// credentials and {"access_token": ...}): it revokes the token's whole
+// family and answers 204, or 404 for an unknown token or bad credentials,
+// as GitHub does.
+func (s *Server) handleGitHubRevokeGrant(w http.ResponseWriter, r *http.Request) {
+	if s.applyPreFault(w, r, epRevoke, "") {
+		return
+	}
+	notFound := func() {
+		writeJSON(w, http.StatusNotFound, map[string]string{"message": "Not Found"})
+	}
+	id, secret, ok := r.BasicAuth()
+	if !ok || id != s.cfg.ClientID || r.PathValue("client_id") != id ||
+		subtle.ConstantTimeCompare([]byte(secret), []byte(s.cfg.ClientSecret)) != 1 {
+		notFound()
+		return
+	}
+	var body struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxFormBytes)).Decode(&body); err != nil || body.AccessToken == "" {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"message": "Invalid request: access_token is required."})
+		return
+	}
+	s.mu.Lock()
+	s.stats.Revocations++
+	a := s.access[body.AccessToken]
+	if a != nil {
+		s.revokeFamilyLocked(a.fam, "revocation")
+	}
+	s.mu.Unlock()
+	if a == nil {
+		notFound()
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }

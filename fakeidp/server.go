@@ -269,19 +269,29 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	ep := func(name string, h http.HandlerFunc) http.Handler { return s.endpoint(name, h) }
-	mux.Handle("GET "+PathAuthorize, ep(epAuthorize, s.handleAuthorize))
-	mux.Handle("POST "+PathAuthorize, ep(epAuthorize, s.handleAuthorizeDecision))
-	mux.Handle("POST "+PathToken, ep(epToken, s.handleToken))
-	mux.Handle("POST "+PathDeviceCode, ep(epDeviceAuth, s.handleDeviceAuthorization))
-	mux.Handle("GET "+PathDevice, ep(epDeviceVerify, s.handleDevicePage))
-	mux.Handle("POST "+PathDevice, ep(epDeviceVerify, s.handleDeviceDecision))
-	mux.Handle("GET "+PathUserinfo, ep(epUserinfo, s.handleUserinfo))
-	mux.Handle("POST "+PathUserinfo, ep(epUserinfo, s.handleUserinfo))
-	mux.Handle("GET "+PathGitHubUser, ep(epUserinfo, s.handleUserinfo))
-	mux.Handle("POST "+PathRevoke, ep(epRevoke, s.handleRevoke))
-	mux.Handle("GET "+PathDiscovery, ep(epDiscovery, s.handleDiscovery))
-	mux.Handle("GET "+PathOAuthMetadata, ep(epDiscovery, s.handleDiscovery))
-	mux.Handle("GET "+PathJWKS, ep(epJWKS, s.handleJWKS))
+	// Each endpoint is also served at the paths GitHub (Enterprise Server:
+	// /login/..., /api/v3), GitLab (/oauth/..., /api/v4) and Gitea
+	// (/api/v1) use, so that a provider of those kinds with its base URL
+	// set to the server works unchanged.
+	handle := func(methods, name string, h http.HandlerFunc, paths ...string) {
+		for _, m := range strings.Fields(methods) {
+			for _, p := range paths {
+				mux.Handle(m+" "+p, ep(name, h))
+			}
+		}
+	}
+	handle("GET", epAuthorize, s.handleAuthorize, PathAuthorize, "/login/oauth/authorize", "/oauth/authorize")
+	handle("POST", epAuthorize, s.handleAuthorizeDecision, PathAuthorize, "/login/oauth/authorize", "/oauth/authorize")
+	handle("POST", epToken, s.handleToken, PathToken, "/login/oauth/access_token", "/oauth/token")
+	handle("POST", epDeviceAuth, s.handleDeviceAuthorization, PathDeviceCode, "/login/device/code", "/oauth/authorize_device")
+	handle("GET", epDeviceVerify, s.handleDevicePage, PathDevice, "/login/device")
+	handle("POST", epDeviceVerify, s.handleDeviceDecision, PathDevice, "/login/device")
+	handle("GET POST", epUserinfo, s.handleUserinfo, PathUserinfo)
+	handle("GET", epUserinfo, s.handleUserinfo, PathGitHubUser, "/api/v3/user", "/api/v4/user", "/api/v1/user")
+	handle("POST", epRevoke, s.handleRevoke, PathRevoke, "/oauth/revoke")
+	handle("DELETE", epRevoke, s.handleGitHubRevokeGrant, "/applications/{client_id}/grant", "/api/v3/applications/{client_id}/grant")
+	handle("GET", epDiscovery, s.handleDiscovery, PathDiscovery, PathOAuthMetadata)
+	handle("GET", epJWKS, s.handleJWKS, PathJWKS)
 	mux.HandleFunc("GET "+PathStats, s.handleStats)
 	mux.HandleFunc("POST "+PathStatsReset, s.handleStatsReset)
 	mux.HandleFunc("GET "+PathAdminFaults, s.handleGetFaults)
