@@ -47,6 +47,9 @@ type envOptions struct {
 	idp       fakeidp.Config
 	now       func() time.Time
 	allowList []string
+	// validateURL replaces fakeidp's userinfo endpoint as the provider's
+	// validation URL; "none" configures no validation URL.
+	validateURL string
 }
 
 // MustStartEnv starts an env; everything is closed at cleanup.
@@ -67,10 +70,16 @@ func MustStartEnv(tb testing.TB, o envOptions) *env {
 	}
 	base := "http://" + ln.Addr().String()
 	eps := idp.Endpoints()
+	switch o.validateURL {
+	case "":
+		o.validateURL = eps.Userinfo
+	case "none":
+		o.validateURL = ""
+	}
 	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{{
 		ID: "demo", Kind: "oauth2", DisplayName: "Demo",
 		ClientID: fakeidp.DefaultClientID, ClientSecret: fakeidp.DefaultClientSecret,
-		AuthURL: eps.Authorize, TokenURL: eps.Token, ValidateURL: eps.Userinfo,
+		AuthURL: eps.Authorize, TokenURL: eps.Token, ValidateURL: o.validateURL,
 		InsecureHTTP: true,
 	}}}, provider.Options{})
 	if err != nil {
@@ -492,4 +501,80 @@ func TestUnknownSessionAndPaths(t *testing.T) {
 	wantErrorPage(t, b.get(e.srv.URL+"/nothing/here"), http.StatusNotFound, "not_found")
 	wantErrorPage(t, b.get(e.srv.URL+"/oauth/callback?code=x"), http.StatusBadRequest, "state_invalid")
 	wantErrorPage(t, b.get(e.srv.URL+"/oauth/callback?code=x&state=nope"), http.StatusBadRequest, "state_invalid")
+}
+
+func TestValidationOutcomes(t *testing.T) {
+	answer := func(status int) string {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Retry-After", "1")
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			io.WriteString(w, `{"message":"no"}`)
+		}))
+		t.Cleanup(srv.Close)
+		return srv.URL + "/user"
+	}
+	for _, tt := range []struct {
+		name, validateURL string
+		wantStored        bool
+		wantLogin         string
+	}{
+		{"validated", "", true, "alice"},
+		{"provider cannot validate", "none", true, ""},
+		{"rate limited keeps the token", answer(http.StatusTooManyRequests), true, ""},
+		{"unavailable keeps the token", answer(http.StatusServiceUnavailable), true, ""},
+		{"token rejected stores nothing", answer(http.StatusUnauthorized), false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := MustStartEnv(t, envOptions{idp: fakeidp.Config{AutoApprove: "alice"}, validateURL: tt.validateURL})
+			b := newBrowser(t)
+			p := b.get(b.MustAuthorize(e, b.MustStart(e, e.MustSession("u1", ""))))
+			if !tt.wantStored {
+				wantErrorPage(t, p, http.StatusBadGateway, "provider_error")
+				wantNoLink(t, e, "u1")
+				return
+			}
+			if p.status != http.StatusSeeOther {
+				t.Fatalf("callback: %d\n%s", p.status, p.body)
+			}
+			l, err := e.store.GetLink(context.Background(), "u1", "demo")
+			if err != nil || l.AccountLogin != tt.wantLogin || l.Token.AccessToken == "" {
+				t.Fatalf("link = %+v, %v; want login %q", l, err, tt.wantLogin)
+			}
+		})
+	}
+}
+
+// TestConcurrentCallbacksOneWins sends the same callback twice at once
+// from the bound browser: the state is consumed by one statement, so
+// exactly one goes on to the provider.
+func TestConcurrentCallbacksOneWins(t *testing.T) {
+	e := MustStartEnv(t, envOptions{idp: fakeidp.Config{AutoApprove: "alice"}})
+	b := newBrowser(t)
+	cb := b.MustAuthorize(e, b.MustStart(e, e.MustSession("u1", "")))
+	statuses := make(chan int, 2)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			resp, err := b.c.Get(cb)
+			if err != nil {
+				statuses <- 0
+				return
+			}
+			resp.Body.Close()
+			statuses <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(statuses)
+	got := map[int]int{}
+	for s := range statuses {
+		got[s]++
+	}
+	if got[http.StatusSeeOther] != 1 || got[http.StatusBadRequest] != 1 {
+		t.Fatalf("statuses = %v, want one 303 and one 400", got)
+	}
+	if s := e.idp.Stats(); s.CodeExchanges != 1 {
+		t.Errorf("code exchanges = %d, want 1", s.CodeExchanges)
+	}
 }
