@@ -85,6 +85,9 @@ func TestTokenEndpointRequestErrors(t *testing.T) {
 	t.Parallel()
 	s := MustStart(t, fakeidp.Config{})
 	wantError(t, MustPost(t, s, fakeidp.PathToken, url.Values{"grant_type": {"password"}}, defaultAuth), 400, "unsupported_grant_type")
+	if st := s.Stats(); st.TokenRequests["other"] != 1 || len(st.TokenRequests) != 1 {
+		t.Fatalf("token requests: %v", st.TokenRequests)
+	}
 	wantError(t, MustPost(t, s, fakeidp.PathToken, url.Values{}, defaultAuth), 400, "invalid_request")
 	wantError(t, MustPost(t, s, fakeidp.PathToken, url.Values{"grant_type": {"refresh_token"}}, defaultAuth), 400, "invalid_request")
 	r := MustPost(t, s, fakeidp.PathToken+"?x=1", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {"a"}}, defaultAuth,

@@ -50,8 +50,8 @@ type Faults struct {
 	P503  float64 `json:"p503"`
 	// Hang makes every targeted request hang (like PHang = 1).
 	Hang bool `json:"hang"`
-	// RetryAfter is sent in the Retry-After header of 429 answers, rounded
-	// up to whole seconds; default 1s.
+	// RetryAfter is sent in the Retry-After header of 429 answers (default
+	// 1s) and, when set, of 503 answers, rounded up to whole seconds.
 	RetryAfter time.Duration `json:"retry_after"`
 
 	// ConsumeThenFail and ConsumeThenDrop are the probabilities that a

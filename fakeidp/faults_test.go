@@ -41,10 +41,15 @@ func TestServerErrorFaults(t *testing.T) {
 		{fakeidp.Faults{P500: 1}, http.StatusInternalServerError},
 		{fakeidp.Faults{P502: 1}, http.StatusBadGateway},
 		{fakeidp.Faults{P503: 1}, http.StatusServiceUnavailable},
+		{fakeidp.Faults{P503: 1, RetryAfter: 5 * time.Second}, http.StatusServiceUnavailable},
 	} {
 		s := MustStart(t, fakeidp.Config{Faults: tc.faults})
 		tok := MustIssue(t, s, "alice")
-		wantStatus(t, Refresh(t, s, tok.RefreshToken), tc.status)
+		r := Refresh(t, s, tok.RefreshToken)
+		wantStatus(t, r, tc.status)
+		if want := map[bool]string{true: "5", false: ""}[tc.faults.RetryAfter > 0]; r.Header.Get("Retry-After") != want {
+			t.Errorf("%d: Retry-After = %q, want %q", tc.status, r.Header.Get("Retry-After"), want)
+		}
 		s.SetFaults(fakeidp.Faults{})
 		wantStatus(t, Refresh(t, s, tok.RefreshToken), http.StatusOK)
 		if st := s.Stats(); st.Faults[strconv.Itoa(tc.status)] != 1 || st.Rotations != 1 {

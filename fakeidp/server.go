@@ -378,6 +378,7 @@ func (s *Server) applyPreFault(w http.ResponseWriter, r *http.Request, endpoint,
 		f = s.faults.decidePre(s.drawLocked)
 	}
 	retryAfter := s.faults.retryAfterSeconds()
+	retryAfter503 := s.faults.RetryAfter > 0
 	if f != noFault {
 		s.stats.Faults[f.String()]++
 	}
@@ -402,6 +403,9 @@ func (s *Server) applyPreFault(w http.ResponseWriter, r *http.Request, endpoint,
 		w.WriteHeader(http.StatusBadGateway)
 		io.WriteString(w, "<html><body><h1>502 Bad Gateway</h1></body></html>\n")
 	case fault503:
+		if retryAfter503 {
+			w.Header().Set("Retry-After", fmt.Sprint(retryAfter))
+		}
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
 			"error": "temporarily_unavailable", "error_description": "Injected unavailability."})
 	}

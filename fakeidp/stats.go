@@ -16,7 +16,8 @@ type Stats struct {
 	// device_authorization, device_verification, userinfo, revoke,
 	// discovery, jwks.
 	Requests map[string]int64 `json:"requests"`
-	// TokenRequests counts token endpoint requests per grant_type.
+	// TokenRequests counts token endpoint requests per grant_type
+	// (authorization_code, refresh_token, the device code URN, or "other").
 	TokenRequests map[string]int64 `json:"token_requests"`
 
 	// RefreshCalls counts refresh_token grant requests received, whatever

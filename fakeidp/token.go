@@ -121,12 +121,17 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	}
 	grant := r.PostForm.Get("grant_type")
 	s.mu.Lock()
-	s.stats.TokenRequests[grant]++
 	switch grant {
 	case grantRefresh:
 		s.stats.RefreshCalls++
 	case grantDevice:
 		s.stats.DevicePolls++
+	}
+	switch grant {
+	case grantCode, grantRefresh, grantDevice:
+		s.stats.TokenRequests[grant]++
+	default: // bounded: clients choose the string
+		s.stats.TokenRequests["other"]++
 	}
 	s.mu.Unlock()
 	if s.applyPreFault(w, r, epToken, grant) {
