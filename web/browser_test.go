@@ -20,10 +20,12 @@ const chromiumPath = "/usr/bin/chromium"
 // TestBrowserConnectFlow drives a real headless Chromium through the whole
 // flow: the connect page, the Connect button, fakeidp's login page, the
 // callback and the page that says "Connected as alice". It checks what only
-// a browser checks: the cookie attributes (SameSite=Lax must survive the
-// provider's cross-origin redirect), the content security policy (Chromium
-// applies form-action to the redirect that follows the form's POST) and
-// that the page renders. Set WEB_SCREENSHOT=file.png to keep a screenshot.
+// a browser checks: that the binding cookie as set (HttpOnly, SameSite=Lax,
+// two paths) comes back on the POST and on the provider's redirect to the
+// callback, that the content security policy lets the flow through
+// (Chromium applies form-action to the redirect that follows the form's
+// POST: with form-action 'self' alone this test times out), and that the
+// page renders. Set WEB_SCREENSHOT=file.png to keep a screenshot.
 func TestBrowserConnectFlow(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "true" {
