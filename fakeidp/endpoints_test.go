@@ -2,12 +2,14 @@ package fakeidp_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -304,5 +306,33 @@ func TestOIDC(t *testing.T) {
 	}
 	if tk := MustIssue(t, s, "bob", "openid"); tk.IDToken == "" {
 		t.Fatal("IssueToken with openid: no id_token")
+	}
+}
+
+func TestFailingRandomness(t *testing.T) {
+	t.Parallel()
+	s := MustStart(t, fakeidp.Config{Rand: iotest.ErrReader(errors.New("entropy gone")), Faults: fakeidp.Faults{P503: 0.5}})
+	if _, err := s.IssueToken("alice"); err == nil {
+		t.Fatal("IssueToken without randomness succeeded")
+	}
+	wantError(t, MustPost(t, s, fakeidp.PathDeviceCode, url.Values{"client_id": {fakeidp.DefaultClientID}}), 500, "server_error")
+	// Fault decisions without randomness inject nothing.
+	wantError(t, Refresh(t, s, "x"), http.StatusBadRequest, "invalid_grant")
+}
+
+func TestBaseURLAndConfig(t *testing.T) {
+	t.Parallel()
+	s := MustStart(t, fakeidp.Config{BaseURL: "https://idp.example.com/", Users: []fakeidp.User{{ID: "7", Login: "zoe"}}})
+	if s.URL() != "https://idp.example.com" || s.Endpoints().Token != "https://idp.example.com/token" {
+		t.Fatalf("URL %q, endpoints %+v", s.URL(), s.Endpoints())
+	}
+	c := s.Config()
+	if c.ClientID != fakeidp.DefaultClientID || len(c.Users) != 1 || c.AccessTokenTTL != time.Hour {
+		t.Fatalf("Config: %+v", c)
+	}
+	// Users typed on the login page show up in Config.
+	MustIssue(t, s, "newbie")
+	if c := s.Config(); len(c.Users) != 2 || c.Users[1].Login != "newbie" {
+		t.Fatalf("users: %+v", c.Users)
 	}
 }
