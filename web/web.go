@@ -54,8 +54,8 @@ type Config struct {
 	// is right for a single process (a restart then ends the flows in
 	// progress, nothing else).
 	CookieKey []byte
-	// CookieSecure sets the Secure attribute on the binding cookie. Turn it
-	// on whenever BaseURL is https.
+	// CookieSecure forces the Secure attribute on the binding cookie. It
+	// is on anyway when BaseURL is https.
 	CookieSecure bool
 
 	// ExchangeTimeout bounds the code exchange, validation and storing of a
@@ -120,7 +120,7 @@ func New(cfg Config) (*Handler, error) {
 		basePath:    strings.TrimRight(base.EscapedPath(), "/"),
 		stateTTL:    cfg.StateTTL,
 		validate:    !cfg.SkipValidation,
-		secure:      cfg.CookieSecure,
+		secure:      cfg.CookieSecure || base.Scheme == "https",
 		exchangeTTL: cfg.ExchangeTimeout,
 		log:         cfg.Logger,
 		now:         cfg.Now,

@@ -578,3 +578,73 @@ func TestConcurrentCallbacksOneWins(t *testing.T) {
 		t.Errorf("code exchanges = %d, want 1", s.CodeExchanges)
 	}
 }
+
+// TestCookieAttributes checks the binding cookie of a server whose public
+// URL is https behind a path prefix: Secure, HttpOnly, SameSite=Lax, and
+// scoped to the session's connect path and the callback under the prefix.
+func TestCookieAttributes(t *testing.T) {
+	store := testdb.SQLite(t)
+	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{{
+		ID: "demo", Kind: "oauth2", ClientID: "c", AuthURL: "https://idp.example.com/authorize",
+		TokenURL: "https://idp.example.com/token",
+	}}}, provider.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := web.New(web.Config{Store: store, Providers: providers, BaseURL: "https://broker.example.com/tb/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := h.RedirectURI(); got != "https://broker.example.com/tb/oauth/callback" {
+		t.Errorf("RedirectURI = %q", got)
+	}
+	id := "S3ss10n-1d-0123456789abcdefghijklmnopq"
+	if err := store.CreateConnectSession(context.Background(), &tokenbroker.ConnectSession{
+		ID: id, UserID: "u1", ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/connect/"+id, nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("status %d\n%s", rec.Code, rec.Body)
+	}
+	var paths []string
+	for _, c := range rec.Result().Cookies() {
+		if !c.Secure || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode || c.MaxAge < 3600 ||
+			!strings.HasPrefix(c.Name, "tb_connect_") || strings.Contains(c.Name+c.Value, id) {
+			t.Errorf("cookie %+v", c)
+		}
+		paths = append(paths, c.Path)
+	}
+	if want := []string{"/tb/connect/" + id, "/tb/oauth/callback"}; strings.Join(paths, " ") != strings.Join(want, " ") {
+		t.Errorf("cookie paths = %q, want %q", paths, want)
+	}
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' https://idp.example.com;") {
+		t.Errorf("CSP = %q", csp)
+	}
+	if !strings.Contains(rec.Body.String(), `action="/tb/connect/`+id+`/start/demo"`) {
+		t.Errorf("form action not under the prefix:\n%s", rec.Body)
+	}
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	store := testdb.SQLite(t)
+	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{{
+		ID: "demo", Kind: "oauth2", ClientID: "c", AuthURL: "https://idp.example.com/authorize",
+		TokenURL: "https://idp.example.com/token",
+	}}}, provider.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range []web.Config{
+		{Store: store, Providers: providers, BaseURL: "broker.example.com"},
+		{Store: store, Providers: providers, BaseURL: "https://u:p@broker.example.com"},
+		{Store: store, Providers: providers, BaseURL: "https://broker.example.com", ReturnURLAllowList: []string{"//evil.com"}},
+		{Store: store, Providers: providers, BaseURL: "https://broker.example.com", CookieKey: []byte("short")},
+		{Providers: providers, BaseURL: "https://broker.example.com"},
+	} {
+		if _, err := web.New(cfg); tokenbroker.ErrorCode(err) != tokenbroker.EINVALID {
+			t.Errorf("New(%+v) = %v, want invalid_request", cfg, err)
+		}
+	}
+}
