@@ -648,3 +648,33 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestExchangeFailureStoresNothing: the provider's token endpoint fails;
+// the page says so with provider_error, nothing is stored, the state is
+// spent, and no log line holds the code, state or verifier.
+func TestExchangeFailureStoresNothing(t *testing.T) {
+	e := MustStartEnv(t, envOptions{idp: fakeidp.Config{AutoApprove: "alice"}})
+	b := newBrowser(t)
+	cb := b.MustAuthorize(e, b.MustStart(e, e.MustSession("u1", "")))
+	e.idp.SetFaults(fakeidp.Faults{P503: 1})
+	p := b.get(cb)
+	wantErrorPage(t, p, http.StatusBadGateway, "provider_error")
+	if !strings.Contains(p.body, "Back to your connections") {
+		t.Errorf("no way back on the error page:\n%s", p.body)
+	}
+	wantNoLink(t, e, "u1")
+	e.idp.SetFaults(fakeidp.Faults{})
+	wantErrorPage(t, b.get(cb), http.StatusBadRequest, "state_invalid")
+	if evs := e.auditEvents(); len(evs) != 1 || evs[0].Outcome == "ok" {
+		t.Errorf("audit events = %+v", evs)
+	}
+	logs := e.logs.String()
+	if !strings.Contains(logs, "code exchange failed") {
+		t.Errorf("the failure was not logged:\n%s", logs)
+	}
+	for _, secret := range []string{mustQuery(t, cb, "code"), mustQuery(t, cb, "state")} {
+		if strings.Contains(logs, secret) {
+			t.Errorf("a secret leaked into the log:\n%s", logs)
+		}
+	}
+}
