@@ -207,12 +207,11 @@ func LoadFile(path string, environ []string) (*Config, error) {
 }
 
 // Validate checks every provider and returns a [*ValidationError] listing
-// every invalid field, or nil. It reads no file and makes no request.
+// every invalid field, or nil. It reads no file and makes no request. A
+// configuration without providers is valid (a server can start without
+// any); `tokenbroker providers check` reports it.
 func (c *Config) Validate() error {
 	var errs []*FieldError
-	if len(c.Providers) == 0 {
-		errs = append(errs, &FieldError{Provider: "-", Field: "providers", Msg: "no provider configured"})
-	}
 	seen := map[string]int{}
 	seenEnv := map[string]string{}
 	for i := range c.Providers {

@@ -147,8 +147,8 @@ func TestValidate(t *testing.T) {
 		}
 	})
 	t.Run("empty", func(t *testing.T) {
-		if err := (&Config{}).Validate(); err == nil {
-			t.Error("an empty configuration is valid")
+		if err := (&Config{}).Validate(); err != nil {
+			t.Errorf("an empty configuration is invalid: %v", err)
 		}
 	})
 	t.Run("every error listed", func(t *testing.T) {
