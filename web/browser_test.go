@@ -36,9 +36,7 @@ func TestBrowserConnectFlow(t *testing.T) {
 	e := MustStartEnv(t, envOptions{idp: fakeidp.Config{}}) // no auto-approve: the login page
 	connectURL := e.MustSession("u1", "")
 
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	browserCtx := MustStartChromium(t, ctx)
+	browserCtx := MustStartChromium(t, 20*time.Second)
 
 	fail := func(what string, err error) {
 		t.Helper()
@@ -106,13 +104,14 @@ func TestBrowserConnectFlow(t *testing.T) {
 }
 
 // MustStartChromium starts a headless Chromium with a fresh profile and
-// returns a chromedp context for its first tab. At cleanup the browser is
-// closed, and any process still running with this test's profile directory
-// (Chromium's helpers can outlive their parent) is killed by pid, so no
-// process is left behind.
-func MustStartChromium(tb testing.TB, ctx context.Context) context.Context {
+// returns a chromedp context for its first tab; the browser is killed after
+// limit at the latest. At cleanup the browser is closed, and any process
+// still running with this test's profile directory (Chromium's helpers can
+// outlive their parent) is killed by pid, so no process is left behind.
+func MustStartChromium(tb testing.TB, limit time.Duration) context.Context {
 	tb.Helper()
 	dir := tb.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Flag("headless", true),
@@ -138,6 +137,7 @@ func MustStartChromium(tb testing.TB, ctx context.Context) context.Context {
 		}
 		cancelBrowser()
 		cancelAlloc()
+		cancel()
 		killProfileProcesses(tb, dir)
 	})
 	// Start the browser now, so a failure to start is reported as such.
@@ -172,6 +172,7 @@ func killProfileProcesses(tb testing.TB, dir string) {
 		if len(left) == 0 {
 			return
 		}
+		tb.Logf("killing %d chromium helper processes left behind", len(left))
 		if time.Now().After(deadline) {
 			tb.Errorf("chromium processes still running after kill: %v", left)
 			return
