@@ -94,6 +94,12 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if s == nil {
 		return
 	}
+	if r.Method == http.MethodHead {
+		// Link checkers and previewers often send HEAD first: it must not
+		// use up the single-use link.
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if !h.bound(r, s.ID) {
 		// First open: claim the session, once, for this browser. The claim
 		// is one conditional statement, so of two browsers racing for the
@@ -354,7 +360,7 @@ func (h *Handler) connect(ctx context.Context, p tokenbroker.Provider, req *toke
 	tok, err := p.Exchange(ctx, code, req.Secret, req.RedirectURI)
 	if err != nil {
 		h.log.WarnContext(ctx, "web: code exchange failed", "provider", p.ID(), "err", err)
-		h.audit(req, tokenbroker.AuditLinkCreate, tokenbroker.ErrorCode(err), "code exchange failed")
+		h.audit(req, tokenbroker.AuditLinkCreate, codeProviderError, "code exchange failed")
 		return nil, &pageError{Status: http.StatusBadGateway, Code: codeProviderError, Title: "Connection failed",
 			Message: name + " did not accept the sign-in. Please try again."}
 	}
@@ -373,7 +379,7 @@ func (h *Handler) connect(ctx context.Context, p tokenbroker.Provider, req *toke
 			h.log.WarnContext(ctx, "web: token validation failed transiently; storing the link without account", "provider", p.ID(), "err", err)
 		default:
 			h.log.WarnContext(ctx, "web: token validation failed", "provider", p.ID(), "err", err)
-			h.audit(req, tokenbroker.AuditLinkCreate, tokenbroker.ErrorCode(err), "token validation failed")
+			h.audit(req, tokenbroker.AuditLinkCreate, codeProviderError, "token validation failed")
 			return nil, &pageError{Status: http.StatusBadGateway, Code: codeProviderError, Title: "Connection failed",
 				Message: name + " issued a token that it then did not accept. Nothing was connected; please try again."}
 		}

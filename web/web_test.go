@@ -428,6 +428,14 @@ func TestSecondBrowserRefused(t *testing.T) {
 	e := MustStartEnv(t, envOptions{})
 	first, second := newBrowser(t), newBrowser(t)
 	connectURL := e.MustSession("u1", "")
+	// A link checker's HEAD does not use the link up.
+	head, err := http.NewRequest(http.MethodHead, connectURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := second.do(head); p.status != http.StatusOK || len(p.header.Values("Set-Cookie")) != 0 {
+		t.Fatalf("HEAD: %d, cookies %q", p.status, p.header.Values("Set-Cookie"))
+	}
 	if p := first.get(connectURL); p.status != http.StatusOK {
 		t.Fatalf("first open: %d", p.status)
 	}
@@ -665,7 +673,7 @@ func TestExchangeFailureStoresNothing(t *testing.T) {
 	wantNoLink(t, e, "u1")
 	e.idp.SetFaults(fakeidp.Faults{})
 	wantErrorPage(t, b.get(cb), http.StatusBadRequest, "state_invalid")
-	if evs := e.auditEvents(); len(evs) != 1 || evs[0].Outcome == "ok" {
+	if evs := e.auditEvents(); len(evs) != 1 || evs[0].Outcome != "provider_error" {
 		t.Errorf("audit events = %+v", evs)
 	}
 	logs := e.logs.String()
