@@ -88,12 +88,12 @@ func TestBrowserPages(t *testing.T) {
 		chromedp.SendKeys(chromedp.ID(`user_code`), strings.ToLower(da.UserCode)),
 		chromedp.SendKeys(chromedp.ID(`username`), "dave"),
 		chromedp.Click(chromedp.CSS(`button[value=approve]`)),
-		chromedp.WaitVisible(chromedp.CSS(`h1`)),
+		chromedp.WaitVisible(chromedp.ID(`result`)), // only on the page after the POST
 	)
 	if err != nil {
 		t.Fatalf("browser, device page: %v", err)
 	}
-	h1, err := chromedp.Run(browser, chromedp.Text(chromedp.CSS(`h1`)))
+	h1, err := chromedp.Run(browser, chromedp.Text(chromedp.ID(`result`)))
 	if err != nil || h1 != "Device connected" {
 		t.Fatalf("device page heading %q, %v", h1, err)
 	}

@@ -27,7 +27,8 @@ func TestRateLimitHasRetryAfter(t *testing.T) {
 	s.SetFaults(fakeidp.Faults{})
 	wantStatus(t, Refresh(t, s, tok.RefreshToken), http.StatusOK)
 	st := s.Stats()
-	if st.Faults["429"] != 1 || st.RefreshCalls != 2 || st.Rotations != 1 || st.ReuseDetections != 0 {
+	if st.Faults["429"] != 1 || st.RefreshCalls != 2 || st.Rotations != 1 || st.ReuseDetections != 0 ||
+		st.Families[tok.Family].RefreshCalls != 2 {
 		t.Fatalf("stats: %+v", st)
 	}
 }

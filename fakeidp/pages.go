@@ -53,7 +53,7 @@ button.primary{background:#2557d6;color:#fff;border:0;border-radius:4px}
 <button type="submit" name="action" value="deny">Deny</button></div>
 </form>{{template "foot"}}{{end}}
 {{define "message"}}{{template "head" .Title}}
-<h1>{{.Title}}</h1><p{{if .IsError}} class="error" role="alert"{{end}}>{{.Message}}</p>{{template "foot"}}{{end}}
+<h1 id="result">{{.Title}}</h1><p{{if .IsError}} class="error" role="alert"{{end}}>{{.Message}}</p>{{template "foot"}}{{end}}
 {{define "index"}}{{template "head" "index"}}
 <h1>fakeidp</h1>
 <p>Client <code>{{.ClientID}}</code>, flavour <code>{{.Flavor}}</code>{{if .OIDC}}, OpenID Connect{{end}}.</p>

@@ -83,7 +83,7 @@ func TestReplayedRefreshTokenRevokesFamily(t *testing.T) {
 		t.Fatalf("stats: %+v", st)
 	}
 	fam := st.Families[tok.Family]
-	if !fam.Revoked || fam.RevokedReason != "reuse" || fam.Generation != 2 {
+	if !fam.Revoked || fam.RevokedReason != "reuse" || fam.Generation != 2 || fam.RefreshCalls != 3 || fam.Rotations != 1 {
 		t.Fatalf("family: %+v", fam)
 	}
 	// Other families are untouched.
@@ -122,7 +122,8 @@ func TestConcurrentRefreshIsOneRotationAndOneReuse(t *testing.T) {
 		}
 	}
 	st := s.Stats()
-	if ok != 1 || st.Rotations != 1 || st.ReuseDetections != 1 || st.FamiliesRevoked != 1 || st.RefreshCalls != n {
+	if ok != 1 || st.Rotations != 1 || st.ReuseDetections != 1 || st.FamiliesRevoked != 1 || st.RefreshCalls != n ||
+		st.Families[tok.Family].RefreshCalls != n {
 		t.Fatalf("%d successes; stats: %+v", ok, st)
 	}
 }

@@ -71,8 +71,13 @@ type FamilyStats struct {
 	// first grant, +1 per rotation).
 	Generation int `json:"generation"`
 	// Rotations is the number of refresh tokens used up.
-	Rotations int  `json:"rotations"`
-	Revoked   bool `json:"revoked"`
+	Rotations int `json:"rotations"`
+	// RefreshCalls counts refresh requests that presented one of the
+	// family's refresh tokens, faulted ones included. A client that sends
+	// each refresh token once has RefreshCalls == Rotations (DESIGN.md I1,
+	// I2), barring pre-processing faults it retried.
+	RefreshCalls int  `json:"refresh_calls"`
+	Revoked      bool `json:"revoked"`
 	// RevokedReason is reuse, revocation, admin or code_replay.
 	RevokedReason string    `json:"revoked_reason,omitempty"`
 	RevokedAt     time.Time `json:"revoked_at,omitzero"`
@@ -80,7 +85,7 @@ type FamilyStats struct {
 
 func (f *family) stats() FamilyStats {
 	return FamilyStats{ID: f.id, UserID: f.userID, Generation: f.generation, Rotations: f.rotations,
-		Revoked: f.revoked, RevokedReason: f.reason, RevokedAt: f.revokedAt}
+		RefreshCalls: f.refreshCalls, Revoked: f.revoked, RevokedReason: f.reason, RevokedAt: f.revokedAt}
 }
 
 // counters is Stats without Families, kept under Server.mu.

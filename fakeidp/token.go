@@ -124,6 +124,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	switch grant {
 	case grantRefresh:
 		s.stats.RefreshCalls++
+		if rt := s.refresh[r.PostForm.Get("refresh_token")]; rt != nil {
+			rt.fam.refreshCalls++
+		}
 	case grantDevice:
 		s.stats.DevicePolls++
 	}

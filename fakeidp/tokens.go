@@ -52,19 +52,20 @@ func (t *Token) OAuth2() *oauth2.Token {
 // family is one grant: every pair issued from one authorization, linked
 // by refresh token rotation. Revoking a family revokes all its tokens.
 type family struct {
-	id         string
-	userID     string
-	clientID   string
-	scope      string
-	nonce      string // of the authorization request, for the first id_token
-	authTime   time.Time
-	generation int // pairs issued so far
-	rotations  int
-	current    *refreshToken
-	accesses   []*accessToken
-	revoked    bool
-	reason     string // why it was revoked: reuse, revocation, admin, code_replay
-	revokedAt  time.Time
+	id           string
+	userID       string
+	clientID     string
+	scope        string
+	nonce        string // of the authorization request, for the first id_token
+	authTime     time.Time
+	generation   int // pairs issued so far
+	rotations    int
+	refreshCalls int // refresh requests presenting one of its tokens
+	current      *refreshToken
+	accesses     []*accessToken
+	revoked      bool
+	reason       string // why it was revoked: reuse, revocation, admin, code_replay
+	revokedAt    time.Time
 }
 
 // refreshToken is one refresh token of a family.
