@@ -268,7 +268,7 @@ func Kinds() []string {
 }
 
 // Resolve returns a copy of pc with the kind's defaults filled in: display
-// name, scopes, endpoint URLs, hosts. For kind oidc the endpoints stay
+// name, scopes, endpoint URLs, hosts, auth style, refresh-ahead window. For kind oidc the endpoints stay
 // empty until discovery. An unknown kind is returned unchanged.
 func (pc ProviderConfig) Resolve() ProviderConfig {
 	spec, ok := kinds[pc.Kind]
@@ -297,6 +297,12 @@ func (pc ProviderConfig) Resolve() ProviderConfig {
 			d = Duration(DefaultRefreshAhead)
 		}
 		r.RefreshAhead = &d
+	}
+	if r.AuthStyle == "" && r.Kind != KindOIDC { // oidc: from discovery
+		r.AuthStyle = authStyleHeader
+		if spec.authStyle == oauth2.AuthStyleInParams {
+			r.AuthStyle = authStyleParams
+		}
 	}
 	if r.PKCEMethods == nil {
 		r.PKCEMethods = []string{"S256"}
