@@ -351,16 +351,18 @@ func (c *Cluster) DropDatabase(ctx context.Context, url string) error {
 	return nil
 }
 
-// Terminate ends every session of the database of url except the
-// caller's: a way to test reconnection.
-func (c *Cluster) Terminate(ctx context.Context, url string) (int, error) {
+// Terminate ends the sessions of the database of url whose
+// application_name is app (every session if app is ""), and reports how
+// many: a way to test reconnection.
+func (c *Cluster) Terminate(ctx context.Context, url, app string) (int, error) {
 	cfg, err := pgx.ParseConfig(url)
 	if err != nil {
 		return 0, err
 	}
 	var n int
 	err = c.admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE datname = $1 AND pid <> pg_backend_pid()`, cfg.Database).Scan(&n)
+		WHERE datname = $1 AND pid <> pg_backend_pid() AND ($2 = '' OR application_name = $2)`,
+		cfg.Database, app).Scan(&n)
 	return n, err
 }
 

@@ -1,0 +1,314 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/pressly/goose/v3"
+
+	tokenbroker "github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/store/internal/signal"
+)
+
+//go:embed migrations/*.sql
+var migrationsFS embed.FS
+
+// VersionTable is the table in which goose records applied migrations.
+const VersionTable = "tokenbroker_schema_migrations"
+
+// Channel is the LISTEN/NOTIFY channel of link changes; the payload is the
+// link id in decimal.
+const Channel = "tokenbroker_link"
+
+// notifyFrom is the tail of a statement that signals every link id of the
+// data-modifying CTE named u: the NOTIFY is part of the write's own
+// statement, so it is delivered exactly when the write commits.
+const notifyFrom = `SELECT pg_notify('` + Channel + `', u.id::text) FROM u`
+
+// Store is the PostgreSQL implementation of [tokenbroker.Store] and
+// [tokenbroker.Signaler]. Open it with [Open]; apply the schema with
+// [Store.Migrate]. Many replicas may share one database.
+type Store struct {
+	pool *pgxpool.Pool
+	hub  *signal.Hub
+	// Logger receives the listener's connection problems; set it before
+	// the first Subscribe. Default: slog.Default().
+	Logger *slog.Logger
+
+	listenOnce   sync.Once
+	listenCtx    context.Context
+	listenCancel context.CancelFunc
+	listenDone   chan struct{}
+	// listening counts successful (re)connections of the listener, for tests.
+	listenMu  sync.Mutex
+	listening int
+}
+
+var (
+	_ tokenbroker.Store    = (*Store)(nil)
+	_ tokenbroker.Signaler = (*Store)(nil)
+)
+
+// Open connects to the database at url (a postgres:// URL or a libpq
+// keyword string; pgxpool's pool_* parameters apply) and checks that its
+// schema is not newer than this binary ([*tokenbroker.SchemaTooNewError]).
+// It does not migrate: call [Store.Migrate]. Errors never contain the
+// password.
+func Open(ctx context.Context, url string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: invalid database URL: %s", cleanError(err, url))
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: invalid database URL: %s", cleanError(err, url))
+	}
+	s := &Store{pool: pool, hub: signal.NewHub(), listenDone: make(chan struct{})}
+	s.listenCtx, s.listenCancel = context.WithCancel(context.Background())
+	if err := pool.Ping(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("postgres: cannot connect to %s: %s", describe(cfg), cleanError(err, url))
+	}
+	current, latest, err := s.SchemaVersion(ctx)
+	if err != nil {
+		s.Close()
+		return nil, errors.New(cleanError(err, url))
+	}
+	if current > latest {
+		s.Close()
+		return nil, &tokenbroker.SchemaTooNewError{Current: current, Latest: latest}
+	}
+	return s, nil
+}
+
+// describe names the database of cfg without credentials.
+func describe(cfg *pgxpool.Config) string {
+	return fmt.Sprintf("database %q on %s:%d as %q", cfg.ConnConfig.Database, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.User)
+}
+
+var (
+	parsePrefix = regexp.MustCompile("^cannot parse `[^`]*`: ")
+	spaces      = regexp.MustCompile(`\s+`)
+)
+
+// cleanError renders err as one line without the password of connURL.
+func cleanError(err error, connURL string) string {
+	msg := parsePrefix.ReplaceAllString(err.Error(), "")
+	// Connection errors list one line per attempt; keep distinct ones.
+	var parts []string
+	for _, line := range strings.Split(msg, "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !containsString(parts, line) {
+			parts = append(parts, line)
+		}
+	}
+	msg = spaces.ReplaceAllString(strings.Join(parts, " "), " ")
+	for _, secret := range passwords(connURL) {
+		msg = strings.ReplaceAll(msg, secret, "xxxxx")
+	}
+	return msg
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// passwords returns the password(s) a connection string carries, in the
+// forms they may be echoed.
+func passwords(connURL string) []string {
+	var out []string
+	if u, err := url.Parse(connURL); err == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			out = append(out, p, url.QueryEscape(p), url.PathEscape(p))
+		}
+		if p := u.Query().Get("password"); p != "" {
+			out = append(out, p)
+		}
+	}
+	if m := regexp.MustCompile(`password=('[^']*'|\S+)`).FindAllStringSubmatch(connURL, -1); m != nil {
+		for _, x := range m {
+			out = append(out, strings.Trim(x[1], "'"))
+		}
+	}
+	return out
+}
+
+// Close stops the listener and closes the pool.
+func (s *Store) Close() error {
+	s.listenCancel()
+	s.listenOnce.Do(func() { close(s.listenDone) }) // never started: nothing to wait for
+	<-s.listenDone
+	s.pool.Close()
+	return nil
+}
+
+// Pool returns the store's pool, for tests and tools.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// LatestVersion returns the newest schema version embedded in this binary.
+func LatestVersion() int64 {
+	ents, _ := fs.ReadDir(migrationsFS, "migrations")
+	var latest int64
+	for _, e := range ents {
+		var v int64
+		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil && v > latest {
+			latest = v
+		}
+	}
+	return latest
+}
+
+// migrateLockID is the advisory lock that serializes migrations of
+// replicas starting together.
+const migrateLockID int64 = 0x746f6b656e62 // "tokenb"
+
+// Migrate applies the embedded migrations that the database lacks. It
+// holds a session advisory lock meanwhile (a blocking wait, no polling),
+// so that replicas starting together migrate once. It refuses a database
+// whose schema is newer than this binary.
+func (s *Store) Migrate(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, migrateLockID); err != nil {
+		return fmt.Errorf("postgres: migrate: lock: %w", err)
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, migrateLockID); err != nil {
+			conn.Conn().Close(uctx) // ending the session releases the lock
+		}
+	}()
+
+	current, latest, err := s.SchemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if current > latest {
+		return &tokenbroker.SchemaTooNewError{Current: current, Latest: latest}
+	}
+	if current == latest {
+		return nil
+	}
+	sub, err := fs.Sub(migrationsFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("postgres: migrations: %w", err)
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	defer db.Close()
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
+		goose.WithTableName(VersionTable),
+		goose.WithDisableGlobalRegistry(true),
+	)
+	if err != nil {
+		return fmt.Errorf("postgres: migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	return nil
+}
+
+// SchemaVersion implements [tokenbroker.Store]. It only reads: a database
+// never migrated has version 0.
+func (s *Store) SchemaVersion(ctx context.Context) (current, latest int64, err error) {
+	latest = LatestVersion()
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, VersionTable).Scan(&exists); err != nil {
+		return 0, latest, fmt.Errorf("postgres: read schema version: %w", err)
+	}
+	if !exists {
+		return 0, latest, nil
+	}
+	err = s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(version_id), 0) FROM `+VersionTable+` WHERE is_applied`).Scan(&current)
+	if err != nil {
+		return 0, latest, fmt.Errorf("postgres: read schema version: %w", err)
+	}
+	return current, latest, nil
+}
+
+// Ping implements [tokenbroker.Store].
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres: ping: %w", err)
+	}
+	return nil
+}
+
+// Now implements [tokenbroker.Store]: the database's clock.
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	if err := s.pool.QueryRow(ctx, `SELECT now()`).Scan(&t); err != nil {
+		return time.Time{}, fmt.Errorf("postgres: now: %w", err)
+	}
+	return t.UTC(), nil
+}
+
+// translate maps driver errors to application errors: a missing row to
+// ENOTFOUND, a unique violation to ECONFLICT.
+func translate(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return tokenbroker.Errorf(tokenbroker.ENOTFOUND, "%s not found", what)
+	}
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23505" {
+		return tokenbroker.Errorf(tokenbroker.ECONFLICT, "%s already exists", what)
+	}
+	return fmt.Errorf("postgres: %s: %w", what, err)
+}
+
+// nullTime is nil for the zero time.
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// fromNull converts a scanned nullable time to UTC, nil to the zero time.
+func fromNull(t *time.Time) time.Time {
+	if t == nil {
+		return time.Time{}
+	}
+	return t.UTC()
+}
+
+// nonNil makes a nil slice an empty array (the columns are NOT NULL).
+func nonNil(v []string) []string {
+	if v == nil {
+		return []string{}
+	}
+	return v
+}
+
+// nilIfEmpty normalises scanned empty arrays to nil, as SQLite returns them.
+func nilIfEmpty(v []string) []string {
+	if len(v) == 0 {
+		return nil
+	}
+	return v
+}
