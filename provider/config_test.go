@@ -177,6 +177,8 @@ func TestApplyEnv(t *testing.T) {
 				"TOKENBROKER_PROVIDER_GITLAB_CORP_SCOPES=read_user, api",
 				"TOKENBROKER_PROVIDER_GITLAB_CORP_REFRESH_AHEAD=90s",
 				"UNRELATED=1",
+				"TOKENBROKER_PROVIDER_TIMEOUT=10s", // serve's own setting
+				"TOKENBROKER_PROVIDERS_FILE=/etc/p.yaml",
 			},
 			want: []ProviderConfig{{ID: "gitlab-corp", Kind: "gitlab", ClientID: "b", ClientSecret: "envsecret",
 				Scopes: []string{"read_user", "api"}, RefreshAhead: ptrDuration(90 * time.Second)}},

@@ -96,7 +96,8 @@ func envKey(id string) string {
 //	TOKENBROKER_PROVIDER_GITHUB_CLIENT_SECRET_FILE=/run/secrets/github
 //
 // A variable with an unknown field is an error (a misspelt override would
-// otherwise be ignored). The error is a [*ValidationError] and never
+// otherwise be ignored). Variables with a single word after the prefix
+// (TOKENBROKER_PROVIDER_TIMEOUT) are not provider fields and are ignored. The error is a [*ValidationError] and never
 // contains a value of a secret. Call [Config.Validate] afterwards.
 func (c *Config) ApplyEnv(environ []string) error {
 	type setting struct{ name, field, value string }
@@ -111,6 +112,11 @@ func (c *Config) ApplyEnv(environ []string) error {
 	for _, kv := range environ {
 		name, value, ok := strings.Cut(kv, "=")
 		if !ok || !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		if !strings.Contains(strings.TrimPrefix(name, EnvPrefix), "_") {
+			// One word, e.g. TOKENBROKER_PROVIDER_TIMEOUT: not <ID>_<FIELD>,
+			// so a setting of something else.
 			continue
 		}
 		key, field := splitEnvName(strings.TrimPrefix(name, EnvPrefix), known)
