@@ -188,3 +188,46 @@ func TestFloat64From(t *testing.T) {
 		t.Fatalf("max bytes: %v, want < 1", got)
 	}
 }
+
+func TestSweepForgetsExpiredState(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s, err := New(Config{Now: func() time.Time { return now }, AccessTokenTTL: time.Minute, ReuseGracePeriod: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	first, err := s.IssueToken("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	tok, outcome, _, err := s.useRefreshLocked(first.RefreshToken, s.cfg.ClientID, "")
+	s.mu.Unlock()
+	if err != nil || outcome != refreshRotated {
+		t.Fatalf("rotate: %v %v", outcome, err)
+	}
+	for range minSweep - 3 {
+		if _, err := s.IssueToken("alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now = now.Add(time.Minute)
+	live, err := s.IssueToken("bob") // the minSweep-th access token: sweeps
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.access) != 1 || s.access[live.AccessToken] == nil {
+		t.Fatalf("%d access tokens after the sweep, want only the live one", len(s.access))
+	}
+	if s.refresh[first.RefreshToken].successor != nil {
+		t.Fatal("grace replay pair kept after the grace period")
+	}
+	if s.refresh[tok.RefreshToken] == nil || s.refresh[first.RefreshToken] == nil {
+		t.Fatal("refresh tokens swept: reuse detection needs them")
+	}
+	if s.nextSweep != minSweep {
+		t.Fatalf("nextSweep = %d", s.nextSweep)
+	}
+}

@@ -77,6 +77,9 @@ type Server struct {
 	ucodes  map[string]*deviceGrant // by normalized user code
 	nfam    int
 	stats   counters
+	// nextSweep is the number of access tokens at which the next sweep
+	// of expired state runs (see maybeSweepLocked).
+	nextSweep int
 
 	closing   chan struct{} // closed by Close: ends hangs and latency waits
 	closeOnce sync.Once
@@ -94,19 +97,20 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		now:     cfg.Now,
-		rand:    cfg.Rand,
-		faults:  cfg.Faults,
-		users:   cfg.Users,
-		fams:    map[string]*family{},
-		access:  map[string]*accessToken{},
-		refresh: map[string]*refreshToken{},
-		codes:   map[string]*authCode{},
-		devices: map[string]*deviceGrant{},
-		ucodes:  map[string]*deviceGrant{},
-		closing: make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		now:       cfg.Now,
+		rand:      cfg.Rand,
+		faults:    cfg.Faults,
+		users:     cfg.Users,
+		fams:      map[string]*family{},
+		access:    map[string]*accessToken{},
+		refresh:   map[string]*refreshToken{},
+		codes:     map[string]*authCode{},
+		devices:   map[string]*deviceGrant{},
+		ucodes:    map[string]*deviceGrant{},
+		closing:   make(chan struct{}),
+		nextSweep: minSweep,
 	}
 	if s.rand == nil {
 		s.rand = rand.Reader

@@ -62,7 +62,6 @@ type family struct {
 	rotations    int
 	refreshCalls int // refresh requests presenting one of its tokens
 	current      *refreshToken
-	accesses     []*accessToken
 	revoked      bool
 	reason       string // why it was revoked: reuse, revocation, admin, code_replay
 	revokedAt    time.Time
@@ -126,10 +125,10 @@ func (s *Server) issueLocked(fam *family) (*Token, error) {
 	fam.generation++
 	a := &accessToken{value: at, fam: fam, expiry: now.Add(s.cfg.AccessTokenTTL)}
 	r := &refreshToken{value: rt, fam: fam, generation: fam.generation, issuedAt: now}
-	fam.accesses = append(fam.accesses, a)
 	fam.current = r
 	s.access[at] = a
 	s.refresh[rt] = r
+	s.maybeSweepLocked(now)
 	return &Token{
 		AccessToken:  at,
 		TokenType:    "Bearer",
@@ -187,7 +186,7 @@ func (s *Server) useRefreshLocked(value, clientID, scope string) (*Token, refres
 		}
 	}
 	if !rt.usedAt.IsZero() {
-		if g := s.cfg.ReuseGracePeriod; g > 0 && now.Sub(rt.usedAt) <= g {
+		if g := s.cfg.ReuseGracePeriod; g > 0 && rt.successor != nil && now.Sub(rt.usedAt) <= g {
 			s.stats.GraceReuses++
 			replay := *rt.successor
 			replay.ExpiresIn = ceilSeconds(replay.Expiry.Sub(now))
@@ -260,15 +259,44 @@ func (s *Server) ExpireAccessTokensOf(token string) bool {
 		return false
 	}
 	now := s.now()
-	for _, a := range fam.accesses {
-		if a.expiry.After(now) {
+	for _, a := range s.access {
+		if a.fam == fam && a.expiry.After(now) {
 			a.expiry = now
 		}
 	}
 	return true
 }
 
+// maybeSweepLocked bounds memory in long benchmark runs: whenever the
+// number of access tokens has doubled since the last sweep (so the cost is
+// amortized constant per token), it forgets access tokens that have
+// expired (they would answer 401 anyway) and the grace-replay pairs of
+// refresh tokens rotated longer ago than the grace period. Used refresh
+// tokens themselves are kept: reuse detection needs them.
+func (s *Server) maybeSweepLocked(now time.Time) {
+	if len(s.access) < s.nextSweep {
+		return
+	}
+	for k, a := range s.access {
+		if !now.Before(a.expiry) {
+			delete(s.access, k)
+		}
+	}
+	grace := s.cfg.ReuseGracePeriod
+	for _, rt := range s.refresh {
+		if rt.successor != nil && now.Sub(rt.usedAt) > grace {
+			rt.successor = nil
+		}
+	}
+	s.nextSweep = max(2*len(s.access), minSweep)
+}
+
+// minSweep is the number of access tokens below which nothing is swept.
+const minSweep = 4096
+
 // FamilyOf returns the state of the family of an access or refresh token.
+// Expired access tokens may have been forgotten (see maybeSweepLocked);
+// refresh tokens never are.
 func (s *Server) FamilyOf(token string) (FamilyStats, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
