@@ -206,13 +206,14 @@ func TestSweepForgetsExpiredState(t *testing.T) {
 	if err != nil || outcome != refreshRotated {
 		t.Fatalf("rotate: %v %v", outcome, err)
 	}
-	for range minSweep - 3 {
+	// Tokens held: 2 pairs so far; the loop and bob's pair make minSweep.
+	for range minSweep/2 - 3 {
 		if _, err := s.IssueToken("alice"); err != nil {
 			t.Fatal(err)
 		}
 	}
 	now = now.Add(time.Minute)
-	live, err := s.IssueToken("bob") // the minSweep-th access token: sweeps
+	live, err := s.IssueToken("bob") // reaches minSweep tokens: sweeps
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +228,7 @@ func TestSweepForgetsExpiredState(t *testing.T) {
 	if s.refresh[tok.RefreshToken] == nil || s.refresh[first.RefreshToken] == nil {
 		t.Fatal("refresh tokens swept: reuse detection needs them")
 	}
-	if s.nextSweep != minSweep {
-		t.Fatalf("nextSweep = %d", s.nextSweep)
+	if want := 2 * (1 + minSweep/2); s.nextSweep != want {
+		t.Fatalf("nextSweep = %d, want %d", s.nextSweep, want)
 	}
 }

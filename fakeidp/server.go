@@ -77,7 +77,7 @@ type Server struct {
 	ucodes  map[string]*deviceGrant // by normalized user code
 	nfam    int
 	stats   counters
-	// nextSweep is the number of access tokens at which the next sweep
+	// nextSweep is the number of tokens held at which the next sweep
 	// of expired state runs (see maybeSweepLocked).
 	nextSweep int
 

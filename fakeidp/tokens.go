@@ -268,13 +268,13 @@ func (s *Server) ExpireAccessTokensOf(token string) bool {
 }
 
 // maybeSweepLocked bounds memory in long benchmark runs: whenever the
-// number of access tokens has doubled since the last sweep (so the cost is
+// number of tokens held has doubled since the last sweep (so the cost is
 // amortized constant per token), it forgets access tokens that have
 // expired (they would answer 401 anyway) and the grace-replay pairs of
 // refresh tokens rotated longer ago than the grace period. Used refresh
 // tokens themselves are kept: reuse detection needs them.
 func (s *Server) maybeSweepLocked(now time.Time) {
-	if len(s.access) < s.nextSweep {
+	if len(s.access)+len(s.refresh) < s.nextSweep {
 		return
 	}
 	for k, a := range s.access {
@@ -288,10 +288,10 @@ func (s *Server) maybeSweepLocked(now time.Time) {
 			rt.successor = nil
 		}
 	}
-	s.nextSweep = max(2*len(s.access), minSweep)
+	s.nextSweep = max(2*(len(s.access)+len(s.refresh)), minSweep)
 }
 
-// minSweep is the number of access tokens below which nothing is swept.
+// minSweep is the number of tokens below which nothing is swept.
 const minSweep = 4096
 
 // FamilyOf returns the state of the family of an access or refresh token.
