@@ -170,6 +170,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Validate reports the first invalid setting of c, as [New] would.
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
+}
+
 // withDefaults returns a copy of c with defaults filled in, or an error
 // for an invalid setting.
 func (c Config) withDefaults() (Config, error) {

@@ -109,8 +109,8 @@ func TestConfigValidation(t *testing.T) {
 		{ReuseGracePeriod: -1},
 		{Faults: Faults{P500: 2}},
 	} {
-		if _, err := bad.withDefaults(); err == nil {
-			t.Errorf("withDefaults(%+v) = nil error", bad)
+		if err := bad.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil", bad)
 		}
 	}
 	c, err := Config{}.withDefaults()

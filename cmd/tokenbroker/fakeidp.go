@@ -110,6 +110,9 @@ See docs/fakeidp.md for every endpoint and setting.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, err := f.config(cmd.ErrOrStderr())
+			if err == nil {
+				err = cfg.Validate()
+			}
 			if err != nil {
 				return exitf(2, "%v", err)
 			}
