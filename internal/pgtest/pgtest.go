@@ -129,7 +129,8 @@ func StartCluster(ctx context.Context) (*Cluster, error) {
 	if cred != nil {
 		base = "/tmp" // TMPDIR may be a directory the postgres user cannot reach
 	}
-	dir, err := os.MkdirTemp(base, "tokenbroker-pgtest-")
+	removeStale(base)
+	dir, err := os.MkdirTemp(base, dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
@@ -169,6 +170,34 @@ func StartCluster(ctx context.Context) (*Cluster, error) {
 	}
 	ok = true
 	return c, nil
+}
+
+// dirPrefix names cluster directories.
+const dirPrefix = "tokenbroker-pgtest-"
+
+// removeStale removes the directories of clusters whose test binary was
+// killed (SIGKILL leaves no chance to clean up; the parent-death signal
+// has already stopped their postmaster): a postmaster.pid naming a dead
+// process, or no postmaster.pid and older than ten minutes.
+func removeStale(base string) {
+	dirs, _ := filepath.Glob(filepath.Join(base, dirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "data", "postmaster.pid"))
+		if err != nil {
+			if fi, err := os.Stat(d); err == nil && time.Since(fi.ModTime()) > 10*time.Minute {
+				os.RemoveAll(d)
+			}
+			continue
+		}
+		first, _, _ := strings.Cut(string(b), "\n")
+		pid, err := strconv.Atoi(strings.TrimSpace(first))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // credential returns the postgres user's credentials when running as
