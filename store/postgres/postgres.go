@@ -72,6 +72,16 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: invalid database URL: %s", cleanError(err, url))
 	}
+	// Defaults a server needs, unless the URL says otherwise: a bound on
+	// connecting (an unreachable host must not hang start-up for minutes)
+	// and more than pgxpool's max(4, NumCPU) connections for the request
+	// bursts of a token broker.
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		cfg.MaxConns = 16
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: invalid database URL: %s", cleanError(err, url))

@@ -65,6 +65,13 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: create directory of %s: %w", abs, err)
 	}
+	// The file holds (sealed) tokens: only its owner may read it. SQLite
+	// gives the -wal and -shm files the same mode.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", abs, err)
+	}
+	f.Close()
 	s := &Store{path: abs, hub: signal.NewHub()}
 
 	// The pragmas are per connection. busy_timeout still matters with a

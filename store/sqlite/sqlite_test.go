@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -28,6 +29,15 @@ func TestOpenCreatesDirectory(t *testing.T) {
 	s := testdb.SQLiteAt(t, path)
 	if s.Path() != path {
 		t.Fatalf("Path = %q, want %q", s.Path(), path)
+	}
+	for _, p := range []string{path, filepath.Dir(path)} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+			t.Errorf("%s has mode %v; want no access for group and others", p, perm)
+		}
 	}
 	cur, latest, err := s.SchemaVersion(context.Background())
 	if err != nil || cur != latest || latest != sqlite.LatestVersion() {
