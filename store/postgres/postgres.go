@@ -195,7 +195,17 @@ const migrateLockID int64 = 0x746f6b656e62 // "tokenb"
 // so that replicas starting together migrate once. It refuses a database
 // whose schema is newer than this binary.
 func (s *Store) Migrate(ctx context.Context) error {
-	conn, err := s.pool.Acquire(ctx)
+	// Migrating needs several connections at once (the lock's session and
+	// goose's); a pool of its own keeps that from deadlocking a store
+	// opened with pool_max_conns=1.
+	mcfg := s.pool.Config()
+	mcfg.MaxConns, mcfg.MinConns = 4, 0
+	mpool, err := pgxpool.NewWithConfig(ctx, mcfg)
+	if err != nil {
+		return fmt.Errorf("postgres: migrate: %w", err)
+	}
+	defer mpool.Close()
+	conn, err := mpool.Acquire(ctx)
 	if err != nil {
 		return fmt.Errorf("postgres: migrate: %w", err)
 	}
@@ -225,7 +235,7 @@ func (s *Store) Migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("postgres: migrations: %w", err)
 	}
-	db := stdlib.OpenDBFromPool(s.pool)
+	db := stdlib.OpenDBFromPool(mpool)
 	defer db.Close()
 	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
 		goose.WithTableName(VersionTable),

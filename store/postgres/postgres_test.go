@@ -61,6 +61,19 @@ func TestMigrateConcurrently(t *testing.T) {
 	wg.Wait()
 }
 
+func TestMigrateWithPoolOfOne(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := postgres.Open(ctx, pgtest.NewDatabase(t)+"&pool_max_conns=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate with pool_max_conns=1: %v", err)
+	}
+}
+
 func TestOpenRejectsNewerSchema(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
