@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -90,7 +91,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	s.listenCtx, s.listenCancel = context.WithCancel(context.Background())
 	if err := pool.Ping(ctx); err != nil {
 		s.Close()
-		return nil, fmt.Errorf("postgres: cannot connect to %s: %s", describe(cfg), cleanError(err, url))
+		return nil, fmt.Errorf("postgres: cannot connect to %s: %s", describe(cfg), connectCause(err, url))
 	}
 	current, latest, err := s.SchemaVersion(ctx)
 	if err != nil {
@@ -107,6 +108,23 @@ func Open(ctx context.Context, url string) (*Store, error) {
 // describe names the database of cfg without credentials.
 func describe(cfg *pgxpool.Config) string {
 	return fmt.Sprintf("database %q on %s:%d as %q", cfg.ConnConfig.Database, cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.User)
+}
+
+// connectCause returns the innermost useful reason a connection failed:
+// the server's message, the network error, or else the whole error.
+func connectCause(err error, connURL string) string {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return cleanError(errors.New(pe.Message), connURL)
+	}
+	var ne *net.OpError
+	if errors.As(err, &ne) && ne.Err != nil {
+		return cleanError(ne.Err, connURL)
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	return cleanError(err, connURL)
 }
 
 var (

@@ -93,9 +93,13 @@ func TestOpenRejectsNewerSchema(t *testing.T) {
 }
 
 func TestOpenErrorsHidePassword(t *testing.T) {
-	pgtest.SharedCluster(t) // only to skip consistently with the others
+	c := pgtest.SharedCluster(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	_, err := postgres.Open(ctx, fmt.Sprintf("postgres://postgres:s3cret@127.0.0.1:%d/nope?sslmode=disable", c.Port()))
+	if err == nil || !strings.Contains(err.Error(), `database "nope" does not exist`) || strings.Contains(err.Error(), "s3cret") {
+		t.Fatalf("Open(missing database) = %v", err)
+	}
 	for _, url := range []string{
 		"postgres://u:s3cr%3Ft@127.0.0.1:1/db?sslmode=disable", // unreachable
 		"postgres://u:s3cret@[bad/db",                          // unparsable
