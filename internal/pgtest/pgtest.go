@@ -49,9 +49,20 @@ type Cluster struct {
 	stopErr  error
 }
 
-// FindBinaries returns the directory holding initdb and postgres: the one
-// of initdb on PATH, else the newest /usr/lib/postgresql/*/bin.
+// BinEnv names an environment variable that, when set, is the only
+// directory searched for initdb and postgres (to pick a version).
+const BinEnv = "TOKENBROKER_PG_BIN"
+
+// FindBinaries returns the directory holding initdb and postgres: $BinEnv
+// if set, else the one of initdb on PATH, else the newest
+// /usr/lib/postgresql/*/bin.
 func FindBinaries() (string, error) {
+	if d := os.Getenv(BinEnv); d != "" {
+		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "postgres")) {
+			return d, nil
+		}
+		return "", ErrNotInstalled
+	}
 	var dirs []string
 	if p, err := exec.LookPath("initdb"); err == nil {
 		if real, err := filepath.EvalSymlinks(p); err == nil {

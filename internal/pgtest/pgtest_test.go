@@ -3,6 +3,8 @@ package pgtest_test
 import (
 	"context"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
@@ -70,5 +72,36 @@ func TestStartClusterStop(t *testing.T) {
 	}
 	if err := c.Stop(); err != nil {
 		t.Fatalf("second Stop: %v", err)
+	}
+}
+
+// TestMissingBinaries runs this test binary again without PostgreSQL
+// binaries: NewDatabase skips with one line naming the install command,
+// and fails instead when PostgreSQL is required.
+func TestMissingBinaries(t *testing.T) {
+	if os.Getenv(pgtest.BinEnv) != "" {
+		t.Skip("already the child")
+	}
+	for _, tc := range []struct {
+		env      []string
+		wantFail bool
+	}{
+		{[]string{"CI=", "TOKENBROKER_REQUIRE_POSTGRES="}, false},
+		{[]string{"CI=true"}, true},
+		{[]string{"CI=", "TOKENBROKER_REQUIRE_POSTGRES=1"}, true},
+	} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestNewDatabase$", "-test.v", "-test.count=1")
+		cmd.Env = append(append(os.Environ(), pgtest.BinEnv+"="+t.TempDir()), tc.env...)
+		out, err := cmd.CombinedOutput()
+		failed := err != nil
+		if failed != tc.wantFail {
+			t.Fatalf("%v: failed = %v, want %v:\n%s", tc.env, failed, tc.wantFail, out)
+		}
+		if !strings.Contains(string(out), "apt-get install -y postgresql") {
+			t.Fatalf("%v: output lacks the install hint:\n%s", tc.env, out)
+		}
+		if !tc.wantFail && !strings.Contains(string(out), "--- SKIP: TestNewDatabase") {
+			t.Fatalf("%v: test not skipped:\n%s", tc.env, out)
+		}
 	}
 }
