@@ -118,20 +118,32 @@ func (c *LogCapture) Leaks(extra ...string) []string {
 	return leaks
 }
 
-// AssertNoSecrets fails tb if a registered secret, one of extra, or any
-// string that looks like a tokenbroker API key or a fakeidp token appears in
-// any captured line.
-func (c *LogCapture) AssertNoSecrets(tb testing.TB, extra ...string) {
-	tb.Helper()
-	for _, l := range c.Leaks(extra...) {
-		tb.Errorf("secret in log line: %s", l)
-	}
+// SecretMarkers are substrings that start tokenbroker API keys and the
+// fake identity provider's tokens, codes and device codes, and the
+// Authorization header's scheme: none may appear in a log line.
+var SecretMarkers = []string{"tbk_", "fakeidp_at_", "fakeidp_rt_", "fakeidp_dc_", "fakeidp_ac_", "Bearer "}
+
+// Report returns one message per captured line that holds a registered
+// secret, one of extra, or one of [SecretMarkers]. Empty means clean.
+func (c *LogCapture) Report(extra ...string) []string {
+	out := c.Leaks(extra...)
 	for _, line := range c.Lines() {
-		for _, marker := range []string{"tbk_", "fakeidp_at_", "fakeidp_rt_", "fakeidp_dc_", "fakeidp_ac_", "Bearer "} {
-			if strings.Contains(line, marker) {
-				tb.Errorf("log line contains %q: %s", marker, line)
+		for _, marker := range SecretMarkers {
+			if i := strings.Index(line, marker); i >= 0 {
+				// Print the line only up to the marker: the rest is the secret.
+				out = append(out, "contains "+marker+": "+line[:i]+marker+"***")
 			}
 		}
+	}
+	return out
+}
+
+// AssertNoSecrets fails tb if a registered secret, one of extra, or one of
+// [SecretMarkers] appears in any captured line.
+func (c *LogCapture) AssertNoSecrets(tb testing.TB, extra ...string) {
+	tb.Helper()
+	for _, l := range c.Report(extra...) {
+		tb.Errorf("secret in log line: %s", l)
 	}
 }
 

@@ -1,0 +1,42 @@
+package httpapitest
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// Do sends a request with an optional bearer key and JSON body, plus
+// header pairs ("Name", "value", ...), and returns the response with its
+// body read and closed.
+func Do(tb testing.TB, hc *http.Client, method, url, key, body string, header ...string) (*http.Response, []byte) {
+	tb.Helper()
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, r)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp, b
+}
