@@ -52,6 +52,10 @@
 // every call. `tokenbroker fakeidp` runs one standalone; docs/fakeidp.md
 // describes its endpoints and settings.
 //
+// Every endpoint is also served at the paths GitHub (Enterprise Server),
+// GitLab and Gitea use, so a provider of those kinds pointed at the
+// server's URL works unchanged.
+//
 // Tokens are random strings with recognizable prefixes ([PrefixAccessToken]
 // and friends) so that a test can search logs and dumps for leaks. The
 // server never logs a token, code or secret.
