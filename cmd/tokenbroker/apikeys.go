@@ -18,20 +18,20 @@ import (
 
 func init() { commands = append(commands, newAPIKeysCmd) }
 
-// dbFlags are the database flags of the commands that work on the database
+// apikeysDBFlags are the database flags of the commands that work on the database
 // directly.
-type dbFlags struct {
+type apikeysDBFlags struct {
 	databaseURL, dataDir string
 }
 
-func (f *dbFlags) bind(cmd *cobra.Command) {
+func (f *apikeysDBFlags) bind(cmd *cobra.Command) {
 	fs := cmd.PersistentFlags()
 	fs.StringVar(&f.databaseURL, "database-url", getenvFrom("TOKENBROKER_DATABASE_URL"), "postgres://... for PostgreSQL (env TOKENBROKER_DATABASE_URL); empty: SQLite in the data dir")
 	fs.StringVar(&f.dataDir, "data-dir", envOr(getenvFrom, "TOKENBROKER_DATA_DIR", "./tokenbroker-data"), "directory of the embedded SQLite database (env TOKENBROKER_DATA_DIR)")
 }
 
 func newAPIKeysCmd() *cobra.Command {
-	db := &dbFlags{}
+	db := &apikeysDBFlags{}
 	cmd := &cobra.Command{
 		Use:   "apikeys",
 		Short: "Create, list and revoke API keys (on the database directly)",
@@ -44,8 +44,8 @@ A running server notices a revocation made here within its key cache TTL (10s).`
 	return cmd
 }
 
-// withStore opens and migrates the database, runs fn and closes it.
-func withStore(ctx context.Context, db *dbFlags, fn func(tokenbroker.Store) error) error {
+// withAPIKeyStore opens and migrates the database, runs fn and closes it.
+func withAPIKeyStore(ctx context.Context, db *apikeysDBFlags, fn func(tokenbroker.Store) error) error {
 	h, err := openStore(ctx, db.databaseURL, db.dataDir)
 	if err != nil {
 		return exitf(1, "open database: %s", oneLine(err))
@@ -57,7 +57,7 @@ func withStore(ctx context.Context, db *dbFlags, fn func(tokenbroker.Store) erro
 	return fn(h.Store())
 }
 
-func newAPIKeysCreateCmd(db *dbFlags) *cobra.Command {
+func newAPIKeysCreateCmd(db *apikeysDBFlags) *cobra.Command {
 	var name string
 	var scopes, users, providers []string
 	var asJSON bool
@@ -77,7 +77,7 @@ users and providers.`,
 			if err != nil {
 				return exitf(2, "%s", tokenbroker.ErrorMessage(err))
 			}
-			return withStore(cmd.Context(), db, func(st tokenbroker.Store) error {
+			return withAPIKeyStore(cmd.Context(), db, func(st tokenbroker.Store) error {
 				created, err := st.CreateAPIKey(cmd.Context(), k)
 				if err != nil {
 					return exitf(1, "create key: %s", oneLine(err))
@@ -86,7 +86,7 @@ users and providers.`,
 					"created key "+created.Prefix+" ("+strings.Join(created.Scopes, ",")+")")
 				out := cmd.OutOrStdout()
 				if asJSON {
-					return printJSON(out, struct {
+					return printAPIKeysJSON(out, struct {
 						ID     int64    `json:"id"`
 						Prefix string   `json:"prefix"`
 						Name   string   `json:"name"`
@@ -113,7 +113,7 @@ users and providers.`,
 	return cmd
 }
 
-func newAPIKeysListCmd(db *dbFlags) *cobra.Command {
+func newAPIKeysListCmd(db *apikeysDBFlags) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:     "list",
@@ -121,7 +121,7 @@ func newAPIKeysListCmd(db *dbFlags) *cobra.Command {
 		Example: "  tokenbroker apikeys list\n  tokenbroker apikeys list --json",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withStore(cmd.Context(), db, func(st tokenbroker.Store) error {
+			return withAPIKeyStore(cmd.Context(), db, func(st tokenbroker.Store) error {
 				keys, err := st.ListAPIKeys(cmd.Context())
 				if err != nil {
 					return exitf(1, "list keys: %s", oneLine(err))
@@ -140,14 +140,14 @@ func newAPIKeysListCmd(db *dbFlags) *cobra.Command {
 					}
 					rows := make([]row, 0, len(keys))
 					for _, k := range keys {
-						r := row{k.ID, k.Prefix, k.Name, nonEmpty(k.Scopes), nonEmpty(k.Users), nonEmpty(k.Providers), k.CreatedAt.UTC(), nil}
+						r := row{k.ID, k.Prefix, k.Name, apikeysNonEmpty(k.Scopes), apikeysNonEmpty(k.Users), apikeysNonEmpty(k.Providers), k.CreatedAt.UTC(), nil}
 						if k.Revoked() {
 							t := k.RevokedAt.UTC()
 							r.RevokedAt = &t
 						}
 						rows = append(rows, r)
 					}
-					return printJSON(out, rows)
+					return printAPIKeysJSON(out, rows)
 				}
 				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tPREFIX\tNAME\tSCOPES\tUSERS\tPROVIDERS\tCREATED\tREVOKED")
@@ -157,7 +157,7 @@ func newAPIKeysListCmd(db *dbFlags) *cobra.Command {
 						revoked = k.RevokedAt.UTC().Format(time.RFC3339)
 					}
 					fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.Name,
-						strings.Join(k.Scopes, ","), orAny(k.Users), orAny(k.Providers),
+						strings.Join(k.Scopes, ","), apikeysOrAny(k.Users), apikeysOrAny(k.Providers),
 						k.CreatedAt.UTC().Format(time.RFC3339), revoked)
 				}
 				return tw.Flush()
@@ -168,7 +168,7 @@ func newAPIKeysListCmd(db *dbFlags) *cobra.Command {
 	return cmd
 }
 
-func newAPIKeysRevokeCmd(db *dbFlags) *cobra.Command {
+func newAPIKeysRevokeCmd(db *apikeysDBFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:     "revoke ID",
 		Short:   "Revoke an API key",
@@ -179,7 +179,7 @@ func newAPIKeysRevokeCmd(db *dbFlags) *cobra.Command {
 			if err != nil || id <= 0 {
 				return exitf(2, "invalid key id %q: want the numeric ID shown by `tokenbroker apikeys list`", args[0])
 			}
-			return withStore(cmd.Context(), db, func(st tokenbroker.Store) error {
+			return withAPIKeyStore(cmd.Context(), db, func(st tokenbroker.Store) error {
 				if err := st.RevokeAPIKey(cmd.Context(), id); err != nil {
 					if tokenbroker.IsNotFound(err) {
 						return exitf(1, "no API key with id %d", id)
@@ -203,7 +203,7 @@ func recordCLIAudit(ctx context.Context, stderr io.Writer, st tokenbroker.AuditS
 	}
 }
 
-func printJSON(w io.Writer, v any) error {
+func printAPIKeysJSON(w io.Writer, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
@@ -212,14 +212,14 @@ func printJSON(w io.Writer, v any) error {
 	return err
 }
 
-func nonEmpty(s []string) []string {
+func apikeysNonEmpty(s []string) []string {
 	if s == nil {
 		return []string{}
 	}
 	return s
 }
 
-func orAny(s []string) string {
+func apikeysOrAny(s []string) string {
 	if len(s) == 0 {
 		return "*"
 	}

@@ -2,9 +2,12 @@ package httpapitest
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +16,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/audit"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/httpapi"
-	"github.com/tokenbroker/tokenbroker/internal/testdb"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/store/sqlite"
@@ -85,13 +87,31 @@ type Env struct {
 	Logs      *LogCapture
 	// AdminKey is an unrestricted admin key.
 	AdminKey string
+
+	closers []func()
 }
 
 // MustStart starts an Env closed at tb's cleanup.
 func MustStart(tb testing.TB, opts Options) *Env {
 	tb.Helper()
+	e, err := Start(opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(e.Close)
+	return e
+}
+
+// Start starts an Env without a testing.TB (for Example functions run from
+// a TestMain). The caller must call [Env.Close].
+func Start(opts Options) (env *Env, err error) {
 	ctx := context.Background()
 	e := &Env{Clock: NewClock(time.Now().UTC().Truncate(time.Second)), Logs: opts.Logs}
+	defer func() {
+		if err != nil {
+			e.Close()
+		}
+	}()
 	if e.Logs == nil {
 		e.Logs = NewLogCapture()
 	}
@@ -100,16 +120,28 @@ func MustStart(tb testing.TB, opts Options) *Env {
 	idpCfg := opts.IDP
 	idpCfg.Now = e.Clock.Now
 	idpCfg.Logger = log.With("component", "fakeidp")
-	idp, err := fakeidp.Start(idpCfg)
+	e.IDP, err = fakeidp.Start(idpCfg)
 	if err != nil {
-		tb.Fatalf("start fakeidp: %v", err)
+		return nil, fmt.Errorf("start fakeidp: %w", err)
 	}
-	tb.Cleanup(idp.Close)
-	e.IDP = idp
-	ep := idp.Endpoints()
-	cfg := idp.Config()
+	e.closers = append(e.closers, e.IDP.Close)
+	ep := e.IDP.Endpoints()
+	cfg := e.IDP.Config()
 
-	e.Store = testdb.SQLite(tb)
+	dir, err := os.MkdirTemp("", "httpapitest-*")
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, func() { os.RemoveAll(dir) })
+	e.Store, err = sqlite.Open(ctx, filepath.Join(dir, "tokenbroker.db"))
+	if err != nil {
+		return nil, fmt.Errorf("open SQLite: %w", err)
+	}
+	e.closers = append(e.closers, func() { e.Store.Close() })
+	if err := e.Store.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("migrate SQLite: %w", err)
+	}
+
 	pcfg := &provider.Config{Providers: []provider.ProviderConfig{
 		{
 			ID: ProviderDemo, Kind: provider.KindOAuth2, DisplayName: "Demo",
@@ -125,16 +157,17 @@ func MustStart(tb testing.TB, opts Options) *Env {
 		},
 	}}
 	if err := pcfg.Validate(); err != nil {
-		tb.Fatalf("provider config: %v", err)
+		return nil, fmt.Errorf("provider config: %w", err)
 	}
 	reg, err := provider.NewRegistry(ctx, pcfg, provider.Options{Logger: log.With("component", "provider"), Now: e.Clock.Now})
 	if err != nil {
-		tb.Fatalf("providers: %v", err)
+		return nil, fmt.Errorf("providers: %w", err)
 	}
 	e.Providers = reg
 
 	e.Auditor = audit.NewBatcher(e.Store, audit.Options{Logger: log, FlushInterval: 50 * time.Millisecond})
-	tb.Cleanup(func() { e.Auditor.Close(context.Background()) })
+	// Closers run in reverse: the auditor flushes before the store closes.
+	e.closers = append(e.closers, func() { e.Auditor.Close(context.Background()) })
 
 	co, err := refresh.New(refresh.Config{
 		Store: e.Store, Signaler: e.Store, Providers: reg, Auditor: e.Auditor,
@@ -142,7 +175,7 @@ func MustStart(tb testing.TB, opts Options) *Env {
 		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 	})
 	if err != nil {
-		tb.Fatalf("refresh coordinator: %v", err)
+		return nil, fmt.Errorf("refresh coordinator: %w", err)
 	}
 	e.Tokens = co
 	if opts.Tokens != nil {
@@ -158,35 +191,54 @@ func MustStart(tb testing.TB, opts Options) *Env {
 	})
 	e.Server.Config.Handler = e.API
 	e.Server.Start()
-	tb.Cleanup(e.Server.Close)
+	e.closers = append(e.closers, e.Server.Close)
 
-	e.AdminKey = e.MustKey(tb, "admin", []string{tokenbroker.ScopeAdmin}, nil, nil)
-	return e
+	if e.AdminKey, err = e.NewKey("admin", []string{tokenbroker.ScopeAdmin}, nil, nil); err != nil {
+		return nil, err
+	}
+	return e, nil
 }
 
-// MustKey creates an API key directly in the store and returns its
+// Close stops the servers, flushes the auditor and removes the database.
+// It is safe to call more than once.
+func (e *Env) Close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+	e.closers = nil
+}
+
+// NewKey creates an API key directly in the store and returns its
 // plaintext, registered as a secret with the log capture.
-func (e *Env) MustKey(tb testing.TB, name string, scopes, users, providers []string) string {
-	tb.Helper()
+func (e *Env) NewKey(name string, scopes, users, providers []string) (string, error) {
 	k, plaintext, err := httpapi.NewAPIKey(nil, name, scopes, users, providers)
 	if err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	if _, err := e.Store.CreateAPIKey(context.Background(), k); err != nil {
-		tb.Fatal(err)
+		return "", err
 	}
 	e.Logs.AddSecret(plaintext, plaintext[len("tbk_")+httpapi.APIKeyPrefixLen+1:])
-	return plaintext
+	return plaintext, nil
 }
 
-// MustLink has the fake identity provider issue a token family for
-// account (an id or login of its users) and stores it as userID's link to
-// providerID, as a completed connect flow would. It returns the pair.
-func (e *Env) MustLink(tb testing.TB, userID, providerID, account string) *fakeidp.Token {
+// MustKey is [Env.NewKey] failing tb on error.
+func (e *Env) MustKey(tb testing.TB, name string, scopes, users, providers []string) string {
 	tb.Helper()
-	t, err := e.IDP.IssueToken(account, "read")
+	k, err := e.NewKey(name, scopes, users, providers)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	return k
+}
+
+// Link has the fake identity provider issue a token family for account
+// (an id or login of its users) and stores it as userID's link to
+// providerID, as a completed connect flow would. It returns the pair.
+func (e *Env) Link(userID, providerID, account string) (*fakeidp.Token, error) {
+	t, err := e.IDP.IssueToken(account, "read")
+	if err != nil {
+		return nil, err
 	}
 	e.Logs.AddSecret(t.AccessToken, t.RefreshToken)
 	l := &tokenbroker.Link{
@@ -197,6 +249,16 @@ func (e *Env) MustLink(tb testing.TB, userID, providerID, account string) *fakei
 		},
 	}
 	if _, err := e.Store.PutLink(context.Background(), l); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// MustLink is [Env.Link] failing tb on error.
+func (e *Env) MustLink(tb testing.TB, userID, providerID, account string) *fakeidp.Token {
+	tb.Helper()
+	t, err := e.Link(userID, providerID, account)
+	if err != nil {
 		tb.Fatal(err)
 	}
 	return t
