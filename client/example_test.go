@@ -102,4 +102,3 @@ func ExampleClient_Links() {
 }
 
 func userinfoURL() string { return broker.IDP.Endpoints().Userinfo }
-
