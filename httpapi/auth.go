@@ -22,10 +22,16 @@ const DefaultAPIKeyCacheTTL = 10 * time.Second
 // entries and, if still full, emptied.
 const maxCachedKeys = 10000
 
+// keyLookupTimeout bounds one store read of a key.
+const keyLookupTimeout = 5 * time.Second
+
 // keyCache keeps recently used API keys by prefix, so that verifying a key
 // on the hot path costs one SHA-256 and a map lookup, not a database read.
 // Only rows that exist are cached; the secret is still compared (in
-// constant time) against the cached hash on every request.
+// constant time) against the cached hash on every request. Unknown
+// prefixes are not cached (that would let a caller fill the cache), so each
+// request with an unknown key reads the store once; concurrent reads of one
+// prefix are collapsed.
 type keyCache struct {
 	store tokenbroker.APIKeyStore
 	ttl   time.Duration
@@ -55,7 +61,11 @@ func (c *keyCache) get(ctx context.Context, prefix string) (*tokenbroker.APIKey,
 		return e.key, nil
 	}
 	v, err, _ := c.group.Do(prefix, func() (any, error) {
-		k, err := c.store.GetAPIKeyByPrefix(context.WithoutCancel(ctx), prefix)
+		// Shared by every caller waiting on this prefix: not bound to the
+		// first caller's context, but bounded.
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), keyLookupTimeout)
+		defer cancel()
+		k, err := c.store.GetAPIKeyByPrefix(lctx, prefix)
 		if err != nil {
 			return nil, err
 		}

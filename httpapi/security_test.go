@@ -269,8 +269,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 	if evs := MustAudit(t, env, tokenbroker.AuditFilter{Action: tokenbroker.AuditLinkImport}); len(evs) != 0 {
 		t.Fatalf("bad input audited as imports: %+v", evs)
 	}
-	resp, body := env.Do(t, "GET", "/api/v1/nope", key, "")
-	MustProblem(t, resp, body, http.StatusNotFound, "not_found")
+	for _, p := range []string{"/api/v1/nope", "/nope"} {
+		resp, body := env.Do(t, "GET", p, key, "")
+		MustProblem(t, resp, body, http.StatusNotFound, "not_found")
+	}
 }
 
 // Two keys drawn from the same random stream collide on their prefix: the

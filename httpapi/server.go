@@ -145,8 +145,10 @@ func (s *Server) routes() {
 			s.writeError(w, r, tokenbroker.Errorf(codeMethodNotAllowed, "method %s not allowed; allowed: %s", r.Method, allow))
 		})
 	}
-	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, tokenbroker.Errorf(tokenbroker.ENOTFOUND, "no such API endpoint"))
+	// Everything else (mounted at the root, behind the web pages' more
+	// specific routes): a problem document, not net/http's text 404.
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, tokenbroker.Errorf(tokenbroker.ENOTFOUND, "no such endpoint"))
 	})
 }
 
