@@ -202,3 +202,23 @@ func TestTokenSourceReuses(t *testing.T) {
 		t.Fatalf("token source error: %v", err)
 	}
 }
+
+// With tokens shorter-lived than the source's margin, the source still
+// works.
+func TestTokenSourceShortLivedTokens(t *testing.T) {
+	ctx := context.Background()
+	env := httpapitest.MustStart(t, httpapitest.Options{IDP: fakeidp.Config{AccessTokenTTL: 40 * time.Second}})
+	key := env.MustKey(t, "reader", []string{tokenbroker.ScopeTokensRead}, nil, nil)
+	pair := env.MustLink(t, "alice", "demo", "alice")
+	env.IDP.ExpireAccessTokensOf(pair.AccessToken)
+	env.Clock.Advance(time.Minute)
+	tok, err := client.New(env.URL, key).TokenSource(ctx, "alice", "demo").Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Logs.AddSecret(tok.AccessToken)
+	if tok.AccessToken == pair.AccessToken || tok.RefreshToken != "" {
+		t.Fatal("want a fresh access token and no refresh token")
+	}
+	env.Logs.AssertNoSecrets(t)
+}

@@ -39,6 +39,10 @@ type brokerSource struct {
 
 func (s *brokerSource) Token() (*oauth2.Token, error) {
 	t, err := s.c.Token(s.ctx, s.userID, s.providerID, 2*TokenSourceEarlyExpiry)
+	if IsCode(err, CodeInvalidRequest) {
+		// The provider's tokens live shorter than that: take what it gives.
+		t, err = s.c.Token(s.ctx, s.userID, s.providerID, 0)
+	}
 	if err != nil {
 		return nil, err
 	}
