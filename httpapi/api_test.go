@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
@@ -178,6 +179,10 @@ func TestImport(t *testing.T) {
 	if strings.Contains(string(rb), pair.AccessToken) || strings.Contains(string(rb), pair.RefreshToken) {
 		t.Fatal("link status holds a token")
 	}
+	raw, err := env.Store.GetLink(context.Background(), "u-bob", demo)
+	if err != nil || !crypt.IsSealed(raw.Token.AccessToken) || !crypt.IsSealed(raw.Token.RefreshToken) {
+		t.Fatalf("imported tokens not sealed at rest: %v", err)
+	}
 	resp, rb = env.Do(t, "GET", path("users", "u-bob", "providers", demo, "token"), key, "")
 	var tok httpapi.TokenResponse
 	MustDecode(t, resp, rb, http.StatusOK, &tok)
@@ -267,6 +272,11 @@ func TestDeviceFlow(t *testing.T) {
 	}
 	if strings.Contains(string(body), fakeidp.PrefixDeviceCode) {
 		t.Fatal("the device code left the broker")
+	}
+	// At rest the device code is sealed.
+	raw, err := env.Store.GetAuthRequest(context.Background(), start.ID)
+	if err != nil || !crypt.IsSealed(raw.Secret) || raw.Kind != tokenbroker.AuthRequestDevice || raw.UserID != "dave" {
+		t.Fatalf("stored device request %+v %v: want a sealed device code", raw, err)
 	}
 	poll := func() httpapi.DevicePollResponse {
 		t.Helper()

@@ -2,6 +2,7 @@ package httpapitest
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/audit"
+	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/provider"
@@ -75,9 +77,13 @@ type Options struct {
 // store, the fake identity provider, real providers on it, the refresh
 // coordinator, the batching auditor and the API server, plus an admin key.
 type Env struct {
-	Clock     *Clock
-	IDP       *fakeidp.Server
+	Clock *Clock
+	IDP   *fakeidp.Server
+	// Store is the SQLite store below the sealing layer: what is at rest,
+	// for inspection. Sealed decorates it with package crypt, as in
+	// production; the API and the coordinator use Sealed.
 	Store     *sqlite.Store
+	Sealed    tokenbroker.Store
 	Providers tokenbroker.Providers
 	Tokens    tokenbroker.TokenService
 	Auditor   *audit.Batcher
@@ -141,6 +147,15 @@ func Start(opts Options) (env *Env, err error) {
 	if err := e.Store.Migrate(ctx); err != nil {
 		return nil, fmt.Errorf("migrate SQLite: %w", err)
 	}
+	key := make([]byte, 32)
+	if _, err := io.ReadFull(rand.Reader, key); err != nil {
+		return nil, err
+	}
+	ring, err := crypt.NewRing(nil, key)
+	if err != nil {
+		return nil, err
+	}
+	e.Sealed = crypt.NewStore(e.Store, ring)
 
 	pcfg := &provider.Config{Providers: []provider.ProviderConfig{
 		{
@@ -170,7 +185,7 @@ func Start(opts Options) (env *Env, err error) {
 	e.closers = append(e.closers, func() { e.Auditor.Close(context.Background()) })
 
 	co, err := refresh.New(refresh.Config{
-		Store: e.Store, Signaler: e.Store, Providers: reg, Auditor: e.Auditor,
+		Store: e.Sealed, Signaler: e.Store, Providers: reg, Auditor: e.Auditor,
 		Logger: log, Owner: "test", Now: e.Clock.Now,
 		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 	})
@@ -185,7 +200,7 @@ func Start(opts Options) (env *Env, err error) {
 	e.Server = httptest.NewUnstartedServer(nil)
 	e.URL = "http://" + e.Server.Listener.Addr().String()
 	e.API = httpapi.New(httpapi.Config{
-		Store: e.Store, Tokens: e.Tokens, Providers: reg, Auditor: e.Auditor,
+		Store: e.Sealed, Tokens: e.Tokens, Providers: reg, Auditor: e.Auditor,
 		BaseURL: e.URL, ReturnURLAllowList: opts.ReturnURLAllowList,
 		Logger: log, Now: e.Clock.Now, Rand: opts.Rand,
 	})
@@ -248,7 +263,7 @@ func (e *Env) Link(userID, providerID, account string) (*fakeidp.Token, error) {
 			Expiry: t.Expiry, Scopes: []string{"read"},
 		},
 	}
-	if _, err := e.Store.PutLink(context.Background(), l); err != nil {
+	if _, err := e.Sealed.PutLink(context.Background(), l); err != nil {
 		return nil, err
 	}
 	return t, nil
