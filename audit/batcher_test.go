@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -265,5 +266,31 @@ func TestConcurrentRecord(t *testing.T) {
 	}
 	if got := countAudit(t, st); got != 400 || b.Dropped() != 0 {
 		t.Fatalf("written %d dropped %d, want 400 and 0", got, b.Dropped())
+	}
+}
+
+func TestCollector(t *testing.T) {
+	ctx := context.Background()
+	b := audit.NewBatcher(MustStore(t), audit.Options{FlushInterval: time.Hour})
+	b.Record(event(1))
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.Record(event(2)) // dropped: closed
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(b.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = mf.GetMetric()[0].GetCounter().GetValue()
+	}
+	if got["tokenbroker_audit_events_written_total"] != 1 || got["tokenbroker_audit_events_dropped_total"] != 1 {
+		t.Fatalf("metrics %v, want written 1 dropped 1", got)
 	}
 }
