@@ -43,6 +43,11 @@ type Config struct {
 
 	// Logger receives one line per request and every internal error.
 	Logger *slog.Logger
+	// RequestLogLevel is the level of the per-request line of requests
+	// answered below 500 (default Info); 5xx answers are logged at Warn.
+	// A busy deployment may set Debug to keep the hot path's lines out of
+	// the log without losing the failures.
+	RequestLogLevel slog.Leveler
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Rand is the source of ids and keys (default crypto/rand.Reader). It
@@ -78,6 +83,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.RequestLogLevel == nil {
+		cfg.RequestLogLevel = slog.LevelInfo
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -196,7 +204,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) logRequest(r *http.Request, rec *recorder, start time.Time) {
-	level := slog.LevelInfo
+	level := s.cfg.RequestLogLevel.Level()
 	if rec.status >= 500 {
 		level = slog.LevelWarn
 	}
