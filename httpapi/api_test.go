@@ -419,3 +419,25 @@ func TestHealth(t *testing.T) {
 		t.Errorf("internal detail leaks the cause: %q", p.Detail)
 	}
 }
+
+// User ids may hold . _ @ : + -, raw or percent-encoded in the path.
+func TestUserIDCharacters(t *testing.T) {
+	env := MustEnv(t)
+	const user = "ci:alice+1@example.com"
+	issued := env.MustLink(t, user, demo, "alice")
+	key := env.MustKey(t, "reader", readTokens, []string{user}, nil)
+	for _, p := range []string{
+		path("users", user, "providers", demo, "token"),
+		path("users", "ci%3Aalice%2B1%40example.com", "providers", demo, "token"),
+	} {
+		resp, body := env.Do(t, "GET", p, key, "")
+		var tok httpapi.TokenResponse
+		MustDecode(t, resp, body, http.StatusOK, &tok)
+		if tok.AccessToken != issued.AccessToken {
+			t.Fatalf("%s: wrong token", p)
+		}
+	}
+	// An encoded slash is not a path separator and not a valid id.
+	resp, body := env.Do(t, "GET", path("users", "a%2Fb", "links"), env.AdminKey, "")
+	MustProblem(t, resp, body, http.StatusBadRequest, "invalid_request")
+}
