@@ -21,6 +21,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/store/sqlite"
+	"github.com/tokenbroker/tokenbroker/web"
 )
 
 // Provider ids of an [Env].
@@ -74,8 +75,10 @@ type Options struct {
 }
 
 // Env is a complete, real tokenbroker API on loopback: a migrated SQLite
-// store, the fake identity provider, real providers on it, the refresh
-// coordinator, the batching auditor and the API server, plus an admin key.
+// store sealed by package crypt, the fake identity provider, real
+// providers on it, the refresh coordinator, the batching auditor, the API
+// server and the connect pages (package web) mounted as `tokenbroker
+// serve` mounts them, plus an admin key.
 type Env struct {
 	Clock *Clock
 	IDP   *fakeidp.Server
@@ -204,7 +207,20 @@ func Start(opts Options) (env *Env, err error) {
 		BaseURL: e.URL, ReturnURLAllowList: opts.ReturnURLAllowList,
 		Logger: log, Now: e.Clock.Now, Rand: opts.Rand,
 	})
-	e.Server.Config.Handler = e.API
+	pages, err := web.New(web.Config{
+		Store: e.Sealed, Providers: reg, Auditor: e.Auditor, BaseURL: e.URL,
+		ReturnURLAllowList: opts.ReturnURLAllowList, Logger: log.With("component", "web"),
+		Now: e.Clock.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("web: %w", err)
+	}
+	// Mounted as `tokenbroker serve` mounts them.
+	mux := http.NewServeMux()
+	mux.Handle("/connect/", pages)
+	mux.Handle("/oauth/", pages)
+	mux.Handle("/", e.API)
+	e.Server.Config.Handler = mux
 	e.Server.Start()
 	e.closers = append(e.closers, e.Server.Close)
 
