@@ -161,7 +161,12 @@ func (b *Batcher) request(ctx context.Context, ch chan flushRequest) error {
 	}
 }
 
-// run is the one goroutine that touches pending and the store.
+// run is the one goroutine that touches pending and the store. Its
+// concurrency protects none of DESIGN.md's refresh invariants I1–I6 (the
+// audit trail is outside the refresh protocol); it keeps the rule
+// that the hot path never writes synchronously: callers only ever do a
+// non-blocking channel send, and each AppendAudit holds its connection only
+// for one batch, never across a provider call (in the spirit of I6).
 func (b *Batcher) run() {
 	defer close(b.done)
 	ticker := time.NewTicker(b.opts.FlushInterval)

@@ -32,6 +32,11 @@ const keyLookupTimeout = 5 * time.Second
 // prefixes are not cached (that would let a caller fill the cache), so each
 // request with an unknown key reads the store once; concurrent reads of one
 // prefix are collapsed.
+//
+// The cache's locking protects only its map; it touches none of DESIGN.md's
+// refresh invariants I1–I6 (keys are not part of the refresh protocol). Its
+// one consistency rule is documented: a key revoked elsewhere may be
+// accepted for up to ttl.
 type keyCache struct {
 	store tokenbroker.APIKeyStore
 	ttl   time.Duration
