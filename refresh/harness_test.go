@@ -1,0 +1,229 @@
+package refresh_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/testdb"
+	"github.com/tokenbroker/tokenbroker/provider"
+	"github.com/tokenbroker/tokenbroker/refresh"
+)
+
+const providerID = "idp"
+
+// clock is a settable clock shared by fakeidp and the coordinators, so
+// token expiry is driven exactly; leases stay on the database's clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// replicaStore is one replica's view of the database: a Store and its
+// Signaler (for PostgreSQL each replica has its own pool and listener).
+type replicaStore interface {
+	tokenbroker.Store
+	tokenbroker.Signaler
+}
+
+// env is a test world: one fakeidp, one database, n replicas' stores.
+type env struct {
+	t      *testing.T
+	clock  *clock
+	idp    *fakeidp.Server
+	prov   tokenbroker.Provider
+	stores []replicaStore
+}
+
+type envOptions struct {
+	kind          string // sqlite or postgres
+	replicas      int
+	idp           fakeidp.Config
+	refreshAhead  time.Duration
+	postgresQuery string // extra URL query for PostgreSQL stores, e.g. pool_max_conns=1
+}
+
+// MustEnv builds an env; everything is closed at test cleanup.
+func MustEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	if o.replicas == 0 {
+		o.replicas = 1
+	}
+	e := &env{t: t, clock: newClock()}
+	o.idp.Now = e.clock.Now
+	if o.idp.AccessTokenTTL == 0 {
+		o.idp.AccessTokenTTL = time.Hour
+	}
+	idp, err := fakeidp.Start(o.idp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(idp.Close)
+	e.idp = idp
+	e.prov = MustProvider(t, idp, o.refreshAhead, e.clock.Now)
+
+	switch o.kind {
+	case "sqlite":
+		s := testdb.SQLite(t)
+		for range o.replicas {
+			e.stores = append(e.stores, s)
+		}
+	case "postgres":
+		for _, s := range testdb.PostgresReplicas(t, o.replicas, o.postgresQuery) {
+			e.stores = append(e.stores, s)
+		}
+	default:
+		t.Fatalf("unknown store kind %q", o.kind)
+	}
+	return e
+}
+
+// MustProvider returns a generic OAuth2 provider speaking to idp.
+func MustProvider(tb testing.TB, idp *fakeidp.Server, refreshAhead time.Duration, now func() time.Time) tokenbroker.Provider {
+	tb.Helper()
+	ep := idp.Endpoints()
+	ahead := provider.Duration(refreshAhead)
+	p, err := provider.New(context.Background(), provider.ProviderConfig{
+		ID: providerID, Kind: "oauth2",
+		ClientID: fakeidp.DefaultClientID, ClientSecret: fakeidp.DefaultClientSecret,
+		AuthURL: ep.Authorize, TokenURL: ep.Token, ValidateURL: ep.Userinfo, RevokeURL: ep.Revoke,
+		RefreshAhead: &ahead,
+	}, provider.Options{Now: now})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// providers is a one-provider registry, optionally wrapping the provider
+// (to inject faults into a replica's calls).
+type providers struct{ p tokenbroker.Provider }
+
+func (r providers) Provider(id string) (tokenbroker.Provider, error) {
+	if id != r.p.ID() {
+		return nil, tokenbroker.Errorf(tokenbroker.ENOTFOUND, "unknown provider %q", id)
+	}
+	return r.p, nil
+}
+
+func (r providers) List() []tokenbroker.Provider { return []tokenbroker.Provider{r.p} }
+
+// coordinator returns a coordinator for replica i with cfg's overrides.
+func (e *env) coordinator(i int, p tokenbroker.Provider, mod func(*refresh.Config)) *refresh.Coordinator {
+	e.t.Helper()
+	if p == nil {
+		p = e.prov
+	}
+	cfg := refresh.Config{
+		Store: e.stores[i], Signaler: e.stores[i], Providers: providers{p},
+		Owner: "replica-" + string(rune('a'+i)), Now: e.clock.Now,
+		LeaseTTL: 10 * time.Second, ProviderTimeout: 3 * time.Second,
+		Rand: func() float64 { return 0.5 },
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	c, err := refresh.New(cfg)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return c
+}
+
+// seed links user to the provider with a fresh token family.
+func (e *env) seed(user string) (*tokenbroker.Link, *fakeidp.Token) {
+	e.t.Helper()
+	tok, err := e.idp.IssueToken(user)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	l, err := e.stores[0].PutLink(context.Background(), &tokenbroker.Link{
+		UserID: user, ProviderID: providerID,
+		Token: tokenbroker.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: "Bearer", Expiry: tok.Expiry},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l, tok
+}
+
+func (e *env) link(user string) *tokenbroker.Link {
+	e.t.Helper()
+	l, err := e.stores[0].GetLink(context.Background(), user, providerID)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return l
+}
+
+// gatedProvider wraps a real provider: Refresh announces itself on entered
+// and waits for release before calling through. It injects the timing of
+// a slow provider deterministically.
+type gatedProvider struct {
+	tokenbroker.Provider
+	entered chan struct{}
+	release chan struct{}
+	calls   atomic.Int64
+}
+
+func newGated(p tokenbroker.Provider) *gatedProvider {
+	return &gatedProvider{Provider: p, entered: make(chan struct{}, 100), release: make(chan struct{})}
+}
+
+func (g *gatedProvider) Refresh(ctx context.Context, rt string) (*tokenbroker.Token, error) {
+	g.calls.Add(1)
+	g.entered <- struct{}{}
+	select {
+	case <-g.release:
+	case <-ctx.Done():
+		return nil, &tokenbroker.ProviderError{ProviderID: g.ID(), Err: ctx.Err()}
+	}
+	return g.Provider.Refresh(ctx, rt)
+}
+
+// faultyStore fails CommitRefresh a number of times, as a database that
+// drops connections would.
+type faultyStore struct {
+	replicaStore
+	commitFailures atomic.Int64
+}
+
+var errDatabaseDown = errors.New("injected: connection reset by peer")
+
+func (f *faultyStore) CommitRefresh(ctx context.Context, l *tokenbroker.Link) (bool, error) {
+	if f.commitFailures.Add(-1) >= 0 {
+		return false, errDatabaseDown
+	}
+	return f.replicaStore.CommitRefresh(ctx, l)
+}
+
+// waitTimeout bounds any wait for an event in these tests.
+const waitTimeout = 20 * time.Second
+
+func recv(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(waitTimeout):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
