@@ -160,7 +160,11 @@ func TestWaitersWokenBySignal(t *testing.T) {
 			e := MustEnv(t, envOptions{kind: kind, replicas: 2})
 			gate := newGated(e.prov)
 			holder := e.coordinator(0, gate, func(cfg *refresh.Config) { cfg.LeaseTTL = time.Minute; cfg.ProviderTimeout = 20 * time.Second })
-			waiter := e.coordinator(1, nil, func(cfg *refresh.Config) { cfg.PollInterval = time.Hour; cfg.LeaseTTL = time.Minute; cfg.ProviderTimeout = 20 * time.Second })
+			waiter := e.coordinator(1, nil, func(cfg *refresh.Config) {
+				cfg.PollInterval = time.Hour
+				cfg.LeaseTTL = time.Minute
+				cfg.ProviderTimeout = 20 * time.Second
+			})
 			e.seed("u1")
 			e.clock.Advance(2 * time.Hour)
 
@@ -527,4 +531,3 @@ func TestNoLinkAndUnknownProvider(t *testing.T) {
 		t.Fatalf("unknown provider: %v", err)
 	}
 }
-
