@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -30,7 +31,9 @@ func TestMain(m *testing.M) {
 				fmt.Fprintln(os.Stderr, "  ", l)
 			}
 			code = 1
-		} else if len(logs.Lines()) == 0 {
+		} else if len(logs.Lines()) == 0 && flag.Lookup("test.run").Value.String() == "" {
+			// The whole package ran and nothing was logged: the check
+			// above would have proved nothing.
 			fmt.Fprintln(os.Stderr, "FAIL: no log line captured: the secret check proved nothing")
 			code = 1
 		}
