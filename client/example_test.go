@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"golang.org/x/oauth2"
 
@@ -102,3 +103,42 @@ func ExampleClient_Links() {
 }
 
 func userinfoURL() string { return broker.IDP.Endpoints().Userinfo }
+
+// A headless user (a CLI on a remote machine) connects with the device
+// flow: show the code, then poll until the user approved it.
+func ExampleClient_StartDevice() {
+	ctx := context.Background()
+	broker := client.New(brokerURL(), apiKey())
+
+	da, err := broker.StartDevice(ctx, "carol", "demo")
+	if err != nil {
+		fmt.Println("error:", err)
+		return
+	}
+	fmt.Println("open", strings.HasPrefix(da.VerificationURI, "http"), "and enter the code", len(da.UserCode) > 0)
+
+	userApproves(da.UserCode) // in real life: the user, in a browser
+	for {
+		st, err := broker.PollDevice(ctx, "carol", "demo", da.ID)
+		if err != nil {
+			fmt.Println("error:", err)
+			return
+		}
+		if st.Status == client.DevicePending || st.Status == client.DeviceSlowDown {
+			waitInterval(da.Interval)
+			continue
+		}
+		fmt.Println(st.Status, st.Link.AccountLogin)
+		return
+	}
+	// Output:
+	// open true and enter the code true
+	// complete carol
+}
+
+// userApproves approves the code at the fake identity provider as carol.
+func userApproves(userCode string) { _ = broker.IDP.ApproveDevice(userCode, "carol") }
+
+// waitInterval stands for time.Sleep(interval): the example's provider
+// runs on a test clock, which it advances instead.
+func waitInterval(d time.Duration) { broker.Clock.Advance(d) }
