@@ -375,6 +375,19 @@ func TestConnectSessions(t *testing.T) {
 	}
 }
 
+func TestTokenNotFound(t *testing.T) {
+	env := MustEnv(t)
+	key := env.MustKey(t, "reader", readTokens, nil, nil)
+	resp, body := env.Do(t, "GET", path("users", "nobody", "providers", demo, "token"), key, "")
+	if p := MustProblem(t, resp, body, http.StatusNotFound, "not_found"); !strings.Contains(p.Detail, "connect-sessions") {
+		t.Errorf("detail %q does not say how to connect", p.Detail)
+	}
+	resp, body = env.Do(t, "GET", path("users", "nobody", "providers", "nope", "token"), key, "")
+	if p := MustProblem(t, resp, body, http.StatusNotFound, "not_found"); !strings.Contains(p.Detail, "no provider") {
+		t.Errorf("detail %q does not name the missing provider", p.Detail)
+	}
+}
+
 func TestProviders(t *testing.T) {
 	env := MustEnv(t)
 	key := env.MustKey(t, "reader", readTokens, nil, nil)

@@ -40,6 +40,9 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request, k *tokenbroker
 	tok, err := s.tokens.Token(r.Context(), providerID, userID, minValid)
 	s.audit(k, tokenbroker.AuditTokenRead, userID, providerID, err, "")
 	if err != nil {
+		if tokenbroker.IsNotFound(err) {
+			return s.notFoundDetail(providerID)
+		}
 		return s.withConnectURL(r, k, userID, providerID, err)
 	}
 	resp := TokenResponse{
@@ -70,6 +73,15 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request, k *tokenbroker
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(append(b, '\n'))
 	return nil
+}
+
+// notFoundDetail says which of link or provider is missing, and how to
+// make the link.
+func (s *Server) notFoundDetail(providerID string) error {
+	if _, err := s.providers.Provider(providerID); err != nil {
+		return tokenbroker.Errorf(tokenbroker.ENOTFOUND, "no provider %q is configured", providerID)
+	}
+	return tokenbroker.Errorf(tokenbroker.ENOTFOUND, "the user has no link to %s: connect one through a connect session (POST /api/v1/connect-sessions) or the device flow", providerID)
 }
 
 // parseMinValid reads min_valid: a Go duration ("90s", "5m") or a number
