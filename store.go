@@ -98,6 +98,16 @@ type Signaler interface {
 	Subscribe(linkID int64) (<-chan struct{}, func())
 }
 
+// ChangeFeed reports link changes to in-process caches: the writes of
+// this process at once and, for stores shared by replicas, those of every
+// replica as they are signalled. Store implementations provide it.
+type ChangeFeed interface {
+	// OnChange calls fn with the id of each changed link, or with 0 when
+	// any link may have changed (a reconnecting listener). fn must be quick
+	// and must not block. The returned function unregisters fn.
+	OnChange(fn func(linkID int64)) func()
+}
+
 // APIKeyStore keeps API keys.
 type APIKeyStore interface {
 	// CreateAPIKey stores k and returns it with ID and CreatedAt set.

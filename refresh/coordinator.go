@@ -64,6 +64,13 @@ type Config struct {
 	// Metrics, if set, receives counters (see [NewMetrics]).
 	Metrics *Metrics
 
+	// Changes, with CacheTTL > 0, enables the per-replica cache of fresh
+	// tokens on the fast path (see tokenCache): the store's change feed
+	// invalidates it. CacheTTL bounds an entry's age should notifications
+	// be lost. Without Changes there is no cache.
+	Changes  tokenbroker.ChangeFeed
+	CacheTTL time.Duration
+
 	// BeforeCommit, if set, runs after the provider answered and before the
 	// commit. It exists for fault injection in tests (to stand for a
 	// replica that dies in the window I2 cannot close).
@@ -89,9 +96,11 @@ type Stats struct {
 // Coordinator implements [tokenbroker.TokenService] with the refresh
 // protocol of DESIGN.md. It is safe for concurrent use; one per replica.
 type Coordinator struct {
-	cfg   Config
-	log   *slog.Logger
-	group singleflight.Group
+	cfg         Config
+	log         *slog.Logger
+	group       singleflight.Group
+	cache       *tokenCache
+	stopChanges func()
 
 	randMu sync.Mutex
 
@@ -147,7 +156,19 @@ func New(cfg Config) (*Coordinator, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Coordinator{cfg: cfg, log: log.With("component", "refresh", "owner", cfg.Owner)}, nil
+	c := &Coordinator{cfg: cfg, log: log.With("component", "refresh", "owner", cfg.Owner)}
+	if cfg.Changes != nil && cfg.CacheTTL > 0 {
+		c.cache = newTokenCache(cfg.CacheTTL)
+		c.stopChanges = cfg.Changes.OnChange(c.cache.invalidate)
+	}
+	return c, nil
+}
+
+// Close unregisters the coordinator from the store's change feed.
+func (c *Coordinator) Close() {
+	if c.stopChanges != nil {
+		c.stopChanges()
+	}
 }
 
 // Owner returns the lease owner id of this coordinator.
@@ -185,9 +206,14 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 	}
 	window := max(p.RefreshAhead(), minValid)
 
+	key := cacheKey(providerID, userID)
+	if l := c.cache.get(key); l != nil && l.Token.ValidFor(c.cfg.Now(), window) {
+		return tokenOut(l), nil
+	}
 	var lastTransient *tokenbroker.ProviderError
 	for attempt := 0; ; attempt++ {
 		// Step 1: the fast path reads and returns, no lock, no write.
+		version := c.cache.version()
 		l, err := c.cfg.Store.GetLink(ctx, userID, providerID)
 		if err != nil {
 			return nil, err
@@ -197,6 +223,7 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 		}
 		now := c.cfg.Now()
 		if l.Token.ValidFor(now, window) {
+			c.cache.put(key, l, version)
 			return tokenOut(l), nil
 		}
 		if l.Token.RefreshToken == "" {

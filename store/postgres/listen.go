@@ -23,6 +23,16 @@ func (s *Store) Subscribe(linkID int64) (<-chan struct{}, func()) {
 	return ch, cancel
 }
 
+// OnChange implements [tokenbroker.ChangeFeed]. It starts the listener
+// like Subscribe; fn sees this process's writes at once and other
+// replicas' through LISTEN, and 0 whenever the listener (re)connects or
+// loses its connection, since changes may have been missed then.
+func (s *Store) OnChange(fn func(linkID int64)) func() {
+	cancel := s.hub.OnChange(fn)
+	s.listenOnce.Do(func() { go s.listen() })
+	return cancel
+}
+
 // listen keeps one dedicated connection (outside the pool, so it never
 // starves the queries) listening, reconnecting with capped, jittered
 // backoff. After each (re)connection it wakes every subscriber: signals
@@ -70,6 +80,8 @@ func (s *Store) listen() {
 				if ctx.Err() == nil {
 					s.logger().Warn("postgres: listener connection lost; reconnecting", "err", err)
 				}
+				// Changes may go unseen until the reconnection: say so.
+				s.hub.SignalAll()
 				break
 			}
 			if id, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {

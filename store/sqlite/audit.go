@@ -15,23 +15,34 @@ func (s *Store) AppendAudit(ctx context.Context, events []tokenbroker.AuditEvent
 	if len(events) == 0 {
 		return nil
 	}
+	for _, e := range events {
+		if e.Action == "" {
+			return tokenbroker.Errorf(tokenbroker.EINVALID, "an audit event needs an action")
+		}
+	}
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
 		return translate(err, "audit events")
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `
-		INSERT INTO audit_events (time, actor, action, user_id, provider_id, outcome, detail)
-		VALUES (COALESCE(?, `+nowMS+`), ?, ?, ?, ?, ?, ?)`)
-	if err != nil {
-		return translate(err, "audit events")
-	}
-	defer stmt.Close()
-	for _, e := range events {
-		if e.Action == "" {
-			return tokenbroker.Errorf(tokenbroker.EINVALID, "an audit event needs an action")
+	// Multi-row INSERTs: the audit trail is written once per token handed
+	// out, so per-statement overhead is the hot path's largest write cost.
+	const rowsPerInsert = 100
+	args := make([]any, 0, 7*rowsPerInsert)
+	var q strings.Builder
+	for start := 0; start < len(events); start += rowsPerInsert {
+		batch := events[start:min(start+rowsPerInsert, len(events))]
+		q.Reset()
+		args = args[:0]
+		q.WriteString(`INSERT INTO audit_events (time, actor, action, user_id, provider_id, outcome, detail) VALUES `)
+		for i, e := range batch {
+			if i > 0 {
+				q.WriteByte(',')
+			}
+			q.WriteString(`(COALESCE(?, ` + nowMS + `), ?, ?, ?, ?, ?, ?)`)
+			args = append(args, toMS(e.Time), e.Actor, e.Action, e.UserID, e.ProviderID, e.Outcome, e.Detail)
 		}
-		if _, err := stmt.ExecContext(ctx, toMS(e.Time), e.Actor, e.Action, e.UserID, e.ProviderID, e.Outcome, e.Detail); err != nil {
+		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
 			return translate(err, "audit events")
 		}
 	}

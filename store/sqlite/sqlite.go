@@ -210,6 +210,10 @@ func (s *Store) Subscribe(linkID int64) (<-chan struct{}, func()) {
 	return s.hub.Subscribe(linkID)
 }
 
+// OnChange implements [tokenbroker.ChangeFeed]: SQLite serves one process,
+// so every change is seen here.
+func (s *Store) OnChange(fn func(linkID int64)) func() { return s.hub.OnChange(fn) }
+
 // toMS converts t to unix milliseconds, the zero time to NULL.
 func toMS(t time.Time) sql.NullInt64 {
 	if t.IsZero() {

@@ -6,9 +6,12 @@ import "sync"
 // process. The zero value is not usable; use [NewHub]. A Hub is safe for
 // concurrent use.
 type Hub struct {
-	mu   sync.Mutex
-	subs map[int64]map[*sub]struct{}
+	mu       sync.Mutex
+	subs     map[int64]map[*sub]struct{}
+	watchers map[*watcher]struct{}
 }
+
+type watcher struct{ fn func(linkID int64) }
 
 type sub struct{ ch chan struct{} }
 
@@ -43,10 +46,35 @@ func (h *Hub) Subscribe(linkID int64) (<-chan struct{}, func()) {
 	}
 }
 
+// OnChange registers fn to be called with the link id of every
+// [Hub.Signal], and with 0 on [Hub.SignalAll]. fn runs under the hub's
+// lock: it must be quick and must not call the hub. The returned cancel
+// is idempotent.
+func (h *Hub) OnChange(fn func(linkID int64)) func() {
+	w := &watcher{fn: fn}
+	h.mu.Lock()
+	if h.watchers == nil {
+		h.watchers = make(map[*watcher]struct{})
+	}
+	h.watchers[w] = struct{}{}
+	h.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			h.mu.Lock()
+			delete(h.watchers, w)
+			h.mu.Unlock()
+		})
+	}
+}
+
 // Signal wakes every subscriber of linkID without blocking.
 func (h *Hub) Signal(linkID int64) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for w := range h.watchers {
+		w.fn(linkID)
+	}
 	for s := range h.subs[linkID] {
 		wake(s.ch)
 	}
@@ -57,6 +85,9 @@ func (h *Hub) Signal(linkID int64) {
 func (h *Hub) SignalAll() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	for w := range h.watchers {
+		w.fn(0)
+	}
 	for _, m := range h.subs {
 		for s := range m {
 			wake(s.ch)

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/tokenbroker/tokenbroker/refresh"
+)
+
+// serveConfig is the configuration of `tokenbroker serve` (and `dev`). Every
+// field comes from a flag whose default is read from an environment
+// variable; Validate checks it as a whole.
+type serveConfig struct {
+	Addr            string
+	BaseURL         string
+	DataDir         string
+	DatabaseURL     string
+	ProvidersFile   string
+	KeyFile         string
+	ReturnURLAllow  []string
+	ReplicaID       string
+	LeaseTTL        time.Duration
+	ProviderTimeout time.Duration
+	TokenCacheTTL   time.Duration
+	LogRequests     bool
+	LogFormat       string
+	LogLevel        string
+	Strategy        string
+	// FaultBeforeCommit is a test-only fault: "hang" makes the lease holder
+	// stop after the provider answered and before its commit, standing for
+	// a replica that dies in the window I2 cannot close.
+	FaultBeforeCommit string
+}
+
+// envOr returns the environment variable's value, or def when unset.
+func envOr(environ func(string) string, key, def string) string {
+	if v := environ(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envDuration(environ func(string) string, key string, def time.Duration) time.Duration {
+	if v := environ(key); v != "" {
+		if d, err := time.ParseDuration(v); err == nil {
+			return d
+		}
+	}
+	return def
+}
+
+// bindServeFlags declares the serve flags on fs with defaults taken from
+// the environment (getenv), filling cfg when fs is parsed.
+func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) string) {
+	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "TOKENBROKER_ADDR", "127.0.0.1:8080"), "listen address (env TOKENBROKER_ADDR)")
+	fs.StringVar(&cfg.BaseURL, "base-url", getenv("TOKENBROKER_BASE_URL"), "public URL of this service (env TOKENBROKER_BASE_URL; default http://<addr>)")
+	fs.StringVar(&cfg.DataDir, "data-dir", envOr(getenv, "TOKENBROKER_DATA_DIR", "./tokenbroker-data"), "directory of the embedded SQLite database (env TOKENBROKER_DATA_DIR)")
+	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("TOKENBROKER_DATABASE_URL"), "postgres://... for PostgreSQL (env TOKENBROKER_DATABASE_URL); empty: SQLite in the data dir")
+	fs.StringVar(&cfg.ProvidersFile, "providers", getenv("TOKENBROKER_PROVIDERS_FILE"), "provider configuration file, YAML (env TOKENBROKER_PROVIDERS_FILE)")
+	fs.StringVar(&cfg.KeyFile, "key-file", getenv("TOKENBROKER_ENCRYPTION_KEY_FILE"), "encryption key file (env TOKENBROKER_ENCRYPTION_KEY_FILE; or keys in TOKENBROKER_ENCRYPTION_KEYS)")
+	fs.StringSliceVar(&cfg.ReturnURLAllow, "return-url-allow", splitList(getenv("TOKENBROKER_RETURN_URL_ALLOW")), "URL prefixes connect sessions may return to (env TOKENBROKER_RETURN_URL_ALLOW, comma-separated)")
+	fs.StringVar(&cfg.ReplicaID, "replica-id", getenv("TOKENBROKER_REPLICA_ID"), "lease owner id of this replica (env TOKENBROKER_REPLICA_ID; default host-pid-random)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "TOKENBROKER_LEASE_TTL", 30*time.Second), "refresh lease duration (env TOKENBROKER_LEASE_TTL)")
+	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", envDuration(getenv, "TOKENBROKER_PROVIDER_TIMEOUT", 10*time.Second), "bound of one provider call, well under the lease TTL (env TOKENBROKER_PROVIDER_TIMEOUT)")
+	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", envDuration(getenv, "TOKENBROKER_TOKEN_CACHE_TTL", time.Second), "how long a replica may serve a fresh token from memory; changes invalidate it at once, this bounds it if notifications are lost; 0 disables (env TOKENBROKER_TOKEN_CACHE_TTL)")
+	fs.BoolVar(&cfg.LogRequests, "log-requests", getenv("TOKENBROKER_LOG_REQUESTS") == "true", "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
+	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
+	fs.StringVar(&cfg.LogLevel, "log-level", envOr(getenv, "TOKENBROKER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env TOKENBROKER_LOG_LEVEL)")
+	fs.StringVar(&cfg.Strategy, "refresh-strategy", envOr(getenv, "TOKENBROKER_REFRESH_STRATEGY", refresh.StrategyCoordinated), "refresh strategy; naive and cas-only are broken baselines for benchmarks only")
+	fs.StringVar(&cfg.FaultBeforeCommit, "test-fault-before-commit", getenv("TOKENBROKER_TEST_FAULT_BEFORE_COMMIT"), "test-only fault injection")
+	_ = fs.MarkHidden("refresh-strategy")
+	_ = fs.MarkHidden("test-fault-before-commit")
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Validate checks the configuration and fills derived defaults.
+func (c *serveConfig) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
+		return fmt.Errorf("invalid --addr %q: want host:port", c.Addr)
+	}
+	if c.BaseURL != "" {
+		u, err := url.Parse(c.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("invalid --base-url %q: want http(s)://host[:port]", c.BaseURL)
+		}
+		c.BaseURL = strings.TrimRight(c.BaseURL, "/")
+	}
+	for _, p := range c.ReturnURLAllow {
+		u, err := url.Parse(p)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("invalid --return-url-allow entry %q: want an absolute http(s) URL prefix", p)
+		}
+	}
+	if c.LeaseTTL <= 0 {
+		return fmt.Errorf("invalid --lease-ttl %s: must be positive", c.LeaseTTL)
+	}
+	if c.ProviderTimeout <= 0 || c.ProviderTimeout*2 > c.LeaseTTL {
+		return fmt.Errorf("invalid --provider-timeout %s: must be positive and at most half the lease TTL (%s)", c.ProviderTimeout, c.LeaseTTL)
+	}
+	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > time.Minute {
+		return fmt.Errorf("invalid --token-cache-ttl %s: want 0 to 1m", c.TokenCacheTTL)
+	}
+	switch c.LogFormat {
+	case "text", "json":
+	default:
+		return fmt.Errorf("invalid --log-format %q: want text or json", c.LogFormat)
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		return err
+	}
+	switch c.Strategy {
+	case refresh.StrategyCoordinated, refresh.StrategyNaive, refresh.StrategyCASOnly:
+	default:
+		return fmt.Errorf("invalid --refresh-strategy %q", c.Strategy)
+	}
+	switch c.FaultBeforeCommit {
+	case "", "hang":
+	default:
+		return fmt.Errorf("invalid --test-fault-before-commit %q", c.FaultBeforeCommit)
+	}
+	if c.ReplicaID == "" {
+		host, _ := os.Hostname()
+		c.ReplicaID = fmt.Sprintf("%s-%d-%04x", host, os.Getpid(), rand.Uint32()&0xffff)
+	}
+	return nil
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// newLogger returns the process logger writing to w.
+func newLogger(w io.Writer, format, level string) *slog.Logger {
+	lvl, _ := parseLevel(level)
+	opts := &slog.HandlerOptions{Level: lvl}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// getenvFrom adapts os.Getenv for bindServeFlags; tests pass a map.
+var getenvFrom = os.Getenv

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/client"
+	"github.com/tokenbroker/tokenbroker/crypt"
+	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/pgtest"
+	"github.com/tokenbroker/tokenbroker/refresh"
+)
+
+// TestHerdThreeReplicas is the multi-replica proof of issue 4: three real
+// `tokenbroker serve` processes on one throwaway PostgreSQL, fakeidp with
+// single-use rotating refresh tokens and reuse detection, 100 callers per
+// replica, 5 expiries. Every expiry costs exactly one provider call, no
+// reuse is detected, no caller fails, no link breaks, and every caller of
+// a round gets the same access token.
+func TestHerdThreeReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	requirePostgres(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	res, err := runHerd(ctx, exe, herdOptions{
+		Replicas: 3, Callers: 100, Rounds: 5, Links: 1,
+		ProviderLatency: 50 * time.Millisecond, TokenTTL: 2 * time.Second, LeaseTTL: 10 * time.Second,
+		Strategy: refresh.StrategyCoordinated, Store: "postgres",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("herd: %+v", *res)
+	if res.ProviderRefreshCalls != 5 || res.ReuseDetections != 0 || res.CallerErrors != 0 || res.LinksBroken != 0 {
+		t.Fatalf("provider calls %d (want 5), reuse detections %d, caller errors %d %v, links broken %d (want 0)",
+			res.ProviderRefreshCalls, res.ReuseDetections, res.CallerErrors, res.ErrorCodes, res.LinksBroken)
+	}
+	if res.CallerRequests != 5*3*100 {
+		t.Fatalf("caller requests = %d, want 1500", res.CallerRequests)
+	}
+	for round, counts := range res.RoundTokens {
+		for _, n := range counts {
+			if n != 1 {
+				t.Fatalf("round %d: callers got %d different tokens, want 1", round+1, n)
+			}
+		}
+	}
+}
+
+// TestHerdBaselinesBreak shows, in the same harness, what the coordinator
+// prevents: with the naive strategy callers fail and the link breaks.
+func TestHerdBaselinesBreak(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := runHerd(ctx, exe, herdOptions{
+		Replicas: 1, Callers: 30, Rounds: 2, Links: 1,
+		ProviderLatency: 50 * time.Millisecond, TokenTTL: 2 * time.Second, LeaseTTL: 10 * time.Second,
+		Strategy: refresh.StrategyNaive, Store: "sqlite",
+	}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("naive: %+v", *res)
+	if res.ProviderRefreshCalls <= 1 || res.ReuseDetections == 0 || res.CallerErrors == 0 || res.LinksBroken != 1 {
+		t.Fatalf("naive herd should race: %+v", *res)
+	}
+}
+
+func requirePostgres(t *testing.T) {
+	t.Helper()
+	if _, err := pgtest.FindBinaries(); err != nil {
+		if pgtest.Required() {
+			t.Fatalf("pgtest: %v", err)
+		}
+		t.Skipf("pgtest: PostgreSQL not installed; install it with: %s", pgtest.InstallHint)
+	}
+}
+
+// crashEnv is two replicas on one PostgreSQL database and one fakeidp, for
+// the crash tests.
+type crashEnv struct {
+	idp    *fakeidp.Server
+	dbURL  string
+	env    []string
+	apiKey string
+	exe    string
+	dir    string
+}
+
+func newCrashEnv(t *testing.T, idpCfg fakeidp.Config) *crashEnv {
+	t.Helper()
+	requirePostgres(t)
+	ce := &crashEnv{dir: t.TempDir()}
+	var err error
+	if ce.exe, err = os.Executable(); err != nil {
+		t.Fatal(err)
+	}
+	if ce.idp, err = fakeidp.Start(idpCfg); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ce.idp.Close)
+	ce.dbURL = pgtest.NewDatabase(t)
+	key, err := crypt.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := ce.idp.Endpoints()
+	ce.env = selfEnv(
+		"TOKENBROKER_ENCRYPTION_KEYS="+key,
+		"TOKENBROKER_DATABASE_URL="+ce.dbURL,
+		"TOKENBROKER_DATA_DIR="+filepath.Join(ce.dir, "data"),
+		"TOKENBROKER_PROVIDER_BENCH_KIND=oauth2",
+		"TOKENBROKER_PROVIDER_BENCH_CLIENT_ID="+fakeidp.DefaultClientID,
+		"TOKENBROKER_PROVIDER_BENCH_CLIENT_SECRET="+fakeidp.DefaultClientSecret,
+		"TOKENBROKER_PROVIDER_BENCH_AUTH_URL="+ep.Authorize,
+		"TOKENBROKER_PROVIDER_BENCH_TOKEN_URL="+ep.Token,
+		"TOKENBROKER_PROVIDER_BENCH_REFRESH_AHEAD=0s",
+	)
+	ctx := context.Background()
+	if out, err := execCommand(ctx, ce.exe, ce.env, "migrate").CombinedOutput(); err != nil {
+		t.Fatalf("migrate: %v: %s", err, out)
+	}
+	if ce.apiKey, err = herdAdminKey(ctx, ce.dbURL, filepath.Join(ce.dir, "data")); err != nil {
+		t.Fatal(err)
+	}
+	return ce
+}
+
+func (ce *crashEnv) start(t *testing.T, name string, extra ...string) *replica {
+	t.Helper()
+	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--replica-id", name,
+		"--lease-ttl", "3s", "--provider-timeout", "1s"}, extra...)
+	r, err := startReplica(context.Background(), name, ce.exe, args, ce.env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = r.Stop()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", name, r.Logs())
+		}
+	})
+	return r
+}
+
+// seedExpired imports a link whose access token has already expired.
+func (ce *crashEnv) seedExpired(t *testing.T, r *replica, user string) {
+	t.Helper()
+	tok, err := ce.idp.IssueToken(user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	past := time.Now().Add(-time.Minute)
+	if _, err := client.New(r.URL, ce.apiKey).ImportLink(context.Background(), user, "bench",
+		client.ImportRequest{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: "Bearer", Expiry: &past}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitFor polls cond (a process in another address space has no event to
+// wait on) until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestCrashWhileHoldingLease: a replica is killed with SIGKILL while it
+// holds the lease and waits for a provider that does not answer (the
+// request never reaches the provider's processing: fakeidp hangs before
+// it). Another replica refreshes the link once the lease expires; no reuse
+// is detected, the link stays active.
+//
+// (A provider that processes a request whose client has gone, as fakeidp's
+// latency fault does, rotates the token into the void: that is the window
+// of TestCrashAfterProviderAnswered.)
+func TestCrashWhileHoldingLease(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	ce := newCrashEnv(t, fakeidp.Config{Faults: fakeidp.Faults{Hang: true}})
+	r0 := ce.start(t, "r0")
+	r1 := ce.start(t, "r1")
+	ce.seedExpired(t, r0, "crash-user")
+
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = client.New(r0.URL, ce.apiKey).Token(ctx, "crash-user", "bench", 0)
+	}()
+	waitFor(t, "r0 to call the provider", func() bool { return ce.idp.Stats().Faults["hang"] >= 1 })
+	r0.Kill()
+	ce.idp.SetFaults(fakeidp.Faults{})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tok, err := client.New(r1.URL, ce.apiKey).Token(ctx, "crash-user", "bench", 0)
+	if err != nil {
+		t.Fatalf("r1 after r0 died: %v", err)
+	}
+	if tok.AccessToken == "" {
+		t.Fatal("empty token")
+	}
+	st := ce.idp.Stats()
+	if st.ReuseDetections != 0 || st.RefreshSuccesses != 1 {
+		t.Fatalf("reuse detections %d (want 0), refresh successes %d (want 1)", st.ReuseDetections, st.RefreshSuccesses)
+	}
+	l, err := client.New(r1.URL, ce.apiKey).Link(ctx, "crash-user", "bench")
+	if err != nil || l.State != string(tokenbroker.LinkActive) {
+		t.Fatalf("link after takeover: %+v %v", l, err)
+	}
+}
+
+// TestCrashAfterProviderAnswered is the window I2 cannot close: a replica
+// dies after the provider rotated the refresh token and before its commit.
+// The replica that takes over sends the spent refresh token, the provider
+// detects the reuse, and the case is logged with a clear reason, counted in
+// the metrics and stored on the link, never hidden.
+func TestCrashAfterProviderAnswered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	ce := newCrashEnv(t, fakeidp.Config{})
+	r0 := ce.start(t, "r0", "--test-fault-before-commit", "hang")
+	r1 := ce.start(t, "r1")
+	ce.seedExpired(t, r0, "crash-user")
+
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = client.New(r0.URL, ce.apiKey).Token(ctx, "crash-user", "bench", 0)
+	}()
+	waitFor(t, "r0 to hang before its commit", func() bool { return strings.Contains(r0.Logs(), "hanging between the provider's answer and the commit") })
+	r0.Kill()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := client.New(r1.URL, ce.apiKey).Token(ctx, "crash-user", "bench", 0)
+	var ce1 *client.Error
+	if !errors.As(err, &ce1) || ce1.Code != tokenbroker.EREAUTHREQUIRED {
+		t.Fatalf("r1: got %v, want reauth_required", err)
+	}
+	if !strings.Contains(r1.Logs(), "lost refresh") {
+		t.Fatalf("r1 did not log the lost refresh:\n%s", r1.Logs())
+	}
+	l, err := client.New(r1.URL, ce.apiKey).Link(ctx, "crash-user", "bench")
+	if err != nil || !strings.Contains(l.FailureReason, "lost refresh") {
+		t.Fatalf("link failure reason does not name the lost refresh: %+v %v", l, err)
+	}
+	resp, err := http.Get(r1.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := `tokenbroker_refresh_lost_total{reason="holder_died"} 1`; !strings.Contains(string(body), want) {
+		t.Fatalf("metrics lack %q", want)
+	}
+	if st := ce.idp.Stats(); st.ReuseDetections != 1 {
+		t.Fatalf("reuse detections = %d, want 1", st.ReuseDetections)
+	}
+}

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/audit"
+	"github.com/tokenbroker/tokenbroker/crypt"
+	"github.com/tokenbroker/tokenbroker/httpapi"
+	"github.com/tokenbroker/tokenbroker/provider"
+	"github.com/tokenbroker/tokenbroker/refresh"
+	"github.com/tokenbroker/tokenbroker/web"
+)
+
+func init() { commands = append(commands, newServeCmd) }
+
+func newServeCmd() *cobra.Command {
+	cfg := &serveConfig{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the token API and the connect pages",
+		Long: `serve runs tokenbroker. With no flags it uses the embedded default: a SQLite
+database in ./tokenbroker-data (created if missing), listening on 127.0.0.1:8080.
+--database-url postgres://... selects PostgreSQL, where any number of replicas
+can serve together. Migrations are applied at start.`,
+		Example: `  tokenbroker serve --providers providers.yaml
+  TOKENBROKER_DATABASE_URL=postgres://tb@db/tokenbroker TOKENBROKER_ENCRYPTION_KEYS=... tokenbroker serve --addr 0.0.0.0:8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := cfg.Validate(); err != nil {
+				return exitf(2, "%v", err)
+			}
+			return serveWith(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), nil, nil)
+		},
+	}
+	bindServeFlags(cmd.Flags(), cfg, getenvFrom)
+	return cmd
+}
+
+// app is a wired tokenbroker: store, ring, providers, coordinator, HTTP.
+type app struct {
+	cfg       *serveConfig
+	log       *slog.Logger
+	handle    storeHandle
+	store     tokenbroker.Store // sealed
+	providers tokenbroker.Providers
+	tokens    tokenbroker.TokenService
+	audit     *audit.Batcher
+	handler   http.Handler
+	registry  *prometheus.Registry
+	closers   []func()
+}
+
+// extraProviders lets `dev` add providers (the in-process demo provider)
+// on top of the configured ones.
+type extraProviders func(ctx context.Context, cfg *provider.Config) error
+
+// buildApp opens and wires everything serve needs. The caller closes it.
+func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra extraProviders) (*app, error) {
+	a := &app{cfg: cfg, log: log}
+	h, err := openStore(ctx, cfg.DatabaseURL, cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	a.handle = h
+	ok := false
+	defer func() {
+		if !ok {
+			h.Close()
+		}
+	}()
+	if err := h.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("migrate database: %w", err)
+	}
+	ring, err := loadServeRing(ctx, h, cfg.KeyFile, cfg.DataDir, log)
+	if err != nil {
+		return nil, err
+	}
+	a.store = crypt.NewStore(h.Store(), ring)
+
+	pcfg := &provider.Config{}
+	if cfg.ProvidersFile != "" {
+		if pcfg, err = provider.LoadFile(cfg.ProvidersFile, os.Environ()); err != nil {
+			return nil, err
+		}
+	} else if err := pcfg.ApplyEnv(os.Environ()); err != nil {
+		return nil, err
+	}
+	if extra != nil {
+		if err := extra(ctx, pcfg); err != nil {
+			return nil, err
+		}
+	}
+	if err := pcfg.Validate(); err != nil {
+		return nil, err
+	}
+	reg, err := provider.NewRegistry(ctx, pcfg, provider.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	a.providers = reg
+	if len(reg.List()) == 0 {
+		log.Warn("no providers configured: set --providers or TOKENBROKER_PROVIDER_<ID>_KIND (see docs/providers.md)")
+	}
+
+	a.registry = prometheus.NewRegistry()
+	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.audit = audit.NewBatcher(h.Store(), audit.Options{Logger: log})
+
+	switch cfg.Strategy {
+	case refresh.StrategyNaive:
+		a.tokens = refresh.NewNaive(a.store, reg, nil)
+	case refresh.StrategyCASOnly:
+		a.tokens = refresh.NewCASOnly(a.store, reg, nil)
+	default:
+		rc := refresh.Config{
+			Store: a.store, Signaler: h.Signaler(), Providers: reg, Auditor: a.audit, Logger: log,
+			Owner: cfg.ReplicaID, LeaseTTL: cfg.LeaseTTL, ProviderTimeout: cfg.ProviderTimeout,
+			Metrics: refresh.NewMetrics(a.registry),
+		}
+		if feed, ok := h.Signaler().(tokenbroker.ChangeFeed); ok && cfg.TokenCacheTTL > 0 {
+			rc.Changes, rc.CacheTTL = feed, cfg.TokenCacheTTL
+		}
+		if cfg.FaultBeforeCommit == "hang" {
+			log.Warn("test fault injection on: the lease holder hangs before every commit")
+			rc.BeforeCommit = func(ctx context.Context, l *tokenbroker.Link) {
+				log.Warn("test fault: hanging between the provider's answer and the commit", "user", l.UserID, "provider", l.ProviderID)
+				<-ctx.Done()
+				select {} // stands for a dead process; the test kills it
+			}
+		}
+		co, err := refresh.New(rc)
+		if err != nil {
+			return nil, err
+		}
+		a.tokens = co
+		a.closers = append(a.closers, co.Close)
+	}
+
+	baseURL := cfg.BaseURL
+	reqLevel := slog.LevelDebug
+	if cfg.LogRequests {
+		reqLevel = slog.LevelInfo
+	}
+	api := httpapi.New(httpapi.Config{
+		Store: a.store, Tokens: a.tokens, Providers: reg, Auditor: a.audit,
+		BaseURL: baseURL, ReturnURLAllowList: cfg.ReturnURLAllow, Logger: log,
+		RequestLogLevel: reqLevel,
+	})
+	a.registry.MustRegister(a.audit.Collector())
+	pages, err := web.New(web.Config{
+		Store: a.store, Providers: reg, Auditor: a.audit, BaseURL: baseURL,
+		ReturnURLAllowList: cfg.ReturnURLAllow, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/connect/", pages)
+	mux.Handle("/oauth/", pages)
+	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/", api)
+	a.handler = mux
+	ok = true
+	return a, nil
+}
+
+// Close flushes the audit trail and closes the store.
+func (a *app) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, c := range a.closers {
+		c()
+	}
+	if a.audit != nil {
+		if err := a.audit.Close(ctx); err != nil {
+			a.log.Warn("flush audit trail", "err", err)
+		}
+	}
+	a.handle.Close()
+}
+
+// serveWith runs until ctx ends. extra adds providers; onStart, if set,
+// runs once the server listens.
+func serveWith(ctx context.Context, cfg *serveConfig, stdout, stderr io.Writer, extra extraProviders, onStart func(context.Context, *app) error) error {
+	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return exitf(1, "listen on %s: %v", cfg.Addr, err)
+	}
+	defer ln.Close()
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = "http://" + ln.Addr().String()
+	}
+	a, err := buildApp(ctx, cfg, log, extra)
+	if err != nil {
+		return exitf(1, "%s", oneLine(err))
+	}
+	defer a.Close()
+	srv := &http.Server{
+		Handler:           a.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("tokenbroker started", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "store", a.handle.Kind(), "replica", cfg.ReplicaID)
+	fmt.Fprintf(stdout, "%s%s\n", listeningPrefix, "http://"+ln.Addr().String())
+	if onStart != nil {
+		if err := onStart(ctx, a); err != nil {
+			_ = srv.Close()
+			return exitf(1, "%s", oneLine(err))
+		}
+	}
+
+	select {
+	case err := <-errc:
+		return exitf(1, "http server: %v", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Warn("shutdown", "err", err)
+	}
+	return nil
+}
+
+// oneLine makes an error fit one line.
+func oneLine(err error) string {
+	s := err.Error()
+	for i, r := range s {
+		if r == '\n' {
+			return s[:i]
+		}
+	}
+	return s
+}
