@@ -256,7 +256,9 @@ func TestCrashAfterProviderAnswered(t *testing.T) {
 		defer cancel()
 		_, _ = client.New(r0.URL, ce.apiKey).Token(ctx, "crash-user", "bench", 0)
 	}()
-	waitFor(t, "r0 to hang before its commit", func() bool { return strings.Contains(r0.Logs(), "hanging between the provider's answer and the commit") })
+	waitFor(t, "r0 to hang before its commit", func() bool {
+		return strings.Contains(r0.Logs(), "hanging between the provider's answer and the commit")
+	})
 	r0.Kill()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
