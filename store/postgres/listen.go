@@ -80,8 +80,9 @@ func (s *Store) listen() {
 				if ctx.Err() == nil {
 					s.logger().Warn("postgres: listener connection lost; reconnecting", "err", err)
 				}
-				// Changes may go unseen until the reconnection: say so.
-				s.hub.SignalAll()
+				// Changes may go unseen until the reconnection: caches
+				// must forget what they hold (waiters keep their poll).
+				s.hub.ForgetAll()
 				break
 			}
 			if id, err := strconv.ParseInt(n.Payload, 10, 64); err == nil {

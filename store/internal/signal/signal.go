@@ -68,6 +68,16 @@ func (h *Hub) OnChange(fn func(linkID int64)) func() {
 	}
 }
 
+// ForgetAll tells the change watchers (not the subscribers) that any link
+// may have changed unseen, for a listener that just lost its connection.
+func (h *Hub) ForgetAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for w := range h.watchers {
+		w.fn(0)
+	}
+}
+
 // Signal wakes every subscriber of linkID without blocking.
 func (h *Hub) Signal(linkID int64) {
 	h.mu.Lock()

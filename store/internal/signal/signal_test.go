@@ -33,3 +33,36 @@ func TestHub(t *testing.T) {
 		t.Fatalf("Len = %d, want 1", h.Len())
 	}
 }
+
+func TestOnChange(t *testing.T) {
+	h := NewHub()
+	var got []int64
+	cancel := h.OnChange(func(id int64) { got = append(got, id) })
+	ch, cancelSub := h.Subscribe(7)
+	defer cancelSub()
+	h.Signal(7)
+	h.Signal(9)
+	h.ForgetAll()
+	select {
+	case <-ch:
+	default:
+		t.Fatal("subscriber not woken by Signal")
+	}
+	select {
+	case <-ch:
+		t.Fatal("ForgetAll woke a subscriber")
+	default:
+	}
+	h.SignalAll()
+	cancel()
+	h.Signal(7)
+	want := []int64{7, 9, 0, 0}
+	if len(got) != len(want) {
+		t.Fatalf("watcher saw %v, want %v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("watcher saw %v, want %v", got, want)
+		}
+	}
+}
