@@ -3,6 +3,7 @@ package crypt
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -40,6 +41,9 @@ type Ring struct {
 	keys []*key
 	byID map[string]*key
 	rand io.Reader
+	// derive is HKDF-Extract of the primary key, the root of
+	// [Ring.DeriveKey]; the key itself is not kept.
+	derive []byte
 }
 
 // NewRing returns a ring of the given 32-byte keys, the first primary.
@@ -69,6 +73,13 @@ func NewRing(rnd io.Reader, keys ...[]byte) (*Ring, error) {
 		if err != nil {
 			return nil, fmt.Errorf("crypt: key %d of %d: %w", i+1, len(keys), err)
 		}
+		if i == 0 {
+			prk, err := hkdf.Extract(sha256.New, k, []byte("tokenbroker derived keys v1"))
+			if err != nil {
+				return nil, fmt.Errorf("crypt: derive: %w", err)
+			}
+			r.derive = prk
+		}
 		kk := &key{id: id, aead: aead}
 		r.keys = append(r.keys, kk)
 		r.byID[id] = kk
@@ -85,6 +96,15 @@ func KeyID(k []byte) string {
 	h.Write([]byte("tokenbroker key id\x00"))
 	h.Write(k)
 	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// DeriveKey returns a 32-byte key for purpose, derived from the primary key
+// with HKDF-SHA256 (RFC 5869), so replicas sharing a ring share the
+// derived keys (for example the connect pages' cookie key) without another
+// secret to configure. Different purposes give independent keys; a
+// rotation of the primary changes them all.
+func (r *Ring) DeriveKey(purpose string) ([]byte, error) {
+	return hkdf.Expand(sha256.New, r.derive, purpose, 32)
 }
 
 // PrimaryID returns the id of the key that seals.

@@ -413,3 +413,24 @@ func BenchmarkOpen(b *testing.B) {
 		}
 	}
 }
+
+func TestDeriveKey(t *testing.T) {
+	k1, _ := crypt.GenerateKey(nil)
+	k2, _ := crypt.GenerateKey(nil)
+	a, err := crypt.ParseKeys(k1 + "," + k2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := crypt.ParseKeys(k1)
+	c, _ := crypt.ParseKeys(k2 + "," + k1)
+	ka, _ := a.DeriveKey("web cookie")
+	kb, _ := b.DeriveKey("web cookie")
+	kc, _ := c.DeriveKey("web cookie")
+	kx, _ := a.DeriveKey("other")
+	if len(ka) != 32 || string(ka) != string(kb) {
+		t.Fatal("rings with the same primary must derive the same key")
+	}
+	if string(ka) == string(kc) || string(ka) == string(kx) {
+		t.Fatal("another primary or purpose must derive another key")
+	}
+}

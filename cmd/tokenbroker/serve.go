@@ -161,9 +161,15 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra ext
 		RequestLogLevel: reqLevel,
 	})
 	a.registry.MustRegister(a.audit.Collector())
+	// Replicas behind one load balancer must share the connect pages'
+	// cookie key; deriving it from the shared key ring needs no new secret.
+	cookieKey, err := ring.DeriveKey("tokenbroker web cookie v1")
+	if err != nil {
+		return nil, err
+	}
 	pages, err := web.New(web.Config{
 		Store: a.store, Providers: reg, Auditor: a.audit, BaseURL: baseURL,
-		ReturnURLAllowList: cfg.ReturnURLAllow, Logger: log,
+		ReturnURLAllowList: cfg.ReturnURLAllow, Logger: log, CookieKey: cookieKey,
 	})
 	if err != nil {
 		return nil, err
