@@ -144,6 +144,9 @@ type Config struct {
 	// AutoApprove, if set to a user's ID or login, makes /authorize approve
 	// at once as that user without showing the login page.
 	AutoApprove string
+	// RecordIssued keeps every issued access and refresh token for
+	// [Server.IssuedTokens] (memory grows with every issue: tests only).
+	RecordIssued bool
 	// Users are the accounts; default [DefaultUsers]. A username typed on
 	// the login page that matches no account creates one.
 	Users []User

@@ -71,6 +71,7 @@ type Server struct {
 	users   []User
 	fams    map[string]*family
 	access  map[string]*accessToken
+	issued  []string // with Config.RecordIssued
 	refresh map[string]*refreshToken
 	codes   map[string]*authCode
 	devices map[string]*deviceGrant // by device code

@@ -128,6 +128,9 @@ func (s *Server) issueLocked(fam *family) (*Token, error) {
 	fam.current = r
 	s.access[at] = a
 	s.refresh[rt] = r
+	if s.cfg.RecordIssued {
+		s.issued = append(s.issued, at, rt)
+	}
 	s.maybeSweepLocked(now)
 	return &Token{
 		AccessToken:  at,
@@ -140,6 +143,15 @@ func (s *Server) issueLocked(fam *family) (*Token, error) {
 		Generation:   fam.generation,
 		UserID:       fam.userID,
 	}, nil
+}
+
+// IssuedTokens returns every access and refresh token the server issued,
+// in order, when [Config.RecordIssued] is set (nil otherwise). Tests search
+// database dumps for them.
+func (s *Server) IssuedTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.issued...)
 }
 
 // revokeFamilyLocked revokes every token of fam, counting it once.

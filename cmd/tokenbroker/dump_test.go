@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker/client"
+	"github.com/tokenbroker/tokenbroker/crypt"
+	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/pgtest"
+)
+
+// TestDumpHoldsNoIssuedToken runs a real `tokenbroker serve` on SQLite and
+// on PostgreSQL through imports, refreshes and a device-flow connect, then
+// dumps the database with the engine's own tool (sqlite3 .dump, pg_dump)
+// and searches the dump for every access and refresh token fakeidp issued
+// in the run: none may appear (issue 6: a dump alone is useless).
+func TestDumpHoldsNoIssuedToken(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	for _, kind := range []string{"sqlite", "postgres"} {
+		t.Run(kind, func(t *testing.T) {
+			dir := t.TempDir()
+			dataDir := filepath.Join(dir, "data")
+			var dbURL string
+			var dump func() string
+			switch kind {
+			case "sqlite":
+				bin, err := exec.LookPath("sqlite3")
+				if err != nil {
+					t.Skip("sqlite3 not installed (apt-get install -y sqlite3)")
+				}
+				dump = func() string {
+					out, err := exec.Command(bin, "-readonly", filepath.Join(dataDir, "tokenbroker.db"), ".dump").Output()
+					if err != nil {
+						t.Fatalf("sqlite3 .dump: %v", err)
+					}
+					return string(out)
+				}
+			case "postgres":
+				requirePostgres(t)
+				dbURL = pgtest.NewDatabase(t)
+				dump = func() string { return pgDump(t, dbURL) }
+			}
+			idp, err := fakeidp.Start(fakeidp.Config{RecordIssued: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer idp.Close()
+			key, err := crypt.GenerateKey(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ep := idp.Endpoints()
+			env := selfEnv(
+				"TOKENBROKER_ENCRYPTION_KEYS="+key,
+				"TOKENBROKER_DATABASE_URL="+dbURL,
+				"TOKENBROKER_DATA_DIR="+dataDir,
+				"TOKENBROKER_PROVIDER_BENCH_KIND=oauth2",
+				"TOKENBROKER_PROVIDER_BENCH_CLIENT_ID="+fakeidp.DefaultClientID,
+				"TOKENBROKER_PROVIDER_BENCH_CLIENT_SECRET="+fakeidp.DefaultClientSecret,
+				"TOKENBROKER_PROVIDER_BENCH_AUTH_URL="+ep.Authorize,
+				"TOKENBROKER_PROVIDER_BENCH_TOKEN_URL="+ep.Token,
+				"TOKENBROKER_PROVIDER_BENCH_DEVICE_URL="+ep.DeviceAuthorization,
+				"TOKENBROKER_PROVIDER_BENCH_VALIDATE_URL="+ep.Userinfo,
+			)
+			exe, err := os.Executable()
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if out, err := execCommand(ctx, exe, env, "migrate").CombinedOutput(); err != nil {
+				t.Fatalf("migrate: %v: %s", err, out)
+			}
+			apiKey, err := herdAdminKey(ctx, dbURL, dataDir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := startReplica(ctx, "dump-"+kind, exe, []string{"serve", "--addr", "127.0.0.1:0"}, env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stopped := false
+			defer func() {
+				if !stopped {
+					_ = r.Stop()
+				}
+			}()
+			c := client.New(r.URL, apiKey)
+
+			// Imports of expired tokens, each followed by a refresh.
+			past := time.Now().Add(-time.Minute)
+			for _, user := range []string{"dump-alice", "dump-bob"} {
+				for range 2 {
+					tok, err := idp.IssueToken(user)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := c.ImportLink(ctx, user, "bench", client.ImportRequest{AccessToken: tok.AccessToken,
+						RefreshToken: tok.RefreshToken, TokenType: "Bearer", Expiry: &past}); err != nil {
+						t.Fatal(err)
+					}
+					got, err := c.Token(ctx, user, "bench", 0)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if got.AccessToken == tok.AccessToken {
+						t.Fatal("the expired imported token was not refreshed")
+					}
+				}
+			}
+			// A device-flow connect.
+			da, err := c.StartDevice(ctx, "dump-carol", "bench")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := idp.ApproveDevice(da.UserCode, "carol"); err != nil {
+				t.Fatal(err)
+			}
+			st, err := c.PollDevice(ctx, "dump-carol", "bench", da.ID)
+			if err != nil || st.Status != client.DeviceComplete {
+				t.Fatalf("device flow: %+v %v", st, err)
+			}
+			if _, err := c.Token(ctx, "dump-carol", "bench", 0); err != nil {
+				t.Fatal(err)
+			}
+
+			if err := r.Stop(); err != nil {
+				t.Fatal(err)
+			}
+			stopped = true
+			d := dump()
+			if !strings.Contains(d, "dump-alice") || !strings.Contains(d, "dump-carol") {
+				t.Fatal("the dump does not hold the run's users: is it the right database?")
+			}
+			issued := idp.IssuedTokens()
+			if len(issued) < 2*(4+1) {
+				t.Fatalf("fakeidp issued only %d tokens", len(issued))
+			}
+			for _, tok := range issued {
+				if strings.Contains(d, tok) {
+					t.Errorf("the %s dump contains a token fakeidp issued (%s...)", kind, tok[:14])
+				}
+			}
+			if strings.Contains(d, "fakeidp_") {
+				t.Error("the dump contains a fakeidp token prefix")
+			}
+		})
+	}
+}
+
+// pgDump dumps the database at url with pg_dump, preferring the server's
+// own version.
+func pgDump(t *testing.T, url string) string {
+	t.Helper()
+	bin := "pg_dump"
+	if dir, err := pgtest.FindBinaries(); err == nil {
+		if p := filepath.Join(dir, "pg_dump"); fileExists(p) {
+			bin = p
+		}
+	}
+	out, err := exec.Command(bin, "--dbname="+url).Output()
+	if err != nil {
+		t.Fatalf("pg_dump: %v", err)
+	}
+	return string(out)
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
