@@ -160,7 +160,7 @@ on its generation, so a refresh that commits meanwhile wins and is never lost.
 It only ever reads rows not yet sealed by the primary, so after an interruption
 running it again continues where it stopped.`,
 		Example: `  TOKENBROKER_ENCRYPTION_KEYS=NEWKEY,OLDKEY tokenbroker keys rekey --database-url postgres://tb@db/tokenbroker`,
-		Args: cobra.NoArgs,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			h, err := openStore(ctx, f.databaseURL, f.dataDir)
