@@ -34,6 +34,9 @@ func TestDumpHoldsNoIssuedToken(t *testing.T) {
 			case "sqlite":
 				bin, err := exec.LookPath("sqlite3")
 				if err != nil {
+					if pgtest.Required() {
+						t.Fatal("sqlite3 not installed (apt-get install -y sqlite3)")
+					}
 					t.Skip("sqlite3 not installed (apt-get install -y sqlite3)")
 				}
 				dump = func() string {
