@@ -36,10 +36,11 @@ func newKeysCmd() *cobra.Command {
 		Use:   "keys",
 		Short: "Encryption keys: generate a key, show which keys seal how many rows, re-seal with the primary",
 		Long: `Token fields are sealed with AES-256-GCM under a key ring: the first key seals,
-every key opens. To rotate: generate a key, put it first in
-TOKENBROKER_ENCRYPTION_KEYS (or the key file) of every replica, restart them,
-run "keys rekey", check "keys status" shows no rows on the old key, then drop
-the old key. See docs/keys.md.`,
+every key opens. To rotate: generate a key; add it last in
+TOKENBROKER_ENCRYPTION_KEYS (or the key file) of every replica and restart them,
+so every replica can open it; then move it first everywhere and restart again;
+run "keys rekey"; when "keys status" shows no rows on the old key, drop it.
+See docs/keys.md.`,
 	}
 	f.bind(cmd)
 	cmd.AddCommand(newKeysGenerateCmd(), newKeysStatusCmd(f), newKeysRekeyCmd(f))
