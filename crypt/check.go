@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/tokenbroker/tokenbroker"
 )
@@ -137,22 +136,4 @@ func LoadOrCreateDevKey(dataDir string) (ring *Ring, created bool, err error) {
 	}
 	ring, err = LoadKeyFile(path)
 	return ring, created && err == nil, err
-}
-
-// describeCounts formats per-key row counts for messages, sorted by id.
-func describeCounts(counts map[string]int64) string {
-	ids := make([]string, 0, len(counts))
-	for id := range counts {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	parts := make([]string, len(ids))
-	for i, id := range ids {
-		name := id
-		if name == "" {
-			name = "(none)"
-		}
-		parts[i] = fmt.Sprintf("%s=%d", name, counts[id])
-	}
-	return strings.Join(parts, " ")
 }
