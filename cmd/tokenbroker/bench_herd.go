@@ -58,6 +58,8 @@ type herdResult struct {
 	// RoundTokens holds, per round and link, the distinct access tokens
 	// callers got (only in tests; never printed).
 	RoundTokens [][]int `json:"-"`
+	// ReplicaLogs are the replicas' stderr (only in tests).
+	ReplicaLogs []string `json:"-"`
 }
 
 type latencySummary struct {
@@ -220,6 +222,9 @@ func runHerd(ctx context.Context, exe string, o herdOptions, logw io.Writer) (re
 		for _, r := range replicas {
 			if serr := r.Stop(); serr != nil && err == nil {
 				err = serr
+			}
+			if res != nil {
+				res.ReplicaLogs = append(res.ReplicaLogs, r.Logs())
 			}
 		}
 	}()

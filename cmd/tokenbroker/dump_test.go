@@ -72,6 +72,7 @@ func TestDumpHoldsNoIssuedToken(t *testing.T) {
 				"TOKENBROKER_PROVIDER_BENCH_TOKEN_URL="+ep.Token,
 				"TOKENBROKER_PROVIDER_BENCH_DEVICE_URL="+ep.DeviceAuthorization,
 				"TOKENBROKER_PROVIDER_BENCH_VALIDATE_URL="+ep.Userinfo,
+				"TOKENBROKER_LOG_LEVEL=debug", // every line a replica can write is searched for secrets
 			)
 			exe, err := os.Executable()
 			if err != nil {
@@ -139,6 +140,7 @@ func TestDumpHoldsNoIssuedToken(t *testing.T) {
 				t.Fatal(err)
 			}
 			stopped = true
+			assertNoSecretsLogged(t, r.Logs())
 			d := dump()
 			if !strings.Contains(d, "dump-alice") || !strings.Contains(d, "dump-carol") {
 				t.Fatal("the dump does not hold the run's users: is it the right database?")

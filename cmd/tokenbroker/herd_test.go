@@ -44,7 +44,8 @@ func TestHerdThreeReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("herd: %+v", *res)
+	t.Logf("herd: %+v", res.ProviderRefreshCalls)
+	assertNoSecretsLogged(t, res.ReplicaLogs...)
 	if res.ProviderRefreshCalls != 5 || res.ReuseDetections != 0 || res.CallerErrors != 0 || res.LinksBroken != 0 {
 		t.Fatalf("provider calls %d (want 5), reuse detections %d, caller errors %d %v, links broken %d (want 0)",
 			res.ProviderRefreshCalls, res.ReuseDetections, res.CallerErrors, res.ErrorCodes, res.LinksBroken)
@@ -81,9 +82,22 @@ func TestHerdBaselinesBreak(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("naive: %+v", *res)
+	assertNoSecretsLogged(t, res.ReplicaLogs...)
 	if res.ProviderRefreshCalls <= 1 || res.ReuseDetections == 0 || res.CallerErrors == 0 || res.LinksBroken != 1 {
 		t.Fatalf("naive herd should race: %+v", *res)
+	}
+}
+
+// assertNoSecretsLogged fails if a replica's log holds a token (fakeidp's
+// tokens carry a fakeidp_ prefix), an API key (tbk_) or a bearer header.
+func assertNoSecretsLogged(t *testing.T, logs ...string) {
+	t.Helper()
+	for _, l := range logs {
+		for _, marker := range []string{"fakeidp_at_", "fakeidp_rt_", "fakeidp_dc_", "tbk_", "Bearer "} {
+			if strings.Contains(l, marker) {
+				t.Errorf("a replica logged a secret (%q):\n%s", marker, l)
+			}
+		}
 	}
 }
 
@@ -157,6 +171,7 @@ func (ce *crashEnv) start(t *testing.T, name string, extra ...string) *replica {
 	}
 	t.Cleanup(func() {
 		_ = r.Stop()
+		assertNoSecretsLogged(t, r.Logs())
 		if t.Failed() {
 			t.Logf("%s log:\n%s", name, r.Logs())
 		}

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/crypt"
+	"github.com/tokenbroker/tokenbroker/internal/pgtest"
+)
+
+// serveOnce runs `tokenbroker serve` in process with a context that ends
+// soon, for start-up failures that must exit at once.
+func serveOnce(t *testing.T, args ...string) (code int, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out, errb bytes.Buffer
+	code = run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), &out, &errb)
+	return code, errb.String()
+}
+
+// lastLine is the one-line failure `run` prints last.
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestServeRefusesWithoutKeyOnPostgres: replicas must share a ring, so
+// PostgreSQL without a key refuses to start with one clear line.
+func TestServeRefusesWithoutKeyOnPostgres(t *testing.T) {
+	requirePostgres(t)
+	t.Setenv("TOKENBROKER_ENCRYPTION_KEYS", "")
+	code, stderr := serveOnce(t, "--database-url", pgtest.NewDatabase(t))
+	if code == 0 || !strings.Contains(lastLine(stderr), "no encryption key") || strings.Contains(stderr, "goroutine") {
+		t.Fatalf("code %d, stderr:\n%s", code, stderr)
+	}
+}
+
+// TestServeRefusesWrongRing: a database with rows sealed by another key
+// refuses to start, naming the key ids, never key material.
+func TestServeRefusesWrongRing(t *testing.T) {
+	dir := t.TempDir()
+	k1, _ := crypt.GenerateKey(nil)
+	k2, _ := crypt.GenerateKey(nil)
+	r1, _ := crypt.ParseKeys(k1)
+	ctx := context.Background()
+	h, err := openStore(ctx, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crypt.NewStore(h.Store(), r1).PutLink(ctx, &tokenbroker.Link{UserID: "u", ProviderID: "github",
+		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}); err != nil {
+		t.Fatal(err)
+	}
+	h.Close()
+
+	t.Setenv("TOKENBROKER_ENCRYPTION_KEYS", k2)
+	code, stderr := serveOnce(t, "--data-dir", dir)
+	if code == 0 || !strings.Contains(lastLine(stderr), r1.PrimaryID()) || strings.Contains(stderr, k1) || strings.Contains(stderr, k2) {
+		t.Fatalf("code %d, stderr:\n%s", code, stderr)
+	}
+	// The embedded default without a key file: a fresh dev key cannot open
+	// the rows either, and says so instead of serving broken links.
+	t.Setenv("TOKENBROKER_ENCRYPTION_KEYS", "")
+	code, stderr = serveOnce(t, "--data-dir", dir)
+	if code == 0 || !strings.Contains(lastLine(stderr), r1.PrimaryID()) {
+		t.Fatalf("dev key: code %d, stderr:\n%s", code, stderr)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, crypt.DevKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("dev key file: %v %v", fi, err)
+	}
+}
+
+// TestServeBadDatabaseURL: one line, non-zero, no stack trace, no password.
+func TestServeBadDatabaseURL(t *testing.T) {
+	for _, url := range []string{"mysql://u:hunter2@db/x", "postgres://u:hunter2@127.0.0.1:1/x?connect_timeout=2"} {
+		code, stderr := serveOnce(t, "--database-url", url)
+		if code == 0 || strings.Contains(stderr, "hunter2") || strings.Contains(stderr, "goroutine") ||
+			strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Fatalf("%s: code %d, stderr:\n%s", url, code, stderr)
+		}
+	}
+}
+
+func TestServeConfigValidate(t *testing.T) {
+	for _, args := range [][]string{
+		{"--lease-ttl", "10s", "--provider-timeout", "8s"},
+		{"--log-format", "xml"},
+		{"--base-url", "ftp://x"},
+		{"--return-url-allow", "not a url"},
+		{"--token-cache-ttl", "1h"},
+	} {
+		code, stderr := serveOnce(t, args...)
+		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Fatalf("%v: code %d, stderr:\n%s", args, code, stderr)
+		}
+	}
+}
