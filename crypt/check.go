@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/tokenbroker/tokenbroker"
 )
@@ -136,4 +137,23 @@ func LoadOrCreateDevKey(dataDir string) (ring *Ring, created bool, err error) {
 	}
 	ring, err = LoadKeyFile(path)
 	return ring, created && err == nil, err
+}
+
+// LoadOrCreateDevRing is [LoadOrCreateDevKey] for a server about to run on
+// inner: when the key file is missing but the database already holds
+// sealed rows (the file was lost, or the data directory was moved without
+// it), it refuses with one line instead of generating a key that cannot
+// open them, and creates nothing. It does not run [CheckRing].
+func LoadOrCreateDevRing(ctx context.Context, inner tokenbroker.Store, dataDir string) (ring *Ring, created bool, err error) {
+	path := DevKeyPath(dataDir)
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		sealed, ids, err := HasSealedRows(ctx, inner)
+		if err != nil {
+			return nil, false, err
+		}
+		if sealed {
+			return nil, false, fmt.Errorf("database holds tokens sealed by keys [%s] but the key file %s does not exist: restore it, or set %s", strings.Join(ids, " "), path, EnvKeys)
+		}
+	}
+	return LoadOrCreateDevKey(dataDir)
 }
