@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -72,9 +73,9 @@ func newKeysStatusCmd(f *keysFlags) *cobra.Command {
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			h, err := openStore(ctx, f.databaseURL, f.dataDir)
+			h, err := openKeysStore(ctx, f)
 			if err != nil {
-				return exitf(1, "open database: %s", oneLine(err))
+				return err
 			}
 			defer h.Close()
 			counts, err := h.Store().CountSealedByKey(ctx)
@@ -90,6 +91,30 @@ func newKeysStatusCmd(f *keysFlags) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// openKeysStore opens the database for status and rekey. It does not
+// migrate (a key tool should not change the schema under running
+// replicas); it refuses a database whose schema is not current, with the
+// command that fixes it.
+func openKeysStore(ctx context.Context, f *keysFlags) (storeHandle, error) {
+	h, err := openStore(ctx, f.databaseURL, f.dataDir)
+	if err != nil {
+		return nil, exitf(1, "open database: %s", oneLine(err))
+	}
+	cur, latest, err := h.SchemaVersion(ctx)
+	switch {
+	case err != nil:
+		h.Close()
+		return nil, exitf(1, "read schema version of %s: %s", h.Describe(), oneLine(err))
+	case cur == 0:
+		h.Close()
+		return nil, exitf(1, "%s has no tokenbroker schema yet (nothing is sealed); check --database-url / --data-dir", h.Describe())
+	case cur < latest:
+		h.Close()
+		return nil, exitf(1, "%s has schema version %d, this binary needs %d: run `tokenbroker migrate` first", h.Describe(), cur, latest)
+	}
+	return h, nil
 }
 
 // loadKeysRing loads the ring like serve does, without creating a dev key.
@@ -164,9 +189,9 @@ running it again continues where it stopped.`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			h, err := openStore(ctx, f.databaseURL, f.dataDir)
+			h, err := openKeysStore(ctx, f)
 			if err != nil {
-				return exitf(1, "open database: %s", oneLine(err))
+				return err
 			}
 			defer h.Close()
 			ring, err := loadKeysRing(f, h.Kind())
@@ -214,11 +239,12 @@ running it again continues where it stopped.`,
 // end, for output that is not a terminal.
 func plainProgress(w io.Writer) func(done, total int64) {
 	var last time.Time
+	lastDone, lastTotal := int64(-1), int64(-1)
 	return func(done, total int64) {
-		if time.Since(last) < time.Second && done < total {
+		if done == lastDone && total == lastTotal || time.Since(last) < time.Second && done < total {
 			return
 		}
-		last = time.Now()
+		last, lastDone, lastTotal = time.Now(), done, total
 		pct := 100.0
 		if total > 0 {
 			pct = float64(done) * 100 / float64(total)

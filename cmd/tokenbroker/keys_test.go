@@ -116,3 +116,17 @@ func TestKeysWrongRingRefused(t *testing.T) {
 		t.Fatalf("wrong ring: code %d, stderr %q", code, errOut)
 	}
 }
+
+// TestKeysUnmigratedRefused: status and rekey do not migrate; on a data
+// directory without a schema they say so in one line.
+func TestKeysUnmigratedRefused(t *testing.T) {
+	dir := t.TempDir()
+	k, _ := crypt.GenerateKey(nil)
+	t.Setenv("TOKENBROKER_ENCRYPTION_KEYS", k)
+	for _, sub := range []string{"status", "rekey"} {
+		_, errOut, code := runKeys(t, "keys", sub, "--data-dir", dir)
+		if code != 1 || !strings.Contains(errOut, "no tokenbroker schema yet") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("keys %s on an empty data dir: code %d, stderr %q", sub, code, errOut)
+		}
+	}
+}
