@@ -29,7 +29,7 @@ func loadServeRing(ctx context.Context, h storeHandle, keyFile, dataDir string, 
 		}
 	case h.Kind() == "sqlite":
 		var created bool
-		if ring, created, err = crypt.LoadOrCreateDevKey(dataDir); err != nil {
+		if ring, created, err = crypt.LoadOrCreateDevRing(ctx, h.Store(), dataDir); err != nil {
 			return nil, fmt.Errorf("encryption key in the data directory: %w", err)
 		}
 		if created {

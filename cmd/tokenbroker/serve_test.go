@@ -75,8 +75,28 @@ func TestServeRefusesWrongRing(t *testing.T) {
 	if code == 0 || !strings.Contains(lastLine(stderr), r1.PrimaryID()) {
 		t.Fatalf("dev key: code %d, stderr:\n%s", code, stderr)
 	}
-	if fi, err := os.Stat(filepath.Join(dir, crypt.DevKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+	if _, err := os.Stat(filepath.Join(dir, crypt.DevKeyFile)); err == nil {
+		t.Fatal("a useless dev key was generated over rows sealed by another key")
+	}
+	// On an empty database the dev key is generated, 0600.
+	fresh := t.TempDir()
+	ctx2, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := &serveConfig{Addr: "127.0.0.1:0", DataDir: fresh, LeaseTTL: 30 * time.Second, ProviderTimeout: 10 * time.Second,
+		LogFormat: "text", LogLevel: "info", Strategy: "coordinated"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	// serve starts, generates the key, and stops once it listens.
+	if err := serveWith(ctx2, cfg, &out, &errb, nil, func(context.Context, *app) error { cancel(); return nil }); err != nil {
+		t.Fatalf("fresh data dir: %v\n%s", err, errb.String())
+	}
+	if fi, err := os.Stat(filepath.Join(fresh, crypt.DevKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("dev key file: %v %v", fi, err)
+	}
+	if !strings.Contains(errb.String(), "generated a new encryption key") {
+		t.Fatalf("serve did not say it generated a key:\n%s", errb.String())
 	}
 }
 
