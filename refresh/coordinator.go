@@ -101,6 +101,9 @@ type Coordinator struct {
 	group       singleflight.Group
 	cache       *tokenCache
 	stopChanges func()
+	// flights counts running flights, so Close can wait for a refresh the
+	// provider may already have answered to be committed (I2).
+	flights sync.WaitGroup
 
 	randMu sync.Mutex
 
@@ -164,11 +167,16 @@ func New(cfg Config) (*Coordinator, error) {
 	return c, nil
 }
 
-// Close unregisters the coordinator from the store's change feed.
+// Close unregisters the coordinator from the store's change feed and
+// waits for the flights under way: each is bounded by its own timeout, and
+// a refresh the provider has answered must be committed before the store
+// closes, or its rotated refresh token is lost (I2). Call it before closing
+// the store.
 func (c *Coordinator) Close() {
 	if c.stopChanges != nil {
 		c.stopChanges()
 	}
+	c.flights.Wait()
 }
 
 // Owner returns the lease owner id of this coordinator.
@@ -216,6 +224,9 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 		version := c.cache.version()
 		l, err := c.cfg.Store.GetLink(ctx, userID, providerID)
 		if err != nil {
+			if ctx.Err() != nil && lastTransient != nil {
+				return nil, unavailable(providerID, lastTransient, time.Second)
+			}
 			return nil, err
 		}
 		if l.State == tokenbroker.LinkReauthRequired {
@@ -263,8 +274,9 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 		}
 		delay := c.backoff(attempt, res.transient.RetryAfter)
 		deadline, hasDeadline := ctx.Deadline()
+		// The deadline is wall-clock time; cfg.Now only judges token expiry.
 		if (!hasDeadline && attempt+1 >= DefaultAttemptsWithoutDeadline) ||
-			(hasDeadline && c.cfg.Now().Add(delay).After(deadline)) {
+			(hasDeadline && time.Until(deadline) < delay) {
 			return nil, unavailable(providerID, res.transient, delay)
 		}
 		t := time.NewTimer(delay)
@@ -306,6 +318,8 @@ func unavailable(providerID string, cause *tokenbroker.ProviderError, retryAfter
 func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, minValid time.Duration) (*flightResult, error) {
 	key := fmt.Sprintf("%s\x00%s\x00%d", l.ProviderID, l.UserID, minValid)
 	ch := c.group.DoChan(key, func() (any, error) {
+		c.flights.Add(1)
+		defer c.flights.Done()
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.cfg.LeaseTTL+c.cfg.ProviderTimeout)
 		defer cancel()
 		return c.flight(fctx, p, l.UserID, max(p.RefreshAhead(), minValid), minValid)

@@ -420,12 +420,19 @@ func TestTransientFailureNeverBreaksLink(t *testing.T) {
 	}
 
 	e.clock.Advance(time.Hour) // expired
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_, err = c.Token(ctx, providerID, "u1", 0)
 	var pu *tokenbroker.ProviderUnavailableError
 	if !errors.As(err, &pu) || pu.RetryAfter <= 0 {
 		t.Fatalf("got %v, want ProviderUnavailableError with a retry-after", err)
+	}
+	// The caller may give up while a detached flight still holds the
+	// lease; its release signals.
+	sig, cancelSig := e.stores[0].Subscribe(l.ID)
+	defer cancelSig()
+	for e.link("u1").LeaseOwner != "" {
+		recv(t, sig, "the lease to be released")
 	}
 	cur := e.link("u1")
 	if cur.State != tokenbroker.LinkActive || cur.Generation != l.Generation || cur.LeaseOwner != "" {

@@ -146,6 +146,9 @@ func (e *env) coordinator(i int, p tokenbroker.Provider, mod func(*refresh.Confi
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	// Before the stores close (cleanups run last-in first-out): detached
+	// flights finish and commit.
+	e.t.Cleanup(c.Close)
 	return c
 }
 
