@@ -180,7 +180,7 @@ func runHerd(ctx context.Context, exe string, o herdOptions, logw io.Writer) (re
 	if store == "postgres" {
 		cluster, err := pgtest.StartCluster(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("throwaway PostgreSQL: %w", err)
+			return nil, fmt.Errorf("throwaway PostgreSQL (or run one replica on SQLite: --replicas 1): %w", err)
 		}
 		defer cluster.Stop()
 		if dbURL, err = cluster.CreateDatabase(ctx); err != nil {
