@@ -191,21 +191,7 @@ func runHerd(ctx context.Context, exe string, o herdOptions, logw io.Writer) (re
 	if err != nil {
 		return nil, err
 	}
-	ep := idp.Endpoints()
-	env := selfEnv(
-		"TOKENBROKER_ENCRYPTION_KEYS="+key,
-		"TOKENBROKER_DATABASE_URL="+dbURL,
-		"TOKENBROKER_DATA_DIR="+filepath.Join(dir, "data"),
-		"TOKENBROKER_PROVIDER_BENCH_KIND=oauth2",
-		"TOKENBROKER_PROVIDER_BENCH_CLIENT_ID="+fakeidp.DefaultClientID,
-		"TOKENBROKER_PROVIDER_BENCH_CLIENT_SECRET="+fakeidp.DefaultClientSecret,
-		"TOKENBROKER_PROVIDER_BENCH_AUTH_URL="+ep.Authorize,
-		"TOKENBROKER_PROVIDER_BENCH_TOKEN_URL="+ep.Token,
-		"TOKENBROKER_PROVIDER_BENCH_VALIDATE_URL="+ep.Userinfo,
-		"TOKENBROKER_PROVIDER_BENCH_REVOKE_URL="+ep.Revoke,
-		"TOKENBROKER_PROVIDER_BENCH_REFRESH_AHEAD=0s",
-		"TOKENBROKER_LOG_LEVEL=warn",
-	)
+	env := selfEnv(append(benchEnv(idp, key, dbURL, filepath.Join(dir, "data")), "TOKENBROKER_LOG_LEVEL=warn")...)
 
 	// Migrate once, then create an admin key on the database directly.
 	migrate := execCommand(ctx, exe, env, "migrate")
@@ -396,6 +382,27 @@ func runHerd(ctx context.Context, exe string, o herdOptions, logw io.Writer) (re
 		}
 	}
 	return res, nil
+}
+
+// benchEnv is the environment of replicas serving provider "bench" (kind
+// oauth2, no refresh-ahead) against idp, on dbURL (empty: SQLite in
+// dataDir), with the encryption key key.
+func benchEnv(idp *fakeidp.Server, key, dbURL, dataDir string) []string {
+	ep := idp.Endpoints()
+	return []string{
+		"TOKENBROKER_ENCRYPTION_KEYS=" + key,
+		"TOKENBROKER_DATABASE_URL=" + dbURL,
+		"TOKENBROKER_DATA_DIR=" + dataDir,
+		"TOKENBROKER_PROVIDER_BENCH_KIND=oauth2",
+		"TOKENBROKER_PROVIDER_BENCH_CLIENT_ID=" + fakeidp.DefaultClientID,
+		"TOKENBROKER_PROVIDER_BENCH_CLIENT_SECRET=" + fakeidp.DefaultClientSecret,
+		"TOKENBROKER_PROVIDER_BENCH_AUTH_URL=" + ep.Authorize,
+		"TOKENBROKER_PROVIDER_BENCH_TOKEN_URL=" + ep.Token,
+		"TOKENBROKER_PROVIDER_BENCH_DEVICE_URL=" + ep.DeviceAuthorization,
+		"TOKENBROKER_PROVIDER_BENCH_VALIDATE_URL=" + ep.Userinfo,
+		"TOKENBROKER_PROVIDER_BENCH_REVOKE_URL=" + ep.Revoke,
+		"TOKENBROKER_PROVIDER_BENCH_REFRESH_AHEAD=0s",
+	}
 }
 
 func summarize(ms []float64) latencySummary {

@@ -60,20 +60,8 @@ func TestDumpHoldsNoIssuedToken(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ep := idp.Endpoints()
-			env := selfEnv(
-				"TOKENBROKER_ENCRYPTION_KEYS="+key,
-				"TOKENBROKER_DATABASE_URL="+dbURL,
-				"TOKENBROKER_DATA_DIR="+dataDir,
-				"TOKENBROKER_PROVIDER_BENCH_KIND=oauth2",
-				"TOKENBROKER_PROVIDER_BENCH_CLIENT_ID="+fakeidp.DefaultClientID,
-				"TOKENBROKER_PROVIDER_BENCH_CLIENT_SECRET="+fakeidp.DefaultClientSecret,
-				"TOKENBROKER_PROVIDER_BENCH_AUTH_URL="+ep.Authorize,
-				"TOKENBROKER_PROVIDER_BENCH_TOKEN_URL="+ep.Token,
-				"TOKENBROKER_PROVIDER_BENCH_DEVICE_URL="+ep.DeviceAuthorization,
-				"TOKENBROKER_PROVIDER_BENCH_VALIDATE_URL="+ep.Userinfo,
-				"TOKENBROKER_LOG_LEVEL=debug", // every line a replica can write is searched for secrets
-			)
+			// Every line a replica can write is searched for secrets.
+			env := selfEnv(append(benchEnv(idp, key, dbURL, dataDir), "TOKENBROKER_LOG_LEVEL=debug")...)
 			exe, err := os.Executable()
 			if err != nil {
 				t.Fatal(err)

@@ -139,18 +139,7 @@ func newCrashEnv(t *testing.T, idpCfg fakeidp.Config) *crashEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep := ce.idp.Endpoints()
-	ce.env = selfEnv(
-		"TOKENBROKER_ENCRYPTION_KEYS="+key,
-		"TOKENBROKER_DATABASE_URL="+ce.dbURL,
-		"TOKENBROKER_DATA_DIR="+filepath.Join(ce.dir, "data"),
-		"TOKENBROKER_PROVIDER_BENCH_KIND=oauth2",
-		"TOKENBROKER_PROVIDER_BENCH_CLIENT_ID="+fakeidp.DefaultClientID,
-		"TOKENBROKER_PROVIDER_BENCH_CLIENT_SECRET="+fakeidp.DefaultClientSecret,
-		"TOKENBROKER_PROVIDER_BENCH_AUTH_URL="+ep.Authorize,
-		"TOKENBROKER_PROVIDER_BENCH_TOKEN_URL="+ep.Token,
-		"TOKENBROKER_PROVIDER_BENCH_REFRESH_AHEAD=0s",
-	)
+	ce.env = selfEnv(benchEnv(ce.idp, key, ce.dbURL, filepath.Join(ce.dir, "data"))...)
 	ctx := context.Background()
 	if out, err := execCommand(ctx, ce.exe, ce.env, "migrate").CombinedOutput(); err != nil {
 		t.Fatalf("migrate: %v: %s", err, out)
