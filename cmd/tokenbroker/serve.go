@@ -52,16 +52,15 @@ can serve together. Migrations are applied at start.`,
 
 // app is a wired tokenbroker: store, ring, providers, coordinator, HTTP.
 type app struct {
-	cfg       *serveConfig
-	log       *slog.Logger
-	handle    storeHandle
-	store     tokenbroker.Store // sealed
-	providers tokenbroker.Providers
-	tokens    tokenbroker.TokenService
-	audit     *audit.Batcher
-	handler   http.Handler
-	registry  *prometheus.Registry
-	closers   []func()
+	cfg      *serveConfig
+	log      *slog.Logger
+	handle   storeHandle
+	store    tokenbroker.Store // sealed
+	tokens   tokenbroker.TokenService
+	audit    *audit.Batcher
+	handler  http.Handler
+	registry *prometheus.Registry
+	closers  []func()
 }
 
 // extraProviders lets `dev` add providers (the in-process demo provider)
@@ -79,7 +78,9 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra ext
 	ok := false
 	defer func() {
 		if !ok {
-			h.Close()
+			// Whatever started before the failure stops: the audit
+			// batcher's goroutine, the coordinator's change feed, the store.
+			a.Close()
 		}
 	}()
 	if err := h.Migrate(ctx); err != nil {
@@ -111,7 +112,6 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra ext
 	if err != nil {
 		return nil, err
 	}
-	a.providers = reg
 	if len(reg.List()) == 0 {
 		log.Warn("no providers configured: set --providers or TOKENBROKER_PROVIDER_<ID>_KIND (see docs/providers.md)")
 	}
@@ -138,7 +138,6 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra ext
 			log.Warn("test fault injection on: the lease holder hangs before every commit")
 			rc.BeforeCommit = func(ctx context.Context, l *tokenbroker.Link) {
 				log.Warn("test fault: hanging between the provider's answer and the commit", "user", l.UserID, "provider", l.ProviderID)
-				<-ctx.Done()
 				select {} // stands for a dead process; the test kills it
 			}
 		}
@@ -182,6 +181,20 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra ext
 	a.handler = mux
 	ok = true
 	return a, nil
+}
+
+// createKey makes an API key with httpapi.NewAPIKey (the checks the API and
+// `apikeys create` apply) and stores it. It returns the plaintext, to be
+// shown once, and the stored key.
+func createKey(ctx context.Context, st tokenbroker.APIKeyStore, name string, scopes ...string) (string, *tokenbroker.APIKey, error) {
+	k, plain, err := httpapi.NewAPIKey(nil, name, scopes, nil, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := st.CreateAPIKey(ctx, k); err != nil {
+		return "", nil, err
+	}
+	return plain, k, nil
 }
 
 // Close flushes the audit trail and closes the store.
