@@ -63,8 +63,7 @@ func envDuration(environ func(string) string, key string, def time.Duration) tim
 func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) string) {
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "TOKENBROKER_ADDR", "127.0.0.1:8080"), "listen address (env TOKENBROKER_ADDR)")
 	fs.StringVar(&cfg.BaseURL, "base-url", getenv("TOKENBROKER_BASE_URL"), "public URL of this service (env TOKENBROKER_BASE_URL; default http://<addr>)")
-	fs.StringVar(&cfg.DataDir, "data-dir", envOr(getenv, "TOKENBROKER_DATA_DIR", "./tokenbroker-data"), "directory of the embedded SQLite database (env TOKENBROKER_DATA_DIR)")
-	fs.StringVar(&cfg.DatabaseURL, "database-url", getenv("TOKENBROKER_DATABASE_URL"), "postgres://... for PostgreSQL (env TOKENBROKER_DATABASE_URL); empty: SQLite in the data dir")
+	bindDBFlags(fs, &cfg.DatabaseURL, &cfg.DataDir, getenv)
 	fs.StringVar(&cfg.ProvidersFile, "providers", getenv("TOKENBROKER_PROVIDERS_FILE"), "provider configuration file, YAML (env TOKENBROKER_PROVIDERS_FILE)")
 	fs.StringVar(&cfg.KeyFile, "key-file", getenv("TOKENBROKER_ENCRYPTION_KEY_FILE"), "encryption key file (env TOKENBROKER_ENCRYPTION_KEY_FILE; or keys in TOKENBROKER_ENCRYPTION_KEYS)")
 	fs.StringSliceVar(&cfg.ReturnURLAllow, "return-url-allow", splitList(getenv("TOKENBROKER_RETURN_URL_ALLOW")), "URL prefixes connect sessions may return to (env TOKENBROKER_RETURN_URL_ALLOW, comma-separated)")
@@ -79,6 +78,13 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.StringVar(&cfg.FaultBeforeCommit, "test-fault-before-commit", getenv("TOKENBROKER_TEST_FAULT_BEFORE_COMMIT"), "test-only fault injection")
 	_ = fs.MarkHidden("refresh-strategy")
 	_ = fs.MarkHidden("test-fault-before-commit")
+}
+
+// bindDBFlags declares --database-url and --data-dir, the database flags of
+// every command that opens the store (serve, dev, migrate, keys, apikeys).
+func bindDBFlags(fs *pflag.FlagSet, databaseURL, dataDir *string, getenv func(string) string) {
+	fs.StringVar(databaseURL, "database-url", getenv("TOKENBROKER_DATABASE_URL"), "postgres://... for PostgreSQL (env TOKENBROKER_DATABASE_URL); empty: SQLite in the data dir")
+	fs.StringVar(dataDir, "data-dir", envOr(getenv, "TOKENBROKER_DATA_DIR", "./tokenbroker-data"), "directory of the embedded SQLite database (env TOKENBROKER_DATA_DIR)")
 }
 
 func splitList(s string) []string {

@@ -68,8 +68,7 @@ tokenbroker instead.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&databaseURL, "database-url", getenvFrom("TOKENBROKER_DATABASE_URL"), "postgres://... for PostgreSQL (env TOKENBROKER_DATABASE_URL); empty: SQLite in the data dir")
-	f.StringVar(&dataDir, "data-dir", envOr(getenvFrom, "TOKENBROKER_DATA_DIR", "./tokenbroker-data"), "directory of the embedded SQLite database (env TOKENBROKER_DATA_DIR)")
+	bindDBFlags(f, &databaseURL, &dataDir, getenvFrom)
 	f.BoolVar(&status, "status", false, "print the current and latest schema version without migrating")
 	return cmd
 }
