@@ -20,7 +20,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 	"github.com/tokenbroker/tokenbroker/refresh"
 )
@@ -94,7 +93,7 @@ run in the same harness for a side-by-side comparison.`,
 			if o.Replicas < 1 || o.Callers < 1 || o.Rounds < 1 || o.Links < 1 {
 				return exitf(2, "--replicas, --callers, --rounds and --links must be at least 1")
 			}
-			exe, err := selfExe()
+			exe, err := os.Executable()
 			if err != nil {
 				return err
 			}
@@ -244,13 +243,14 @@ func runHerd(ctx context.Context, exe string, o herdOptions, logw io.Writer) (re
 		}
 	}
 
-	// One keep-alive client per replica, warmed up with a valid token.
-	clients := make([]*http.Client, len(replicas))
-	for i := range replicas {
-		clients[i] = &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+	// One keep-alive API client per replica, warmed up with a valid token.
+	clients := make([]*client.Client, len(replicas))
+	for i, r := range replicas {
+		hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
 			MaxIdleConns: o.Callers * 2, MaxIdleConnsPerHost: o.Callers * 2, IdleConnTimeout: time.Minute,
 		}}
-		defer clients[i].CloseIdleConnections()
+		defer hc.CloseIdleConnections()
+		clients[i] = client.New(r.URL, apiKey, client.WithHTTPClient(hc))
 	}
 	type sample struct {
 		ms    float64
@@ -260,31 +260,17 @@ func runHerd(ctx context.Context, exe string, o herdOptions, logw io.Writer) (re
 	}
 	fetch := func(ctx context.Context, ri int, user string) sample {
 		start := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet,
-			replicas[ri].URL+"/api/v1/users/"+user+"/providers/bench/token", nil)
-		req.Header.Set("Authorization", "Bearer "+apiKey)
-		resp, err := clients[ri].Do(req)
-		s := sample{}
-		if err != nil {
+		tok, err := clients[ri].Token(ctx, user, "bench", 0)
+		s := sample{ms: float64(time.Since(start).Microseconds()) / 1000}
+		var ce *client.Error
+		switch {
+		case err == nil:
+			s.token, s.exp = tok.AccessToken, tok.Expiry
+		case errors.As(err, &ce):
+			s.code = ce.Code
+		default:
 			s.code = "transport"
-		} else {
-			var body struct {
-				AccessToken string    `json:"access_token"`
-				Expiry      time.Time `json:"expiry"`
-				Code        string    `json:"code"`
-			}
-			_ = json.NewDecoder(resp.Body).Decode(&body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				s.token, s.exp = body.AccessToken, body.Expiry
-			} else {
-				s.code = body.Code
-				if s.code == "" {
-					s.code = fmt.Sprintf("http_%d", resp.StatusCode)
-				}
-			}
 		}
-		s.ms = float64(time.Since(start).Microseconds()) / 1000
 		return s
 	}
 	var warm sync.WaitGroup
@@ -304,7 +290,7 @@ func runHerd(ctx context.Context, exe string, o herdOptions, logw io.Writer) (re
 		Links: o.Links, ProviderLatencyMS: float64(o.ProviderLatency.Microseconds()) / 1000, ErrorCodes: map[string]int{}}
 	var lat []float64
 	lastToken := map[string]string{}
-	for round := range o.Rounds {
+	for range o.Rounds {
 		// Wait for the token to expire: this is the herd's moment.
 		if d := time.Until(expiry) + 20*time.Millisecond; d > 0 {
 			t := time.NewTimer(d)
@@ -348,7 +334,7 @@ func runHerd(ctx context.Context, exe string, o herdOptions, logw io.Writer) (re
 				u := c % len(users)
 				tokensPerLink[u][s.token] = true
 				lastToken[users[u]] = s.token
-				if s.exp.After(expiry) || round == 0 && !s.exp.IsZero() {
+				if s.exp.After(expiry) {
 					expiry = s.exp
 				}
 			}
@@ -421,10 +407,6 @@ func herdAdminKey(ctx context.Context, dbURL, dataDir string) (string, error) {
 		return "", err
 	}
 	defer h.Close()
-	plain, prefix, hash, err := httpapi.GenerateAPIKey(nil)
-	if err != nil {
-		return "", err
-	}
-	_, err = h.Store().CreateAPIKey(ctx, &tokenbroker.APIKey{Prefix: prefix, SecretHash: hash, Name: "herd", Scopes: []string{tokenbroker.ScopeAdmin}})
+	plain, _, err := createKey(ctx, h.Store(), "herd", tokenbroker.ScopeAdmin)
 	return plain, err
 }

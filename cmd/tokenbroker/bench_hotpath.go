@@ -18,7 +18,6 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
 )
@@ -121,12 +120,8 @@ func runHotpath(ctx context.Context, o hotpathOptions) (*hotpathResult, error) {
 	go func() { _ = brokerSrv.Serve(ln) }()
 	defer brokerSrv.Close()
 
-	plain, prefix, hash, err := httpapi.GenerateAPIKey(nil)
+	plain, _, err := createKey(ctx, a.store, "hotpath", tokenbroker.ScopeTokensRead)
 	if err != nil {
-		return nil, err
-	}
-	if _, err := a.store.CreateAPIKey(ctx, &tokenbroker.APIKey{Prefix: prefix, SecretHash: hash, Name: "hotpath",
-		Scopes: []string{tokenbroker.ScopeTokensRead}}); err != nil {
 		return nil, err
 	}
 	tok, err := idp.IssueToken("hot-user")

@@ -12,7 +12,6 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/provider"
 )
 
@@ -75,12 +74,8 @@ memory: links made with it stop refreshing when dev restarts.`,
 // devWelcome creates the admin key and a connect session and prints what
 // a newcomer needs.
 func devWelcome(ctx context.Context, a *app, idp *fakeidp.Server, user string, w io.Writer) error {
-	plain, prefix, hash, err := httpapi.GenerateAPIKey(nil)
+	plain, key, err := createKey(ctx, a.store, "dev-"+time.Now().UTC().Format("20060102T150405Z"), tokenbroker.ScopeAdmin)
 	if err != nil {
-		return err
-	}
-	if _, err := a.store.CreateAPIKey(ctx, &tokenbroker.APIKey{Prefix: prefix, SecretHash: hash,
-		Name: "dev-" + time.Now().UTC().Format("20060102T150405Z"), Scopes: []string{tokenbroker.ScopeAdmin}}); err != nil {
 		return err
 	}
 	b := make([]byte, 32)
@@ -89,7 +84,7 @@ func devWelcome(ctx context.Context, a *app, idp *fakeidp.Server, user string, w
 	}
 	sessionID := base64.RawURLEncoding.EncodeToString(b)
 	if err := a.store.CreateConnectSession(ctx, &tokenbroker.ConnectSession{
-		ID: sessionID, UserID: user, Providers: []string{devProviderID}, CreatedBy: prefix,
+		ID: sessionID, UserID: user, Providers: []string{devProviderID}, CreatedBy: key.Prefix,
 		ExpiresAt: time.Now().Add(time.Hour),
 	}); err != nil {
 		return err
