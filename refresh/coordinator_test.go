@@ -160,7 +160,9 @@ func TestWaitersWokenBySignal(t *testing.T) {
 			e := MustEnv(t, envOptions{kind: kind, replicas: 2})
 			gate := newGated(e.prov)
 			holder := e.coordinator(0, gate, func(cfg *refresh.Config) { cfg.LeaseTTL = time.Minute; cfg.ProviderTimeout = 20 * time.Second })
+			subscribed := newSubscribeSpy(e.stores[1])
 			waiter := e.coordinator(1, nil, func(cfg *refresh.Config) {
+				cfg.Signaler = subscribed
 				cfg.PollInterval = time.Hour
 				cfg.LeaseTTL = time.Minute
 				cfg.ProviderTimeout = 20 * time.Second
@@ -197,11 +199,9 @@ func TestWaitersWokenBySignal(t *testing.T) {
 					results <- tok.AccessToken
 				}()
 			}
-			// The waiters are parked once the waiter replica lost the lease.
-			deadline := time.Now().Add(waitTimeout)
-			for waiter.Stats().Waits == 0 && time.Now().Before(deadline) {
-				time.Sleep(time.Millisecond)
-			}
+			// Once the waiters' flight has read the expired link and
+			// subscribed, only the commit's signal can wake it in time.
+			recv(t, subscribed.first, "the waiters' flight to subscribe")
 			close(gate.release)
 			want := <-holderTok
 			for range n {
@@ -211,6 +211,9 @@ func TestWaitersWokenBySignal(t *testing.T) {
 			}
 			if calls := e.idp.Stats().RefreshCalls; calls != 1 {
 				t.Fatalf("provider calls = %d, want 1", calls)
+			}
+			if waiter.Stats().Waits == 0 {
+				t.Fatal("the waiters never waited: the signal path was not exercised")
 			}
 		})
 	}

@@ -203,6 +203,25 @@ func (g *gatedProvider) Refresh(ctx context.Context, rt string) (*tokenbroker.To
 	return g.Provider.Refresh(ctx, rt)
 }
 
+// subscribeSpy is a Signaler that reports, by closing first, the first
+// Subscribe: a flight subscribes right after reading the link and before
+// trying the lease, so from then on only the signal wakes it early.
+type subscribeSpy struct {
+	tokenbroker.Signaler
+	once  sync.Once
+	first chan struct{}
+}
+
+func newSubscribeSpy(s tokenbroker.Signaler) *subscribeSpy {
+	return &subscribeSpy{Signaler: s, first: make(chan struct{})}
+}
+
+func (s *subscribeSpy) Subscribe(linkID int64) (<-chan struct{}, func()) {
+	ch, cancel := s.Signaler.Subscribe(linkID)
+	s.once.Do(func() { close(s.first) })
+	return ch, cancel
+}
+
 // faultyStore fails CommitRefresh a number of times, as a database that
 // drops connections would.
 type faultyStore struct {

@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -182,16 +184,35 @@ func (ce *crashEnv) seedExpired(t *testing.T, r *replica, user string) {
 	}
 }
 
-// waitFor polls cond (a process in another address space has no event to
-// wait on) until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// faultSignal is a slog handler for fakeidp that closes fired the first
+// time fakeidp logs that it injects a fault: the event a crash test waits
+// for before it kills the replica whose request hit the fault.
+type faultSignal struct {
+	once  *sync.Once
+	fired chan struct{}
+}
+
+func newFaultSignal() faultSignal {
+	return faultSignal{once: new(sync.Once), fired: make(chan struct{})}
+}
+
+func (f faultSignal) Enabled(context.Context, slog.Level) bool { return true }
+func (f faultSignal) WithAttrs([]slog.Attr) slog.Handler       { return f }
+func (f faultSignal) WithGroup(string) slog.Handler            { return f }
+func (f faultSignal) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "fakeidp: injecting fault" {
+		f.once.Do(func() { close(f.fired) })
+	}
+	return nil
+}
+
+// waitEvent waits for ch to be closed, failing the test after 30 s.
+func waitEvent(t *testing.T, what string, ch <-chan struct{}) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
+	select {
+	case <-ch:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
@@ -208,7 +229,8 @@ func TestCrashWhileHoldingLease(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	ce := newCrashEnv(t, fakeidp.Config{Faults: fakeidp.Faults{Hang: true}})
+	hung := newFaultSignal()
+	ce := newCrashEnv(t, fakeidp.Config{Faults: fakeidp.Faults{Hang: true}, Logger: slog.New(hung)})
 	r0 := ce.start(t, "r0")
 	r1 := ce.start(t, "r1")
 	ce.seedExpired(t, r0, "crash-user")
@@ -218,7 +240,7 @@ func TestCrashWhileHoldingLease(t *testing.T) {
 		defer cancel()
 		_, _ = client.New(r0.URL, ce.apiKey).Token(ctx, "crash-user", "bench", 0)
 	}()
-	waitFor(t, "r0 to call the provider", func() bool { return ce.idp.Stats().Faults["hang"] >= 1 })
+	waitEvent(t, "r0's provider call to hang", hung.fired)
 	r0.Kill()
 	ce.idp.SetFaults(fakeidp.Faults{})
 
@@ -260,9 +282,11 @@ func TestCrashAfterProviderAnswered(t *testing.T) {
 		defer cancel()
 		_, _ = client.New(r0.URL, ce.apiKey).Token(ctx, "crash-user", "bench", 0)
 	}()
-	waitFor(t, "r0 to hang before its commit", func() bool {
-		return strings.Contains(r0.Logs(), "hanging between the provider's answer and the commit")
-	})
+	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer wcancel()
+	if err := r0.WaitLog(wctx, "hanging between the provider's answer and the commit"); err != nil {
+		t.Fatal(err)
+	}
 	r0.Kill()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

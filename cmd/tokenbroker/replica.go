@@ -23,8 +23,9 @@ type replica struct {
 	done chan struct{}
 	err  error
 
-	mu  sync.Mutex
-	log strings.Builder // stderr, for diagnostics and log assertions
+	mu      sync.Mutex
+	log     strings.Builder // stderr, for diagnostics and log assertions
+	written chan struct{}   // receives (coalesced) after each write to log
 }
 
 // listeningPrefix starts the line serve prints on stdout once it listens.
@@ -41,8 +42,8 @@ func startReplica(ctx context.Context, name, exe string, args, env []string) (*r
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{Name: name, cmd: cmd, done: make(chan struct{})}
-	cmd.Stderr = &lockedWriter{mu: &r.mu, w: &r.log}
+	r := &replica{Name: name, cmd: cmd, done: make(chan struct{}), written: make(chan struct{}, 1)}
+	cmd.Stderr = &lockedWriter{mu: &r.mu, w: &r.log, written: r.written}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -87,6 +88,26 @@ func (r *replica) Logs() string {
 	return r.log.String()
 }
 
+// WaitLog waits until the replica's stderr holds s, the process ends, or
+// ctx is done. It is woken by each write, not by polling.
+func (r *replica) WaitLog(ctx context.Context, s string) error {
+	for {
+		if strings.Contains(r.Logs(), s) {
+			return nil
+		}
+		select {
+		case <-r.written:
+		case <-r.done:
+			if strings.Contains(r.Logs(), s) {
+				return nil
+			}
+			return fmt.Errorf("%s exited before logging %q", r.Name, s)
+		case <-ctx.Done():
+			return fmt.Errorf("%s did not log %q: %w", r.Name, s, ctx.Err())
+		}
+	}
+}
+
 // Kill sends SIGKILL and waits for the process to end.
 func (r *replica) Kill() {
 	_ = r.cmd.Process.Signal(syscall.SIGKILL)
@@ -112,19 +133,21 @@ func (r *replica) Stop() error {
 }
 
 type lockedWriter struct {
-	mu *sync.Mutex
-	w  io.Writer
+	mu      *sync.Mutex
+	w       io.Writer
+	written chan struct{}
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
+	n, err := l.w.Write(p)
+	l.mu.Unlock()
+	select {
+	case l.written <- struct{}{}:
+	default: // a wake-up is already pending
+	}
+	return n, err
 }
-
-// selfExe is the executable that replicas run: this binary, or the test
-// binary in tests (see main_test.go).
-var selfExe = func() (string, error) { return os.Executable() }
 
 // selfEnv is the environment replicas get on top of extra: in tests it
 // adds the variable that makes the test binary act as tokenbroker.
