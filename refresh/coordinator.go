@@ -170,7 +170,8 @@ func New(cfg Config) (*Coordinator, error) {
 // Close unregisters the coordinator from the store's change feed and
 // waits for the flights under way: each is bounded by its own timeout, and
 // a refresh the provider has answered must be committed before the store
-// closes, or its rotated refresh token is lost (I2). Call it before closing
+// closes, or its rotated refresh token is lost (I2). Call it after the
+// callers have stopped (the HTTP server is shut down) and before closing
 // the store.
 func (c *Coordinator) Close() {
 	if c.stopChanges != nil {
