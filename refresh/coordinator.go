@@ -77,20 +77,13 @@ type Config struct {
 	BeforeCommit func(ctx context.Context, l *tokenbroker.Link)
 }
 
-// Stats are counters of one coordinator, for tests and benchmarks.
+// Stats are counters of one coordinator that tests read; operators see the
+// Prometheus metrics (see [NewMetrics]).
 type Stats struct {
-	ProviderCalls    int64 // refresh calls sent to providers
-	Refreshes        int64 // refreshes committed
-	LeaseLost        int64 // lease attempts lost to another owner
-	StaleServed      int64 // still-valid tokens served while another refreshed
-	Waits            int64 // waits for another holder's refresh
-	Transient        int64 // transient provider failures
-	Permanent        int64 // permanent provider failures
-	MarkedReauth     int64 // links marked reauth_required
-	LostRefreshes    int64 // takeovers whose refresh the provider rejected (I2's window)
-	LostCommits      int64 // refreshed tokens whose commit lost the CAS
-	CommitRetries    int64 // commits retried after a database error
-	FlightsCoalesced int64 // callers that shared another caller's flight
+	Waits         int64 // waits for another holder's refresh
+	LostRefreshes int64 // takeovers whose refresh the provider rejected (I2's window)
+	LostCommits   int64 // refreshed tokens whose commit lost the CAS
+	CommitRetries int64 // commits retried after a database error
 }
 
 // Coordinator implements [tokenbroker.TokenService] with the refresh
@@ -108,9 +101,7 @@ type Coordinator struct {
 	randMu sync.Mutex
 
 	stats struct {
-		providerCalls, refreshes, leaseLost, staleServed, waits, transient,
-		permanent, markedReauth, lostRefreshes, lostCommits, commitRetries,
-		coalesced atomic.Int64
+		waits, lostRefreshes, lostCommits, commitRetries atomic.Int64
 	}
 }
 
@@ -186,14 +177,8 @@ func (c *Coordinator) Owner() string { return c.cfg.Owner }
 // Stats returns a snapshot of the counters.
 func (c *Coordinator) Stats() Stats {
 	s := &c.stats
-	return Stats{
-		ProviderCalls: s.providerCalls.Load(), Refreshes: s.refreshes.Load(),
-		LeaseLost: s.leaseLost.Load(), StaleServed: s.staleServed.Load(),
-		Waits: s.waits.Load(), Transient: s.transient.Load(), Permanent: s.permanent.Load(),
-		MarkedReauth: s.markedReauth.Load(), LostRefreshes: s.lostRefreshes.Load(),
-		LostCommits: s.lostCommits.Load(), CommitRetries: s.commitRetries.Load(),
-		FlightsCoalesced: s.coalesced.Load(),
-	}
+	return Stats{Waits: s.waits.Load(), LostRefreshes: s.lostRefreshes.Load(),
+		LostCommits: s.lostCommits.Load(), CommitRetries: s.commitRetries.Load()}
 }
 
 // flightResult is what one flight hands to every caller that shared it.
@@ -270,7 +255,6 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 		// Step 7: transient failure. Serve a still-valid token meanwhile.
 		lastTransient = res.transient
 		if l.Token.ValidFor(c.cfg.Now(), minValid) {
-			c.stats.staleServed.Add(1)
 			return tokenOut(l), nil
 		}
 		delay := c.backoff(attempt, res.transient.RetryAfter)
@@ -327,9 +311,6 @@ func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenb
 	})
 	select {
 	case r := <-ch:
-		if r.Shared {
-			c.stats.coalesced.Add(1)
-		}
 		if r.Err != nil {
 			return nil, r.Err
 		}
@@ -379,11 +360,9 @@ func (c *Coordinator) flight(ctx context.Context, p tokenbroker.Provider, userID
 			return nil, err
 		}
 		if !won {
-			c.stats.leaseLost.Add(1)
 			// Step 2: inside the window and still valid: never wait for
 			// another replica's refresh.
 			if l.Token.ValidFor(now, minValid) {
-				c.stats.staleServed.Add(1)
 				return &flightResult{link: l}, nil
 			}
 			c.stats.waits.Add(1)
@@ -440,7 +419,6 @@ func (c *Coordinator) refreshHeld(ctx context.Context, p tokenbroker.Provider, l
 	// timeout, well under the lease TTL (I1); no database connection is held
 	// while it runs (I6).
 	pctx, cancel := context.WithTimeout(ctx, c.cfg.ProviderTimeout)
-	c.stats.providerCalls.Add(1)
 	c.cfg.Metrics.providerCall(l.ProviderID)
 	tok, perr := p.Refresh(pctx, l.Token.RefreshToken)
 	cancel()
@@ -477,7 +455,6 @@ func (c *Coordinator) refreshHeld(ctx context.Context, p tokenbroker.Provider, l
 			}
 			return &flightResult{link: cur}, nil
 		}
-		c.stats.refreshes.Add(1)
 		c.cfg.Metrics.refreshed(l.ProviderID)
 		c.audit(l, tokenbroker.AuditLinkRefresh, "ok", "")
 		next.Generation = l.Generation + 1
@@ -491,7 +468,6 @@ func (c *Coordinator) refreshHeld(ctx context.Context, p tokenbroker.Provider, l
 	}
 	if !pe.Permanent {
 		// Step 7: release (deferred), report; the caller backs off.
-		c.stats.transient.Add(1)
 		c.cfg.Metrics.failed(l.ProviderID, "transient")
 		c.log.Warn("provider refresh failed transiently", "user", l.UserID, "provider", l.ProviderID, "err", pe)
 		c.audit(l, tokenbroker.AuditRefreshFailed, "transient", pe.Reason())
@@ -501,7 +477,6 @@ func (c *Coordinator) refreshHeld(ctx context.Context, p tokenbroker.Provider, l
 	// Step 6: the provider rejected the grant. Read again: a moved
 	// generation means another writer refreshed; theirs is returned and
 	// nothing is cleared (I4).
-	c.stats.permanent.Add(1)
 	c.cfg.Metrics.failed(l.ProviderID, "permanent")
 	cur, err := c.cfg.Store.GetLink(ctx, l.UserID, l.ProviderID)
 	if err != nil {
@@ -540,7 +515,6 @@ func (c *Coordinator) refreshHeld(ctx context.Context, p tokenbroker.Provider, l
 		}
 		return &flightResult{link: cur}, nil
 	}
-	c.stats.markedReauth.Add(1)
 	c.log.Warn("link needs re-authentication: the provider rejected its grant",
 		"user", l.UserID, "provider", l.ProviderID, "reason", reason)
 	c.audit(l, tokenbroker.AuditLinkBroken, "reauth_required", reason)
