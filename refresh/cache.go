@@ -27,9 +27,9 @@ type tokenCache struct {
 	ttl time.Duration
 	seq atomic.Uint64 // bumped by every invalidation
 
-	mu   sync.RWMutex
-	byKy map[string]cacheEntry
-	ids  map[int64]string
+	mu    sync.RWMutex
+	byKey map[string]cacheEntry
+	ids   map[int64]string
 }
 
 type cacheEntry struct {
@@ -38,7 +38,7 @@ type cacheEntry struct {
 }
 
 func newTokenCache(ttl time.Duration) *tokenCache {
-	return &tokenCache{ttl: ttl, byKy: map[string]cacheEntry{}, ids: map[int64]string{}}
+	return &tokenCache{ttl: ttl, byKey: map[string]cacheEntry{}, ids: map[int64]string{}}
 }
 
 func cacheKey(providerID, userID string) string { return providerID + "\x00" + userID }
@@ -49,7 +49,7 @@ func (c *tokenCache) get(key string) *tokenbroker.Link {
 		return nil
 	}
 	c.mu.RLock()
-	e, ok := c.byKy[key]
+	e, ok := c.byKey[key]
 	c.mu.RUnlock()
 	if !ok || time.Since(e.at) > c.ttl {
 		return nil
@@ -75,7 +75,7 @@ func (c *tokenCache) put(key string, l *tokenbroker.Link, version uint64) {
 	if c.seq.Load() != version {
 		return
 	}
-	c.byKy[key] = cacheEntry{link: l, at: time.Now()}
+	c.byKey[key] = cacheEntry{link: l, at: time.Now()}
 	c.ids[l.ID] = key
 }
 
@@ -85,12 +85,12 @@ func (c *tokenCache) invalidate(linkID int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if linkID == 0 {
-		clear(c.byKy)
+		clear(c.byKey)
 		clear(c.ids)
 		return
 	}
 	if key, ok := c.ids[linkID]; ok {
-		delete(c.byKy, key)
+		delete(c.byKey, key)
 		delete(c.ids, linkID)
 	}
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/provider"
-	"github.com/tokenbroker/tokenbroker/refresh"
 )
 
 func init() { benchSubcommands = append(benchSubcommands, newBenchHotpathCmd) }
@@ -93,8 +92,8 @@ func runHotpath(ctx context.Context, o hotpathOptions) (*hotpathResult, error) {
 		return nil, err
 	}
 	defer idp.Close()
-	cfg := &serveConfig{Addr: "127.0.0.1:0", DataDir: dir, LeaseTTL: 30 * time.Second, ProviderTimeout: 10 * time.Second, TokenCacheTTL: time.Second,
-		LogFormat: "text", LogLevel: "error", Strategy: refresh.StrategyCoordinated}
+	cfg := defaultServeConfig()
+	cfg.Addr, cfg.DataDir = "127.0.0.1:0", dir
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}

@@ -80,6 +80,14 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	_ = fs.MarkHidden("test-fault-before-commit")
 }
 
+// defaultServeConfig returns serve's defaults as its flags declare them,
+// ignoring the environment, for in-process uses (bench hotpath, tests).
+func defaultServeConfig() *serveConfig {
+	cfg := &serveConfig{}
+	bindServeFlags(pflag.NewFlagSet("serve", pflag.ContinueOnError), cfg, func(string) string { return "" })
+	return cfg
+}
+
 // bindDBFlags declares --database-url and --data-dir, the database flags of
 // every command that opens the store (serve, dev, migrate, keys, apikeys).
 func bindDBFlags(fs *pflag.FlagSet, databaseURL, dataDir *string, getenv func(string) string) {

@@ -82,8 +82,8 @@ func TestServeRefusesWrongRing(t *testing.T) {
 	fresh := t.TempDir()
 	ctx2, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg := &serveConfig{Addr: "127.0.0.1:0", DataDir: fresh, LeaseTTL: 30 * time.Second, ProviderTimeout: 10 * time.Second,
-		LogFormat: "text", LogLevel: "info", Strategy: "coordinated"}
+	cfg := defaultServeConfig()
+	cfg.Addr, cfg.DataDir = "127.0.0.1:0", fresh
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
