@@ -233,7 +233,7 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 		}
 
 		// Step 3: one flight per link and replica; the others share it.
-		res, err := c.fly(ctx, p, l, minValid)
+		res, err := c.fly(ctx, p, l, window, minValid)
 		if err != nil {
 			if ctx.Err() != nil {
 				return c.onCallerDone(ctx, l, minValid, lastTransient)
@@ -300,14 +300,14 @@ func unavailable(providerID string, cause *tokenbroker.ProviderError, retryAfter
 // fly runs or joins the flight for link l. Callers wait with their own
 // context; the flight runs on a detached one, so the first caller giving up
 // never abandons a refresh under way (I2, I5).
-func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, minValid time.Duration) (*flightResult, error) {
+func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, window, minValid time.Duration) (*flightResult, error) {
 	key := fmt.Sprintf("%s\x00%s\x00%d", l.ProviderID, l.UserID, minValid)
 	ch := c.group.DoChan(key, func() (any, error) {
 		c.flights.Add(1)
 		defer c.flights.Done()
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.cfg.LeaseTTL+c.cfg.ProviderTimeout)
 		defer cancel()
-		return c.flight(fctx, p, l.UserID, max(p.RefreshAhead(), minValid), minValid)
+		return c.flight(fctx, p, l.UserID, window, minValid)
 	})
 	select {
 	case r := <-ch:
