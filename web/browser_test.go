@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +12,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/browsertest"
 )
-
-const chromiumPath = "/usr/bin/chromium"
 
 // TestBrowserConnectFlow drives a real headless Chromium through the whole
 // flow: the connect page, the Connect button, fakeidp's login page, the
@@ -27,16 +25,9 @@ const chromiumPath = "/usr/bin/chromium"
 // POST: with form-action 'self' alone this test times out), and that the
 // page renders. Set WEB_SCREENSHOT=file.png to keep a screenshot.
 func TestBrowserConnectFlow(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("CI=true but no browser at %s: %v", chromiumPath, err)
-		}
-		t.Skipf("no %s (apt-get install chromium)", chromiumPath)
-	}
+	browserCtx := browsertest.MustStart(t, 20*time.Second)
 	e := MustStartEnv(t, envOptions{idp: fakeidp.Config{}}) // no auto-approve: the login page
 	connectURL := e.MustSession("u1", "")
-
-	browserCtx := MustStartChromium(t, 20*time.Second)
 
 	fail := func(what string, err error) {
 		t.Helper()
@@ -101,87 +92,4 @@ func TestBrowserConnectFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("screenshot: %s", out)
-}
-
-// MustStartChromium starts a headless Chromium with a fresh profile and
-// returns a chromedp context for its first tab; the browser is killed after
-// limit at the latest. At cleanup the browser is closed, and any process
-// still running with this test's profile directory (Chromium's helpers can
-// outlive their parent) is killed by pid, so no process is left behind.
-func MustStartChromium(tb testing.TB, limit time.Duration) context.Context {
-	tb.Helper()
-	dir := tb.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), limit)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("no-default-browser-check", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.WindowSize(900, 700),
-		chromedp.UserDataDir(dir),
-	)
-	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx)
-	tb.Cleanup(func() {
-		// Close the browser gracefully (it waits for the process to
-		// exit), then the allocator.
-		if err := chromedp.Cancel(browserCtx); err != nil && ctx.Err() == nil {
-			tb.Logf("close browser: %v", err)
-		}
-		cancelBrowser()
-		cancelAlloc()
-		cancel()
-		killProfileProcesses(tb, dir)
-	})
-	// Start the browser now, so a failure to start is reported as such.
-	if err := chromedp.Do(browserCtx); err != nil {
-		tb.Fatalf("start chromium: %v", err)
-	}
-	return browserCtx
-}
-
-// killProfileProcesses kills, by pid, every process whose command line
-// names the profile directory dir (unique to this test), until none is left.
-func killProfileProcesses(tb testing.TB, dir string) {
-	tb.Helper()
-	want := []byte("--user-data-dir=" + dir)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		entries, err := os.ReadDir("/proc")
-		if err != nil {
-			return
-		}
-		var left []int
-		for _, entry := range entries {
-			pid, err := strconv.Atoi(entry.Name())
-			if err != nil || pid == os.Getpid() {
-				continue
-			}
-			cmdline, err := os.ReadFile("/proc/" + entry.Name() + "/cmdline")
-			if err == nil && bytes.Contains(cmdline, append(want, 0)) {
-				left = append(left, pid)
-			}
-		}
-		if len(left) == 0 {
-			return
-		}
-		tb.Logf("killing %d chromium helper processes left behind", len(left))
-		if time.Now().After(deadline) {
-			tb.Errorf("chromium processes still running after kill: %v", left)
-			return
-		}
-		for _, pid := range left {
-			if p, err := os.FindProcess(pid); err == nil {
-				_ = p.Kill()
-			}
-		}
-		time.Sleep(10 * time.Millisecond) // a killed process takes a moment to go
-	}
 }
