@@ -139,9 +139,14 @@ func (c *LogCapture) Report(extra ...string) []string {
 }
 
 // AssertNoSecrets fails tb if a registered secret, one of extra, or one of
-// [SecretMarkers] appears in any captured line.
+// [SecretMarkers] appears in any captured line. It also fails when no line
+// was captured at all: then the logger was not wired and the check would
+// pass vacuously.
 func (c *LogCapture) AssertNoSecrets(tb testing.TB, extra ...string) {
 	tb.Helper()
+	if len(c.Lines()) == 0 {
+		tb.Errorf("no log line captured: the secret check would pass vacuously")
+	}
 	for _, l := range c.Report(extra...) {
 		tb.Errorf("secret in log line: %s", l)
 	}
