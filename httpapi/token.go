@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -61,17 +60,8 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request, k *tokenbroker
 		e := tok.Expiry.UTC()
 		resp.Expiry = &e
 	}
-	b, err := json.Marshal(&resp)
-	if err != nil {
-		return err
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store") // RFC 6749 §5.1
-	h.Set("Pragma", "no-cache")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(append(b, '\n'))
+	w.Header().Set("Pragma", "no-cache") // RFC 6749 §5.1, with writeJSON's no-store
+	writeJSON(w, http.StatusOK, &resp)
 	return nil
 }
 
