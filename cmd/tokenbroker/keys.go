@@ -119,12 +119,10 @@ func openKeysStore(ctx context.Context, f *keysFlags) (storeHandle, error) {
 
 // loadKeysRing loads the ring like serve does, without creating a dev key.
 func loadKeysRing(f *keysFlags, kind string) (*crypt.Ring, error) {
-	switch {
-	case os.Getenv("TOKENBROKER_ENCRYPTION_KEYS") != "":
-		return crypt.ParseKeys(os.Getenv("TOKENBROKER_ENCRYPTION_KEYS"))
-	case f.keyFile != "":
-		return crypt.LoadKeyFile(f.keyFile)
-	case kind == "sqlite":
+	if ring, found, err := loadConfiguredRing(f.keyFile); found {
+		return ring, err
+	}
+	if kind == "sqlite" {
 		return crypt.LoadKeyFile(crypt.DevKeyPath(f.dataDir))
 	}
 	return nil, fmt.Errorf("set TOKENBROKER_ENCRYPTION_KEYS or --key-file")

@@ -16,16 +16,11 @@ import (
 // the rows already in the database, so a wrong key refuses to start with
 // one clear line instead of failing token by token.
 func loadServeRing(ctx context.Context, h storeHandle, keyFile, dataDir string, log *slog.Logger) (*crypt.Ring, error) {
-	var ring *crypt.Ring
-	var err error
+	ring, found, err := loadConfiguredRing(keyFile)
 	switch {
-	case os.Getenv("TOKENBROKER_ENCRYPTION_KEYS") != "":
-		if ring, err = crypt.ParseKeys(os.Getenv("TOKENBROKER_ENCRYPTION_KEYS")); err != nil {
-			return nil, fmt.Errorf("TOKENBROKER_ENCRYPTION_KEYS: %w", err)
-		}
-	case keyFile != "":
-		if ring, err = crypt.LoadKeyFile(keyFile); err != nil {
-			return nil, fmt.Errorf("key file: %w", err)
+	case found:
+		if err != nil {
+			return nil, err
 		}
 	case h.Kind() == "sqlite":
 		var created bool
@@ -44,4 +39,24 @@ func loadServeRing(ctx context.Context, h storeHandle, keyFile, dataDir string, 
 	}
 	log.Info("encryption key ring loaded", "primary_key_id", ring.PrimaryID(), "keys", len(ring.KeyIDs()))
 	return ring, nil
+}
+
+// loadConfiguredRing loads the ring an operator configured:
+// TOKENBROKER_ENCRYPTION_KEYS, else the key file. found is false when
+// neither is set, leaving the fallback to the caller (serve creates a dev
+// key, keys only reads one).
+func loadConfiguredRing(keyFile string) (ring *crypt.Ring, found bool, err error) {
+	switch {
+	case os.Getenv(crypt.EnvKeys) != "":
+		if ring, err = crypt.ParseKeys(os.Getenv(crypt.EnvKeys)); err != nil {
+			return nil, true, fmt.Errorf("%s: %w", crypt.EnvKeys, err)
+		}
+		return ring, true, nil
+	case keyFile != "":
+		if ring, err = crypt.LoadKeyFile(keyFile); err != nil {
+			return nil, true, fmt.Errorf("key file: %w", err)
+		}
+		return ring, true, nil
+	}
+	return nil, false, nil
 }
