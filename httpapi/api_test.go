@@ -42,6 +42,9 @@ func TestTokenFetch(t *testing.T) {
 	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 		t.Errorf("Cache-Control %q, want no-store", cc)
 	}
+	if p := resp.Header.Get("Pragma"); p != "no-cache" {
+		t.Errorf("Pragma %q, want no-cache", p)
+	}
 	evs := MustAudit(t, env, tokenbroker.AuditFilter{Action: tokenbroker.AuditTokenRead})
 	if len(evs) != 1 || evs[0].UserID != "alice" || evs[0].ProviderID != demo || evs[0].Outcome != "ok" || !strings.HasPrefix(evs[0].Actor, "key:") {
 		t.Fatalf("audit %+v, want one token.read by a key", evs)
