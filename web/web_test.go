@@ -592,13 +592,7 @@ func TestConcurrentCallbacksOneWins(t *testing.T) {
 // scoped to the session's connect path and the callback under the prefix.
 func TestCookieAttributes(t *testing.T) {
 	store := testdb.SQLite(t)
-	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{{
-		ID: "demo", Kind: "oauth2", ClientID: "c", AuthURL: "https://idp.example.com/authorize",
-		TokenURL: "https://idp.example.com/token",
-	}}}, provider.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	providers := demoRegistry(t)
 	h, err := web.New(web.Config{Store: store, Providers: providers, BaseURL: "https://broker.example.com/tb/"})
 	if err != nil {
 		t.Fatal(err)
@@ -635,8 +629,10 @@ func TestCookieAttributes(t *testing.T) {
 	}
 }
 
-func TestNewRejectsBadConfig(t *testing.T) {
-	store := testdb.SQLite(t)
+// demoRegistry is a registry with one oauth2 provider "demo" whose IdP
+// is never called.
+func demoRegistry(t *testing.T) *provider.Registry {
+	t.Helper()
 	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{{
 		ID: "demo", Kind: "oauth2", ClientID: "c", AuthURL: "https://idp.example.com/authorize",
 		TokenURL: "https://idp.example.com/token",
@@ -644,6 +640,12 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return providers
+}
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	store := testdb.SQLite(t)
+	providers := demoRegistry(t)
 	for _, cfg := range []web.Config{
 		{Store: store, Providers: providers, BaseURL: "broker.example.com"},
 		{Store: store, Providers: providers, BaseURL: "https://u:p@broker.example.com"},
