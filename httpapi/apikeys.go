@@ -43,7 +43,8 @@ type APIKeyList struct {
 	Keys []APIKeyInfo `json:"keys"`
 }
 
-func apiKeyInfo(k *tokenbroker.APIKey) APIKeyInfo {
+// NewAPIKeyInfo describes k as the API (and the CLI's --json) shows it.
+func NewAPIKeyInfo(k *tokenbroker.APIKey) APIKeyInfo {
 	info := APIKeyInfo{
 		ID:        k.ID,
 		Prefix:    k.Prefix,
@@ -128,7 +129,7 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request, k *tokenbr
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, CreatedAPIKey{APIKeyInfo: apiKeyInfo(created), Key: plaintext})
+	writeJSON(w, http.StatusCreated, CreatedAPIKey{APIKeyInfo: NewAPIKeyInfo(created), Key: plaintext})
 	return nil
 }
 
@@ -142,7 +143,7 @@ func (s *Server) listAPIKeys(w http.ResponseWriter, r *http.Request, k *tokenbro
 	}
 	out := APIKeyList{Keys: make([]APIKeyInfo, 0, len(keys))}
 	for _, k := range keys {
-		out.Keys = append(out.Keys, apiKeyInfo(k))
+		out.Keys = append(out.Keys, NewAPIKeyInfo(k))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -128,24 +128,9 @@ func newAPIKeysListCmd(db *apikeysDBFlags) *cobra.Command {
 				}
 				out := cmd.OutOrStdout()
 				if asJSON {
-					type row struct {
-						ID        int64      `json:"id"`
-						Prefix    string     `json:"prefix"`
-						Name      string     `json:"name"`
-						Scopes    []string   `json:"scopes"`
-						Users     []string   `json:"users"`
-						Providers []string   `json:"providers"`
-						CreatedAt time.Time  `json:"created_at"`
-						RevokedAt *time.Time `json:"revoked_at,omitempty"`
-					}
-					rows := make([]row, 0, len(keys))
+					rows := make([]httpapi.APIKeyInfo, 0, len(keys))
 					for _, k := range keys {
-						r := row{k.ID, k.Prefix, k.Name, apikeysNonEmpty(k.Scopes), apikeysNonEmpty(k.Users), apikeysNonEmpty(k.Providers), k.CreatedAt.UTC(), nil}
-						if k.Revoked() {
-							t := k.RevokedAt.UTC()
-							r.RevokedAt = &t
-						}
-						rows = append(rows, r)
+						rows = append(rows, httpapi.NewAPIKeyInfo(k))
 					}
 					return printAPIKeysJSON(out, rows)
 				}
@@ -210,13 +195,6 @@ func printAPIKeysJSON(w io.Writer, v any) error {
 	}
 	_, err = fmt.Fprintln(w, string(b))
 	return err
-}
-
-func apikeysNonEmpty(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }
 
 func apikeysOrAny(s []string) string {
