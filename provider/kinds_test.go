@@ -505,7 +505,11 @@ func TestSlackExchangeAuthedUser(t *testing.T) {
 	if !strings.HasSuffix(tok.AccessToken, "ZXhjaGFuZ2U") || !strings.HasSuffix(tok.RefreshToken, "ZXhjaGFuZ2U") || !tok.Expiry.Equal(testNow.Add(12*time.Hour)) {
 		t.Errorf("the authed_user token was not lifted: %+v", tok)
 	}
-	q := srv.requests("POST", kc.tokenPath)[0]
+	reqs := srv.requests("POST", kc.tokenPath)
+	if len(reqs) != 1 {
+		t.Fatalf("Exchange sent %d token requests, want exactly 1", len(reqs))
+	}
+	q := reqs[0]
 	if q.Form.Get("code") != "code-1" || q.Form.Get("code_verifier") == "" || q.Form.Get("redirect_uri") != "http://127.0.0.1/cb" {
 		t.Errorf("exchange form = %v", q.Form)
 	}
@@ -559,7 +563,11 @@ func TestDeviceFlowGitHubShapes(t *testing.T) {
 	if da.UserCode != "WDJB-MJHT" || da.Interval != 5*time.Second || !da.Expiry.Equal(testNow.Add(900*time.Second)) {
 		t.Errorf("device auth = %+v", da)
 	}
-	if q := srv.requests("POST", "/login/device/code")[0]; q.Form.Has("client_secret") || q.Form.Get("client_id") != testClientID {
+	dreqs := srv.requests("POST", "/login/device/code")
+	if len(dreqs) != 1 {
+		t.Fatalf("DeviceAuth sent %d requests, want exactly 1", len(dreqs))
+	}
+	if q := dreqs[0]; q.Form.Has("client_secret") || q.Form.Get("client_id") != testClientID {
 		t.Errorf("GitHub device request form %v: want client_id alone", q.Form)
 	}
 	_, err = p.PollDevice(context.Background(), da.DeviceCode)
