@@ -3,6 +3,7 @@ package provider
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -212,7 +213,10 @@ func scrub(s string, secrets []string, n int) string {
 	}
 	for _, sec := range secrets {
 		if len(sec) >= 4 {
+			// A server may echo the form it was sent, where the secret
+			// is percent-encoded (and % breaks a token-like run).
 			s = strings.ReplaceAll(s, sec, "[redacted]")
+			s = strings.ReplaceAll(s, url.QueryEscape(sec), "[redacted]")
 		}
 	}
 	s = strings.Join(strings.FieldsFunc(s, func(r rune) bool {

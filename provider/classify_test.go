@@ -111,6 +111,7 @@ func TestScrub(t *testing.T) {
 	}{
 		{"plain", "Token has been expired or revoked.", nil, "Token has been expired or revoked."},
 		{"secret removed", "refresh token abc123secret is invalid", []string{"abc123secret"}, "refresh token [redacted] is invalid"},
+		{"form-encoded secret removed", "refresh_token=a%2Fb%2Bc%3D1234 is invalid", []string{"a/b+c=1234"}, "refresh_token=[redacted] is invalid"},
 		{"jwt redacted", "bad token " + jwt, nil, "bad token [redacted]"},
 		{"github token redacted", "ghr_1B4a2e77838347a7E420ce178F2E7c6912E1 revoked", nil, "[redacted] revoked"},
 		{"guid kept", "Trace ID: 0b9b1b2e-5e1d-4a6f-9a44-6c4b3c0b2a00.", nil, "Trace ID: 0b9b1b2e-5e1d-4a6f-9a44-6c4b3c0b2a00."},
