@@ -21,6 +21,7 @@ type Store interface {
 	APIKeyStore
 	ConnectStore
 	AuditStore
+	OutboxStore
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -56,6 +56,7 @@ func RunConformance(t *testing.T, open func(t *testing.T) tokenbroker.Store) {
 		{"Audit", testAudit},
 		{"Signaler", testSignaler},
 	}
+	tests = append(tests, outboxTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
