@@ -1,15 +1,11 @@
 package main
 
 import (
-	"context"
-	"os/exec"
-	"syscall"
-
 	"github.com/spf13/cobra"
 )
 
 // benchSubcommands lists the `bench` subcommands; each adds itself from its
-// own file.
+// own file. The harness itself is internal/bench; these files only wire it.
 var benchSubcommands []func() *cobra.Command
 
 func init() { commands = append(commands, newBenchCmd) }
@@ -24,13 +20,5 @@ func newBenchCmd() *cobra.Command {
 	for _, c := range benchSubcommands {
 		cmd.AddCommand(c())
 	}
-	return cmd
-}
-
-// execCommand prepares a child tokenbroker command that dies with its parent.
-func execCommand(ctx context.Context, exe string, env []string, args ...string) *exec.Cmd {
-	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Env = env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }

@@ -1,76 +1,19 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"path/filepath"
-	"slices"
-	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/tokenbroker/tokenbroker"
-	"github.com/tokenbroker/tokenbroker/client"
-	"github.com/tokenbroker/tokenbroker/crypt"
-	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/internal/pgtest"
-	"github.com/tokenbroker/tokenbroker/refresh"
+	"github.com/tokenbroker/tokenbroker/internal/bench"
 )
-
-// herdOptions configures one herd run.
-type herdOptions struct {
-	Replicas        int
-	Callers         int // per replica
-	Rounds          int
-	Links           int
-	ProviderLatency time.Duration
-	TokenTTL        time.Duration
-	Strategy        string
-	Store           string // auto, sqlite, postgres
-	LeaseTTL        time.Duration
-}
-
-// herdResult is what `bench herd --json` prints, one per strategy.
-type herdResult struct {
-	Strategy             string         `json:"strategy"`
-	Store                string         `json:"store"`
-	Replicas             int            `json:"replicas"`
-	Callers              int            `json:"callers"`
-	Rounds               int            `json:"rounds"`
-	Links                int            `json:"links"`
-	ProviderLatencyMS    float64        `json:"provider_latency_ms"`
-	ProviderRefreshCalls int64          `json:"provider_refresh_calls"`
-	ReuseDetections      int64          `json:"reuse_detections"`
-	CallerErrors         int            `json:"caller_errors"`
-	CallerRequests       int            `json:"caller_requests"`
-	LinksBroken          int            `json:"links_broken"`
-	DistinctTokensMax    int            `json:"distinct_tokens_per_round_max"`
-	LatencyMS            latencySummary `json:"latency_ms"`
-	ErrorCodes           map[string]int `json:"error_codes,omitempty"`
-	// RoundTokens holds, per round and link, the distinct access tokens
-	// callers got (only in tests; never printed).
-	RoundTokens [][]int `json:"-"`
-	// ReplicaLogs are the replicas' stderr (only in tests).
-	ReplicaLogs []string `json:"-"`
-}
-
-type latencySummary struct {
-	P50 float64 `json:"p50"`
-	P99 float64 `json:"p99"`
-	Max float64 `json:"max"`
-}
 
 func init() { benchSubcommands = append(benchSubcommands, newBenchHerdCmd) }
 
 func newBenchHerdCmd() *cobra.Command {
-	o := herdOptions{}
+	o := bench.HerdOptions{}
 	var strategies []string
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -85,7 +28,8 @@ calls, reuse detections, caller errors, broken links and caller latency.
 
 --strategy takes a comma-separated list; the baselines "naive" (every caller
 refreshes with its own copy) and "cas-only" (compare-and-swap on the write only)
-run in the same harness for a side-by-side comparison.`,
+run in the same harness for a side-by-side comparison, on replicas of a hidden
+bench-only command (never "serve").`,
 		Example: `  tokenbroker bench herd
   tokenbroker bench herd --replicas 3 --callers 300 --provider-latency 200ms --strategy coordinated,naive,cas-only --json`,
 		Args: cobra.NoArgs,
@@ -97,19 +41,20 @@ run in the same harness for a side-by-side comparison.`,
 			if err != nil {
 				return err
 			}
-			var results []*herdResult
+			o.Exe, o.Env = exe, os.Environ()
+			var results []*bench.HerdResult
 			for _, s := range strategies {
 				oo := o
 				oo.Strategy = s
 				fmt.Fprintf(cmd.ErrOrStderr(), "herd: strategy %s, %d replicas x %d callers, %d rounds, provider latency %s\n",
 					s, o.Replicas, o.Callers, o.Rounds, o.ProviderLatency)
-				res, err := runHerd(cmd.Context(), exe, oo, cmd.ErrOrStderr())
+				res, err := bench.RunHerd(cmd.Context(), oo)
 				if err != nil {
 					return exitf(1, "herd (%s): %v", s, err)
 				}
 				results = append(results, res)
 			}
-			printHerd(cmd.OutOrStdout(), results, asJSON)
+			bench.PrintHerd(cmd.OutOrStdout(), results, asJSON)
 			return nil
 		},
 	}
@@ -121,292 +66,8 @@ run in the same harness for a side-by-side comparison.`,
 	f.DurationVar(&o.ProviderLatency, "provider-latency", 200*time.Millisecond, "latency the fake provider adds to each call")
 	f.DurationVar(&o.TokenTTL, "token-ttl", 2*time.Second, "access token lifetime at the fake provider")
 	f.DurationVar(&o.LeaseTTL, "lease-ttl", 10*time.Second, "the replicas' refresh lease TTL")
-	f.StringSliceVar(&strategies, "strategy", []string{refresh.StrategyCoordinated}, "comma-separated: coordinated, naive, cas-only")
+	f.StringSliceVar(&strategies, "strategy", []string{bench.StrategyCoordinated}, "comma-separated: coordinated, naive, cas-only")
 	f.StringVar(&o.Store, "store", "auto", "auto (SQLite for one replica, PostgreSQL for more), sqlite or postgres")
 	f.BoolVar(&asJSON, "json", false, "print one JSON object as the last line of stdout")
 	return cmd
-}
-
-func printHerd(w io.Writer, results []*herdResult, asJSON bool) {
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "strategy\tstore\treplicas\tcallers\trounds\tprovider calls\treuse detections\tcaller errors\tlinks broken\tp50 ms\tp99 ms\tmax ms\tprovider latency ms")
-	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.0f\n", r.Strategy, r.Store, r.Replicas, r.Callers, r.Rounds,
-			r.ProviderRefreshCalls, r.ReuseDetections, r.CallerErrors, r.LinksBroken, r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.ProviderLatencyMS)
-	}
-	tw.Flush()
-	if !asJSON {
-		return
-	}
-	var b []byte
-	if len(results) == 1 {
-		b, _ = json.Marshal(results[0])
-	} else {
-		b, _ = json.Marshal(map[string]any{"results": results})
-	}
-	fmt.Fprintln(w, string(b))
-}
-
-// runHerd runs one herd with exe as the tokenbroker binary.
-func runHerd(ctx context.Context, exe string, o herdOptions, logw io.Writer) (res *herdResult, err error) {
-	store := o.Store
-	if store == "auto" || store == "" {
-		store = "sqlite"
-		if o.Replicas > 1 {
-			store = "postgres"
-		}
-	}
-	if store == "sqlite" && o.Replicas > 1 {
-		return nil, errors.New("SQLite serves one replica; use --store postgres for more")
-	}
-	if store != "sqlite" && store != "postgres" {
-		return nil, fmt.Errorf("unknown --store %q", store)
-	}
-	dir, err := os.MkdirTemp("", "tokenbroker-herd-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-
-	// The provider: single-use rotating refresh tokens, reuse detection on.
-	idp, err := fakeidp.Start(fakeidp.Config{AccessTokenTTL: o.TokenTTL, Faults: fakeidp.Faults{Latency: o.ProviderLatency}})
-	if err != nil {
-		return nil, err
-	}
-	defer idp.Close()
-
-	var dbURL string
-	if store == "postgres" {
-		cluster, err := pgtest.StartCluster(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("throwaway PostgreSQL (or run one replica on SQLite: --replicas 1): %w", err)
-		}
-		defer cluster.Stop()
-		if dbURL, err = cluster.CreateDatabase(ctx); err != nil {
-			return nil, err
-		}
-	}
-	key, err := crypt.GenerateKey(nil)
-	if err != nil {
-		return nil, err
-	}
-	env := selfEnv(append(benchEnv(idp, key, dbURL, filepath.Join(dir, "data")), "TOKENBROKER_LOG_LEVEL=warn")...)
-
-	// Migrate once, then create an admin key on the database directly.
-	migrate := execCommand(ctx, exe, env, "migrate")
-	if out, err := migrate.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("migrate: %v: %s", err, out)
-	}
-	apiKey, err := herdAdminKey(ctx, dbURL, filepath.Join(dir, "data"))
-	if err != nil {
-		return nil, err
-	}
-
-	var replicas []*replica
-	defer func() {
-		for _, r := range replicas {
-			if serr := r.Stop(); serr != nil && err == nil {
-				err = serr
-			}
-			if res != nil {
-				res.ReplicaLogs = append(res.ReplicaLogs, r.Logs())
-			}
-		}
-	}()
-	for i := range o.Replicas {
-		args := []string{"serve", "--addr", "127.0.0.1:0", "--replica-id", fmt.Sprintf("r%d", i),
-			"--refresh-strategy", o.Strategy, "--lease-ttl", o.LeaseTTL.String(), "--provider-timeout", (o.LeaseTTL / 3).String()}
-		r, err := startReplica(ctx, fmt.Sprintf("replica-%d", i), exe, args, env)
-		if err != nil {
-			return nil, err
-		}
-		replicas = append(replicas, r)
-	}
-
-	// Seed the links through the import API of the first replica.
-	admin := client.New(replicas[0].URL, apiKey)
-	users := make([]string, o.Links)
-	expiry := time.Time{}
-	for i := range users {
-		users[i] = fmt.Sprintf("herd-user-%d", i)
-		tok, err := idp.IssueToken(users[i])
-		if err != nil {
-			return nil, err
-		}
-		if _, err := admin.ImportLink(ctx, users[i], "bench", client.ImportRequest{
-			AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: "Bearer", Expiry: &tok.Expiry,
-		}); err != nil {
-			return nil, fmt.Errorf("import link: %w", err)
-		}
-		if expiry.IsZero() || tok.Expiry.After(expiry) {
-			expiry = tok.Expiry
-		}
-	}
-
-	// One keep-alive API client per replica, warmed up with a valid token.
-	clients := make([]*client.Client, len(replicas))
-	for i, r := range replicas {
-		hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
-			MaxIdleConns: o.Callers * 2, MaxIdleConnsPerHost: o.Callers * 2, IdleConnTimeout: time.Minute,
-		}}
-		defer hc.CloseIdleConnections()
-		clients[i] = client.New(r.URL, apiKey, client.WithHTTPClient(hc))
-	}
-	type sample struct {
-		ms    float64
-		token string
-		code  string
-		exp   time.Time
-	}
-	fetch := func(ctx context.Context, ri int, user string) sample {
-		start := time.Now()
-		tok, err := clients[ri].Token(ctx, user, "bench", 0)
-		s := sample{ms: float64(time.Since(start).Microseconds()) / 1000}
-		var ce *client.Error
-		switch {
-		case err == nil:
-			s.token, s.exp = tok.AccessToken, tok.Expiry
-		case errors.As(err, &ce):
-			s.code = ce.Code
-		default:
-			s.code = "transport"
-		}
-		return s
-	}
-	var warm sync.WaitGroup
-	for ri := range replicas {
-		for c := range o.Callers {
-			warm.Add(1)
-			go func() {
-				defer warm.Done()
-				fetch(ctx, ri, users[c%len(users)])
-			}()
-		}
-	}
-	warm.Wait()
-	before := idp.Stats()
-
-	res = &herdResult{Strategy: o.Strategy, Store: store, Replicas: o.Replicas, Callers: o.Callers, Rounds: o.Rounds,
-		Links: o.Links, ProviderLatencyMS: float64(o.ProviderLatency.Microseconds()) / 1000, ErrorCodes: map[string]int{}}
-	var lat []float64
-	lastToken := map[string]string{}
-	for range o.Rounds {
-		// Wait for the token to expire: this is the herd's moment.
-		if d := time.Until(expiry) + 20*time.Millisecond; d > 0 {
-			t := time.NewTimer(d)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return nil, ctx.Err()
-			}
-		}
-		samples := make([][]sample, len(replicas))
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for ri := range replicas {
-			samples[ri] = make([]sample, o.Callers)
-			for c := range o.Callers {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					<-start
-					samples[ri][c] = fetch(ctx, ri, users[c%len(users)])
-				}()
-			}
-		}
-		close(start)
-		wg.Wait()
-		tokensPerLink := make([]map[string]bool, len(users))
-		for i := range tokensPerLink {
-			tokensPerLink[i] = map[string]bool{}
-		}
-		var counts []int
-		for ri := range samples {
-			for c, s := range samples[ri] {
-				res.CallerRequests++
-				lat = append(lat, s.ms)
-				if s.code != "" {
-					res.CallerErrors++
-					res.ErrorCodes[s.code]++
-					continue
-				}
-				u := c % len(users)
-				tokensPerLink[u][s.token] = true
-				lastToken[users[u]] = s.token
-				if s.exp.After(expiry) {
-					expiry = s.exp
-				}
-			}
-		}
-		for _, m := range tokensPerLink {
-			counts = append(counts, len(m))
-			res.DistinctTokensMax = max(res.DistinctTokensMax, len(m))
-		}
-		res.RoundTokens = append(res.RoundTokens, counts)
-		if res.CallerErrors > 0 && expiry.Before(time.Now()) {
-			// No caller got a fresh token: wait one TTL for the next round.
-			expiry = time.Now().Add(o.TokenTTL)
-		}
-	}
-	after := idp.Stats()
-	res.ProviderRefreshCalls = after.RefreshCalls - before.RefreshCalls
-	res.ReuseDetections = after.ReuseDetections - before.ReuseDetections
-	res.LatencyMS = summarize(lat)
-
-	// A link is broken if the broker marked it, or if the provider no
-	// longer honours the token the broker hands out (its family was revoked
-	// by reuse detection).
-	for _, u := range users {
-		l, err := admin.Link(ctx, u, "bench")
-		if err != nil || l.State != string(tokenbroker.LinkActive) {
-			res.LinksBroken++
-			continue
-		}
-		if fam, ok := idp.FamilyOf(lastToken[u]); !ok || fam.Revoked {
-			res.LinksBroken++
-		}
-	}
-	return res, nil
-}
-
-// benchEnv is the environment of replicas serving provider "bench" (kind
-// oauth2, no refresh-ahead) against idp, on dbURL (empty: SQLite in
-// dataDir), with the encryption key key.
-func benchEnv(idp *fakeidp.Server, key, dbURL, dataDir string) []string {
-	ep := idp.Endpoints()
-	return []string{
-		"TOKENBROKER_ENCRYPTION_KEYS=" + key,
-		"TOKENBROKER_DATABASE_URL=" + dbURL,
-		"TOKENBROKER_DATA_DIR=" + dataDir,
-		"TOKENBROKER_PROVIDER_BENCH_KIND=oauth2",
-		"TOKENBROKER_PROVIDER_BENCH_CLIENT_ID=" + fakeidp.DefaultClientID,
-		"TOKENBROKER_PROVIDER_BENCH_CLIENT_SECRET=" + fakeidp.DefaultClientSecret,
-		"TOKENBROKER_PROVIDER_BENCH_AUTH_URL=" + ep.Authorize,
-		"TOKENBROKER_PROVIDER_BENCH_TOKEN_URL=" + ep.Token,
-		"TOKENBROKER_PROVIDER_BENCH_DEVICE_URL=" + ep.DeviceAuthorization,
-		"TOKENBROKER_PROVIDER_BENCH_VALIDATE_URL=" + ep.Userinfo,
-		"TOKENBROKER_PROVIDER_BENCH_REVOKE_URL=" + ep.Revoke,
-		"TOKENBROKER_PROVIDER_BENCH_REFRESH_AHEAD=0s",
-	}
-}
-
-func summarize(ms []float64) latencySummary {
-	if len(ms) == 0 {
-		return latencySummary{}
-	}
-	slices.Sort(ms)
-	q := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
-	return latencySummary{P50: q(0.50), P99: q(0.99), Max: ms[len(ms)-1]}
-}
-
-// herdAdminKey creates an admin API key on the database directly.
-func herdAdminKey(ctx context.Context, dbURL, dataDir string) (string, error) {
-	h, err := openStore(ctx, dbURL, dataDir)
-	if err != nil {
-		return "", err
-	}
-	defer h.Close()
-	plain, _, err := createKey(ctx, h.Store(), "herd", tokenbroker.ScopeAdmin)
-	return plain, err
 }

@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
-
-	"github.com/tokenbroker/tokenbroker/refresh"
 )
 
 // serveConfig is the configuration of `tokenbroker serve` (and `dev`). Every
@@ -34,11 +32,6 @@ type serveConfig struct {
 	LogRequests     bool
 	LogFormat       string
 	LogLevel        string
-	Strategy        string
-	// FaultBeforeCommit is a test-only fault: "hang" makes the lease holder
-	// stop after the provider answered and before its commit, standing for
-	// a replica that dies in the window I2 cannot close.
-	FaultBeforeCommit string
 }
 
 // envOr returns the environment variable's value, or def when unset.
@@ -74,10 +67,6 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.BoolVar(&cfg.LogRequests, "log-requests", getenv("TOKENBROKER_LOG_REQUESTS") == "true", "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(getenv, "TOKENBROKER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env TOKENBROKER_LOG_LEVEL)")
-	fs.StringVar(&cfg.Strategy, "refresh-strategy", envOr(getenv, "TOKENBROKER_REFRESH_STRATEGY", refresh.StrategyCoordinated), "refresh strategy; naive and cas-only are broken baselines for benchmarks only")
-	fs.StringVar(&cfg.FaultBeforeCommit, "test-fault-before-commit", getenv("TOKENBROKER_TEST_FAULT_BEFORE_COMMIT"), "test-only fault injection")
-	_ = fs.MarkHidden("refresh-strategy")
-	_ = fs.MarkHidden("test-fault-before-commit")
 }
 
 // defaultServeConfig returns serve's defaults as its flags declare them,
@@ -139,16 +128,6 @@ func (c *serveConfig) Validate() error {
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return err
-	}
-	switch c.Strategy {
-	case refresh.StrategyCoordinated, refresh.StrategyNaive, refresh.StrategyCASOnly:
-	default:
-		return fmt.Errorf("invalid --refresh-strategy %q", c.Strategy)
-	}
-	switch c.FaultBeforeCommit {
-	case "", "hang":
-	default:
-		return fmt.Errorf("invalid --test-fault-before-commit %q", c.FaultBeforeCommit)
 	}
 	if c.ReplicaID == "" {
 		host, _ := os.Hostname()

@@ -60,9 +60,9 @@ memory: links made with it stop refreshing when dev restarts.`,
 				})
 				return nil
 			}
-			return serveWith(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), extra, func(ctx context.Context, a *app) error {
+			return serveWith(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), appOptions{extra: extra, onStart: func(ctx context.Context, a *app) error {
 				return devWelcome(ctx, a, idp, demoUser, cmd.OutOrStdout())
-			})
+			}})
 		},
 	}
 	bindServeFlags(cmd.Flags(), cfg, getenvFrom)

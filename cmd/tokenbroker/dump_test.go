@@ -12,6 +12,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 )
 
@@ -61,21 +62,18 @@ func TestDumpHoldsNoIssuedToken(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Every line a replica can write is searched for secrets.
-			env := selfEnv(append(benchEnv(idp, key, dbURL, dataDir), "TOKENBROKER_LOG_LEVEL=debug")...)
+			env := childEnv(append(bench.ReplicaEnv(idp, key, dbURL, dataDir), "TOKENBROKER_LOG_LEVEL=debug")...)
 			exe, err := os.Executable()
 			if err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			if out, err := execCommand(ctx, exe, env, "migrate").CombinedOutput(); err != nil {
-				t.Fatalf("migrate: %v: %s", err, out)
-			}
-			apiKey, err := herdAdminKey(ctx, dbURL, dataDir)
+			apiKey, err := bench.Setup(ctx, exe, env)
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := startReplica(ctx, "dump-"+kind, exe, []string{"serve", "--addr", "127.0.0.1:0"}, env)
+			r, err := bench.StartReplica(ctx, "dump-"+kind, exe, []string{"serve", "--addr", "127.0.0.1:0"}, env)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -17,8 +17,8 @@ import (
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
-	"github.com/tokenbroker/tokenbroker/refresh"
 )
 
 // TestHerdThreeReplicas is the multi-replica proof of issue 4: three real
@@ -38,11 +38,12 @@ func TestHerdThreeReplicas(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	res, err := runHerd(ctx, exe, herdOptions{
+	res, err := bench.RunHerd(ctx, bench.HerdOptions{
+		Exe: exe, Env: childEnv(),
 		Replicas: 3, Callers: 100, Rounds: 5, Links: 1,
 		ProviderLatency: 50 * time.Millisecond, TokenTTL: 2 * time.Second, LeaseTTL: 10 * time.Second,
-		Strategy: refresh.StrategyCoordinated, Store: "postgres",
-	}, io.Discard)
+		Strategy: bench.StrategyCoordinated, Store: "postgres",
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +77,12 @@ func TestHerdBaselinesBreak(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := runHerd(ctx, exe, herdOptions{
+	res, err := bench.RunHerd(ctx, bench.HerdOptions{
+		Exe: exe, Env: childEnv(),
 		Replicas: 1, Callers: 30, Rounds: 2, Links: 1,
 		ProviderLatency: 50 * time.Millisecond, TokenTTL: 2 * time.Second, LeaseTTL: 10 * time.Second,
-		Strategy: refresh.StrategyNaive, Store: "sqlite",
-	}, io.Discard)
+		Strategy: bench.StrategyNaive, Store: "sqlite",
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,22 +143,19 @@ func newCrashEnv(t *testing.T, idpCfg fakeidp.Config) *crashEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ce.env = selfEnv(benchEnv(ce.idp, key, ce.dbURL, filepath.Join(ce.dir, "data"))...)
-	ctx := context.Background()
-	if out, err := execCommand(ctx, ce.exe, ce.env, "migrate").CombinedOutput(); err != nil {
-		t.Fatalf("migrate: %v: %s", err, out)
-	}
-	if ce.apiKey, err = herdAdminKey(ctx, ce.dbURL, filepath.Join(ce.dir, "data")); err != nil {
+	ce.env = bench.ReplicaEnv(ce.idp, key, ce.dbURL, filepath.Join(ce.dir, "data"))
+	if ce.apiKey, err = bench.Setup(context.Background(), ce.exe, childEnv(ce.env...)); err != nil {
 		t.Fatal(err)
 	}
 	return ce
 }
 
-func (ce *crashEnv) start(t *testing.T, name string, extra ...string) *replica {
+// start starts a serve replica; extraEnv goes on top of its environment
+// (hangBeforeCommitEnv=1 injects the hang fault, see main_test.go).
+func (ce *crashEnv) start(t *testing.T, name string, extraEnv ...string) *bench.Replica {
 	t.Helper()
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--replica-id", name,
-		"--lease-ttl", "3s", "--provider-timeout", "1s"}, extra...)
-	r, err := startReplica(context.Background(), name, ce.exe, args, ce.env)
+	args := []string{"serve", "--addr", "127.0.0.1:0", "--replica-id", name, "--lease-ttl", "3s", "--provider-timeout", "1s"}
+	r, err := bench.StartReplica(context.Background(), name, ce.exe, args, childEnv(append(ce.env, extraEnv...)...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +170,7 @@ func (ce *crashEnv) start(t *testing.T, name string, extra ...string) *replica {
 }
 
 // seedExpired imports a link whose access token has already expired.
-func (ce *crashEnv) seedExpired(t *testing.T, r *replica, user string) {
+func (ce *crashEnv) seedExpired(t *testing.T, r *bench.Replica, user string) {
 	t.Helper()
 	tok, err := ce.idp.IssueToken(user)
 	if err != nil {
@@ -273,7 +272,7 @@ func TestCrashAfterProviderAnswered(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	ce := newCrashEnv(t, fakeidp.Config{})
-	r0 := ce.start(t, "r0", "--test-fault-before-commit", "hang")
+	r0 := ce.start(t, "r0", hangBeforeCommitEnv+"=1")
 	r1 := ce.start(t, "r1")
 	ce.seedExpired(t, r0, "crash-user")
 
@@ -284,7 +283,7 @@ func TestCrashAfterProviderAnswered(t *testing.T) {
 	}()
 	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer wcancel()
-	if err := r0.WaitLog(wctx, "hanging between the provider's answer and the commit"); err != nil {
+	if err := r0.WaitLog(wctx, hangLogLine); err != nil {
 		t.Fatal(err)
 	}
 	r0.Kill()

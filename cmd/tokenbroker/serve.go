@@ -43,7 +43,7 @@ can serve together. Migrations are applied at start.`,
 			if err := cfg.Validate(); err != nil {
 				return exitf(2, "%v", err)
 			}
-			return serveWith(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), nil, nil)
+			return serveWith(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), appOptions{})
 		},
 	}
 	bindServeFlags(cmd.Flags(), cfg, getenvFrom)
@@ -63,12 +63,30 @@ type app struct {
 	closers  []func()
 }
 
-// extraProviders lets `dev` add providers (the in-process demo provider)
-// on top of the configured ones.
-type extraProviders func(ctx context.Context, cfg *provider.Config) error
+// appOptions are what the other commands that serve (dev, bench replica,
+// bench hotpath) add to serve's wiring; serve itself sets none.
+type appOptions struct {
+	// extra adds providers on top of the configured ones (dev's
+	// in-process demo provider).
+	extra func(ctx context.Context, cfg *provider.Config) error
+	// tokens, if set, replaces the refresh coordinator (the bench
+	// replica's baselines).
+	tokens func(tokenbroker.Store, tokenbroker.Providers) (tokenbroker.TokenService, error)
+	// onStart, if set, runs once the server listens.
+	onStart func(context.Context, *app) error
+}
+
+// listeningPrefix starts the line serve prints on stdout once it listens,
+// followed by its URL; internal/bench (bench.ListeningPrefix) waits for it.
+const listeningPrefix = "tokenbroker listening on "
+
+// configureRefresh is nil in the binary. This package's tests set it in a
+// re-executed test binary (main_test.go) to inject faults into a serve
+// process's coordinator; no flag or environment variable reaches it.
+var configureRefresh func(*refresh.Config, *slog.Logger)
 
 // buildApp opens and wires everything serve needs. The caller closes it.
-func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra extraProviders) (*app, error) {
+func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appOptions) (*app, error) {
 	a := &app{cfg: cfg, log: log}
 	h, err := openStore(ctx, cfg.DatabaseURL, cfg.DataDir)
 	if err != nil {
@@ -100,8 +118,8 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra ext
 	} else if err := pcfg.ApplyEnv(os.Environ()); err != nil {
 		return nil, err
 	}
-	if extra != nil {
-		if err := extra(ctx, pcfg); err != nil {
+	if opts.extra != nil {
+		if err := opts.extra(ctx, pcfg); err != nil {
 			return nil, err
 		}
 	}
@@ -120,12 +138,11 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra ext
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a.audit = audit.NewBatcher(h.Store(), audit.Options{Logger: log})
 
-	switch cfg.Strategy {
-	case refresh.StrategyNaive:
-		a.tokens = refresh.NewNaive(a.store, reg, nil)
-	case refresh.StrategyCASOnly:
-		a.tokens = refresh.NewCASOnly(a.store, reg, nil)
-	default:
+	if opts.tokens != nil {
+		if a.tokens, err = opts.tokens(a.store, reg); err != nil {
+			return nil, err
+		}
+	} else {
 		rc := refresh.Config{
 			Store: a.store, Signaler: h.Signaler(), Providers: reg, Auditor: a.audit, Logger: log,
 			Owner: cfg.ReplicaID, LeaseTTL: cfg.LeaseTTL, ProviderTimeout: cfg.ProviderTimeout,
@@ -134,12 +151,8 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, extra ext
 		if feed, ok := h.Signaler().(tokenbroker.ChangeFeed); ok && cfg.TokenCacheTTL > 0 {
 			rc.Changes, rc.CacheTTL = feed, cfg.TokenCacheTTL
 		}
-		if cfg.FaultBeforeCommit == "hang" {
-			log.Warn("test fault injection on: the lease holder hangs before every commit")
-			rc.BeforeCommit = func(ctx context.Context, l *tokenbroker.Link) {
-				log.Warn("test fault: hanging between the provider's answer and the commit", "user", l.UserID, "provider", l.ProviderID)
-				select {} // stands for a dead process; the test kills it
-			}
+		if configureRefresh != nil {
+			configureRefresh(&rc, log)
 		}
 		co, err := refresh.New(rc)
 		if err != nil {
@@ -212,9 +225,8 @@ func (a *app) Close() {
 	a.handle.Close()
 }
 
-// serveWith runs until ctx ends. extra adds providers; onStart, if set,
-// runs once the server listens.
-func serveWith(ctx context.Context, cfg *serveConfig, stdout, stderr io.Writer, extra extraProviders, onStart func(context.Context, *app) error) error {
+// serveWith runs until ctx ends, wired as opts says.
+func serveWith(ctx context.Context, cfg *serveConfig, stdout, stderr io.Writer, opts appOptions) error {
 	log := newLogger(stderr, cfg.LogFormat, cfg.LogLevel)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
@@ -224,7 +236,7 @@ func serveWith(ctx context.Context, cfg *serveConfig, stdout, stderr io.Writer, 
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = "http://" + ln.Addr().String()
 	}
-	a, err := buildApp(ctx, cfg, log, extra)
+	a, err := buildApp(ctx, cfg, log, opts)
 	if err != nil {
 		return exitf(1, "%s", oneLine(err))
 	}
@@ -241,8 +253,8 @@ func serveWith(ctx context.Context, cfg *serveConfig, stdout, stderr io.Writer, 
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("tokenbroker started", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "store", a.handle.Kind(), "replica", cfg.ReplicaID)
 	fmt.Fprintf(stdout, "%s%s\n", listeningPrefix, "http://"+ln.Addr().String())
-	if onStart != nil {
-		if err := onStart(ctx, a); err != nil {
+	if opts.onStart != nil {
+		if err := opts.onStart(ctx, a); err != nil {
 			_ = srv.Close()
 			return exitf(1, "%s", oneLine(err))
 		}

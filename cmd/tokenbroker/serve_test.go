@@ -89,7 +89,7 @@ func TestServeRefusesWrongRing(t *testing.T) {
 	}
 	var out, errb bytes.Buffer
 	// serve starts, generates the key, and stops once it listens.
-	if err := serveWith(ctx2, cfg, &out, &errb, nil, func(context.Context, *app) error { cancel(); return nil }); err != nil {
+	if err := serveWith(ctx2, cfg, &out, &errb, appOptions{onStart: func(context.Context, *app) error { cancel(); return nil }}); err != nil {
 		t.Fatalf("fresh data dir: %v\n%s", err, errb.String())
 	}
 	if fi, err := os.Stat(filepath.Join(fresh, crypt.DevKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {

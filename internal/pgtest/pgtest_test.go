@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
+	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 )
 
@@ -48,7 +49,7 @@ func TestStartClusterStop(t *testing.T) {
 		t.Skip(err)
 	}
 	ctx := context.Background()
-	c, err := pgtest.StartCluster(ctx)
+	c, err := pgcluster.StartCluster(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"strings"
 	"sync"
@@ -14,9 +13,9 @@ import (
 	"time"
 )
 
-// replica is a `tokenbroker serve` child process, started by the herd
-// benchmark and the multi-replica tests.
-type replica struct {
+// Replica is a `tokenbroker serve` (or `tokenbroker bench replica`) child
+// process, started by the herd benchmark and the multi-replica tests.
+type Replica struct {
 	Name string
 	URL  string // http://127.0.0.1:PORT
 	cmd  *exec.Cmd
@@ -28,13 +27,14 @@ type replica struct {
 	written chan struct{}   // receives (coalesced) after each write to log
 }
 
-// listeningPrefix starts the line serve prints on stdout once it listens.
-const listeningPrefix = "tokenbroker listening on "
+// ListeningPrefix starts the line `tokenbroker serve` prints on stdout once
+// it listens, followed by its URL.
+const ListeningPrefix = "tokenbroker listening on "
 
-// startReplica starts exe with args and env and waits until it prints the
+// StartReplica starts exe with args and env and waits until it prints the
 // URL it listens on. The child dies with the parent (Pdeathsig), so no
 // process outlives a killed benchmark or test binary.
-func startReplica(ctx context.Context, name, exe string, args, env []string) (*replica, error) {
+func StartReplica(ctx context.Context, name, exe string, args, env []string) (*Replica, error) {
 	cmd := exec.Command(exe, args...)
 	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
@@ -42,7 +42,7 @@ func startReplica(ctx context.Context, name, exe string, args, env []string) (*r
 	if err != nil {
 		return nil, err
 	}
-	r := &replica{Name: name, cmd: cmd, done: make(chan struct{}), written: make(chan struct{}, 1)}
+	r := &Replica{Name: name, cmd: cmd, done: make(chan struct{}), written: make(chan struct{}, 1)}
 	cmd.Stderr = &lockedWriter{mu: &r.mu, w: &r.log, written: r.written}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
@@ -53,8 +53,8 @@ func startReplica(ctx context.Context, name, exe string, args, env []string) (*r
 		sent := false
 		for sc.Scan() {
 			line := sc.Text()
-			if !sent && strings.HasPrefix(line, listeningPrefix) {
-				urlc <- strings.TrimSpace(strings.TrimPrefix(line, listeningPrefix))
+			if !sent && strings.HasPrefix(line, ListeningPrefix) {
+				urlc <- strings.TrimSpace(strings.TrimPrefix(line, ListeningPrefix))
 				sent = true
 			}
 		}
@@ -82,7 +82,7 @@ func startReplica(ctx context.Context, name, exe string, args, env []string) (*r
 }
 
 // Logs returns what the replica wrote to stderr so far.
-func (r *replica) Logs() string {
+func (r *Replica) Logs() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.log.String()
@@ -90,7 +90,7 @@ func (r *replica) Logs() string {
 
 // WaitLog waits until the replica's stderr holds s, the process ends, or
 // ctx is done. It is woken by each write, not by polling.
-func (r *replica) WaitLog(ctx context.Context, s string) error {
+func (r *Replica) WaitLog(ctx context.Context, s string) error {
 	for {
 		if strings.Contains(r.Logs(), s) {
 			return nil
@@ -109,13 +109,13 @@ func (r *replica) WaitLog(ctx context.Context, s string) error {
 }
 
 // Kill sends SIGKILL and waits for the process to end.
-func (r *replica) Kill() {
+func (r *Replica) Kill() {
 	_ = r.cmd.Process.Signal(syscall.SIGKILL)
 	<-r.done
 }
 
 // Stop sends SIGTERM, waits up to 10s for a graceful exit, then kills.
-func (r *replica) Stop() error {
+func (r *Replica) Stop() error {
 	_ = r.cmd.Process.Signal(syscall.SIGTERM)
 	t := time.NewTimer(10 * time.Second)
 	defer t.Stop()
@@ -149,6 +149,11 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// selfEnv is the environment replicas get on top of extra: in tests it
-// adds the variable that makes the test binary act as tokenbroker.
-var selfEnv = func(extra ...string) []string { return append(os.Environ(), extra...) }
+// Command prepares a child tokenbroker command (exe with env) that dies
+// with its parent.
+func Command(ctx context.Context, exe string, env []string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}

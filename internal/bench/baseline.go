@@ -1,24 +1,31 @@
-package refresh
+package bench
 
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
 )
 
-// Strategy names, as `tokenbroker serve --refresh-strategy` and
-// `tokenbroker bench herd --strategy` spell them.
+// Strategy names, as `tokenbroker bench herd --strategy` spells them.
+// Coordinated is the refresh coordinator of package refresh, run by real
+// `tokenbroker serve` replicas; the others are the [Baseline]s, run by
+// replicas of the hidden `tokenbroker bench replica` command.
 const (
 	StrategyCoordinated = "coordinated"
 	StrategyNaive       = "naive"
 	StrategyCASOnly     = "cas-only"
 )
 
-// Baseline is one of the two broken refresh strategies DESIGN.md rejects,
-// kept only so benchmarks can measure them next to the [Coordinator]. Never
-// use one in production.
+// Strategies lists every strategy name.
+var Strategies = []string{StrategyCoordinated, StrategyNaive, StrategyCASOnly}
+
+// Baseline is one of the two broken refresh strategies docs/design.md
+// rejects, kept only so benchmarks can measure them next to the refresh
+// coordinator. Never use one in production; only the bench replica command
+// wires one.
 type Baseline struct {
 	store     tokenbroker.Store
 	providers tokenbroker.Providers
@@ -45,6 +52,18 @@ func NewCASOnly(store tokenbroker.Store, providers tokenbroker.Providers, now fu
 	b := NewNaive(store, providers, now)
 	b.cas = true
 	return b
+}
+
+// NewBaseline returns the baseline named strategy ([StrategyNaive] or
+// [StrategyCASOnly]).
+func NewBaseline(strategy string, store tokenbroker.Store, providers tokenbroker.Providers) (*Baseline, error) {
+	switch strategy {
+	case StrategyNaive:
+		return NewNaive(store, providers, nil), nil
+	case StrategyCASOnly:
+		return NewCASOnly(store, providers, nil), nil
+	}
+	return nil, fmt.Errorf("unknown baseline strategy %q: want %s or %s", strategy, StrategyNaive, StrategyCASOnly)
 }
 
 // Token implements [tokenbroker.TokenService], badly on purpose.
@@ -93,4 +112,11 @@ func (b *Baseline) Token(ctx context.Context, providerID, userID string, minVali
 		return nil, err
 	}
 	return tokenOut(&next), nil
+}
+
+// tokenOut is the token a caller gets: never the refresh token.
+func tokenOut(l *tokenbroker.Link) *tokenbroker.Token {
+	t := l.Token
+	t.RefreshToken = ""
+	return &t
 }

@@ -1,0 +1,377 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/client"
+	"github.com/tokenbroker/tokenbroker/crypt"
+	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
+)
+
+// HerdOptions configures one herd run.
+type HerdOptions struct {
+	// Exe is the tokenbroker binary the replicas run, with Env as their
+	// environment (the benchmark adds the store, key and provider).
+	Exe             string
+	Env             []string
+	Replicas        int
+	Callers         int // per replica
+	Rounds          int
+	Links           int
+	ProviderLatency time.Duration
+	TokenTTL        time.Duration
+	Strategy        string
+	Store           string // auto, sqlite, postgres
+	LeaseTTL        time.Duration
+}
+
+// HerdResult is what `bench herd --json` prints, one per strategy.
+type HerdResult struct {
+	Strategy             string         `json:"strategy"`
+	Store                string         `json:"store"`
+	Replicas             int            `json:"replicas"`
+	Callers              int            `json:"callers"`
+	Rounds               int            `json:"rounds"`
+	Links                int            `json:"links"`
+	ProviderLatencyMS    float64        `json:"provider_latency_ms"`
+	ProviderRefreshCalls int64          `json:"provider_refresh_calls"`
+	ReuseDetections      int64          `json:"reuse_detections"`
+	CallerErrors         int            `json:"caller_errors"`
+	CallerRequests       int            `json:"caller_requests"`
+	LinksBroken          int            `json:"links_broken"`
+	DistinctTokensMax    int            `json:"distinct_tokens_per_round_max"`
+	LatencyMS            LatencySummary `json:"latency_ms"`
+	ErrorCodes           map[string]int `json:"error_codes,omitempty"`
+	// RoundTokens holds, per round and link, the distinct access tokens
+	// callers got (only in tests; never printed).
+	RoundTokens [][]int `json:"-"`
+	// ReplicaLogs are the replicas' stderr (only in tests).
+	ReplicaLogs []string `json:"-"`
+}
+
+// LatencySummary is a latency distribution in milliseconds.
+type LatencySummary struct {
+	P50 float64 `json:"p50"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+// PrintHerd writes results as a table, then, with asJSON, as one JSON
+// object on the last line: the result itself for one strategy, else
+// {"results": [...]}.
+func PrintHerd(w io.Writer, results []*HerdResult, asJSON bool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "strategy\tstore\treplicas\tcallers\trounds\tprovider calls\treuse detections\tcaller errors\tlinks broken\tp50 ms\tp99 ms\tmax ms\tprovider latency ms")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.0f\n", r.Strategy, r.Store, r.Replicas, r.Callers, r.Rounds,
+			r.ProviderRefreshCalls, r.ReuseDetections, r.CallerErrors, r.LinksBroken, r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.ProviderLatencyMS)
+	}
+	tw.Flush()
+	if !asJSON {
+		return
+	}
+	var b []byte
+	if len(results) == 1 {
+		b, _ = json.Marshal(results[0])
+	} else {
+		b, _ = json.Marshal(map[string]any{"results": results})
+	}
+	fmt.Fprintln(w, string(b))
+}
+
+// RunHerd runs one herd of o.Strategy: the coordinator on `serve`
+// replicas, a baseline on `bench replica` replicas.
+func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
+	if o.Replicas < 1 || o.Callers < 1 || o.Rounds < 1 || o.Links < 1 {
+		return nil, errors.New("replicas, callers, rounds and links must be at least 1")
+	}
+	command := []string{"serve"}
+	if o.Strategy != StrategyCoordinated {
+		if _, err := NewBaseline(o.Strategy, nil, nil); err != nil {
+			return nil, err
+		}
+		command = []string{"bench", "replica", "--strategy", o.Strategy}
+	}
+	store := o.Store
+	if store == "auto" || store == "" {
+		store = "sqlite"
+		if o.Replicas > 1 {
+			store = "postgres"
+		}
+	}
+	if store == "sqlite" && o.Replicas > 1 {
+		return nil, errors.New("SQLite serves one replica; use --store postgres for more")
+	}
+	if store != "sqlite" && store != "postgres" {
+		return nil, fmt.Errorf("unknown --store %q", store)
+	}
+	dir, err := os.MkdirTemp("", "tokenbroker-herd-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	// The provider: single-use rotating refresh tokens, reuse detection on.
+	idp, err := fakeidp.Start(fakeidp.Config{AccessTokenTTL: o.TokenTTL, Faults: fakeidp.Faults{Latency: o.ProviderLatency}})
+	if err != nil {
+		return nil, err
+	}
+	defer idp.Close()
+
+	var dbURL string
+	if store == "postgres" {
+		cluster, err := pgcluster.StartCluster(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("throwaway PostgreSQL (or run one replica on SQLite: --replicas 1): %w", err)
+		}
+		defer cluster.Stop()
+		if dbURL, err = cluster.CreateDatabase(ctx); err != nil {
+			return nil, err
+		}
+	}
+	key, err := crypt.GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	env := append(slices.Clip(o.Env), ReplicaEnv(idp, key, dbURL, filepath.Join(dir, "data"))...)
+	env = append(env, "TOKENBROKER_LOG_LEVEL=warn")
+
+	// Migrate once, then create an admin key on the database directly.
+	apiKey, err := Setup(ctx, o.Exe, env)
+	if err != nil {
+		return nil, err
+	}
+
+	var replicas []*Replica
+	defer func() {
+		for _, r := range replicas {
+			if serr := r.Stop(); serr != nil && err == nil {
+				err = serr
+			}
+			if res != nil {
+				res.ReplicaLogs = append(res.ReplicaLogs, r.Logs())
+			}
+		}
+	}()
+	for i := range o.Replicas {
+		args := append(slices.Clip(command), "--addr", "127.0.0.1:0", "--replica-id", fmt.Sprintf("r%d", i),
+			"--lease-ttl", o.LeaseTTL.String(), "--provider-timeout", (o.LeaseTTL / 3).String())
+		r, err := StartReplica(ctx, fmt.Sprintf("replica-%d", i), o.Exe, args, env)
+		if err != nil {
+			return nil, err
+		}
+		replicas = append(replicas, r)
+	}
+
+	// Seed the links through the import API of the first replica.
+	admin := client.New(replicas[0].URL, apiKey)
+	users := make([]string, o.Links)
+	expiry := time.Time{}
+	for i := range users {
+		users[i] = fmt.Sprintf("herd-user-%d", i)
+		tok, err := idp.IssueToken(users[i])
+		if err != nil {
+			return nil, err
+		}
+		if _, err := admin.ImportLink(ctx, users[i], "bench", client.ImportRequest{
+			AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: "Bearer", Expiry: &tok.Expiry,
+		}); err != nil {
+			return nil, fmt.Errorf("import link: %w", err)
+		}
+		if expiry.IsZero() || tok.Expiry.After(expiry) {
+			expiry = tok.Expiry
+		}
+	}
+
+	// One keep-alive API client per replica, warmed up with a valid token.
+	clients := make([]*client.Client, len(replicas))
+	for i, r := range replicas {
+		hc := &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+			MaxIdleConns: o.Callers * 2, MaxIdleConnsPerHost: o.Callers * 2, IdleConnTimeout: time.Minute,
+		}}
+		defer hc.CloseIdleConnections()
+		clients[i] = client.New(r.URL, apiKey, client.WithHTTPClient(hc))
+	}
+	type sample struct {
+		ms    float64
+		token string
+		code  string
+		exp   time.Time
+	}
+	fetch := func(ctx context.Context, ri int, user string) sample {
+		start := time.Now()
+		tok, err := clients[ri].Token(ctx, user, "bench", 0)
+		s := sample{ms: float64(time.Since(start).Microseconds()) / 1000}
+		var ce *client.Error
+		switch {
+		case err == nil:
+			s.token, s.exp = tok.AccessToken, tok.Expiry
+		case errors.As(err, &ce):
+			s.code = ce.Code
+		default:
+			s.code = "transport"
+		}
+		return s
+	}
+	var warm sync.WaitGroup
+	for ri := range replicas {
+		for c := range o.Callers {
+			warm.Add(1)
+			go func() {
+				defer warm.Done()
+				fetch(ctx, ri, users[c%len(users)])
+			}()
+		}
+	}
+	warm.Wait()
+	before := idp.Stats()
+
+	res = &HerdResult{Strategy: o.Strategy, Store: store, Replicas: o.Replicas, Callers: o.Callers, Rounds: o.Rounds,
+		Links: o.Links, ProviderLatencyMS: float64(o.ProviderLatency.Microseconds()) / 1000, ErrorCodes: map[string]int{}}
+	var lat []float64
+	lastToken := map[string]string{}
+	for range o.Rounds {
+		// Wait for the token to expire: this is the herd's moment.
+		if d := time.Until(expiry) + 20*time.Millisecond; d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			}
+		}
+		samples := make([][]sample, len(replicas))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for ri := range replicas {
+			samples[ri] = make([]sample, o.Callers)
+			for c := range o.Callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					samples[ri][c] = fetch(ctx, ri, users[c%len(users)])
+				}()
+			}
+		}
+		close(start)
+		wg.Wait()
+		tokensPerLink := make([]map[string]bool, len(users))
+		for i := range tokensPerLink {
+			tokensPerLink[i] = map[string]bool{}
+		}
+		var counts []int
+		for ri := range samples {
+			for c, s := range samples[ri] {
+				res.CallerRequests++
+				lat = append(lat, s.ms)
+				if s.code != "" {
+					res.CallerErrors++
+					res.ErrorCodes[s.code]++
+					continue
+				}
+				u := c % len(users)
+				tokensPerLink[u][s.token] = true
+				lastToken[users[u]] = s.token
+				if s.exp.After(expiry) {
+					expiry = s.exp
+				}
+			}
+		}
+		for _, m := range tokensPerLink {
+			counts = append(counts, len(m))
+			res.DistinctTokensMax = max(res.DistinctTokensMax, len(m))
+		}
+		res.RoundTokens = append(res.RoundTokens, counts)
+		if res.CallerErrors > 0 && expiry.Before(time.Now()) {
+			// No caller got a fresh token: wait one TTL for the next round.
+			expiry = time.Now().Add(o.TokenTTL)
+		}
+	}
+	after := idp.Stats()
+	res.ProviderRefreshCalls = after.RefreshCalls - before.RefreshCalls
+	res.ReuseDetections = after.ReuseDetections - before.ReuseDetections
+	res.LatencyMS = summarize(lat)
+
+	// A link is broken if the broker marked it, or if the provider no
+	// longer honours the token the broker hands out (its family was revoked
+	// by reuse detection).
+	for _, u := range users {
+		l, err := admin.Link(ctx, u, "bench")
+		if err != nil || l.State != string(tokenbroker.LinkActive) {
+			res.LinksBroken++
+			continue
+		}
+		if fam, ok := idp.FamilyOf(lastToken[u]); !ok || fam.Revoked {
+			res.LinksBroken++
+		}
+	}
+	return res, nil
+}
+
+// ReplicaEnv is the environment of replicas serving provider "bench" (kind
+// oauth2, no refresh-ahead) against idp, on dbURL (empty: SQLite in
+// dataDir), with the encryption key key.
+func ReplicaEnv(idp *fakeidp.Server, key, dbURL, dataDir string) []string {
+	ep := idp.Endpoints()
+	return []string{
+		"TOKENBROKER_ENCRYPTION_KEYS=" + key,
+		"TOKENBROKER_DATABASE_URL=" + dbURL,
+		"TOKENBROKER_DATA_DIR=" + dataDir,
+		"TOKENBROKER_PROVIDER_BENCH_KIND=oauth2",
+		"TOKENBROKER_PROVIDER_BENCH_CLIENT_ID=" + fakeidp.DefaultClientID,
+		"TOKENBROKER_PROVIDER_BENCH_CLIENT_SECRET=" + fakeidp.DefaultClientSecret,
+		"TOKENBROKER_PROVIDER_BENCH_AUTH_URL=" + ep.Authorize,
+		"TOKENBROKER_PROVIDER_BENCH_TOKEN_URL=" + ep.Token,
+		"TOKENBROKER_PROVIDER_BENCH_DEVICE_URL=" + ep.DeviceAuthorization,
+		"TOKENBROKER_PROVIDER_BENCH_VALIDATE_URL=" + ep.Userinfo,
+		"TOKENBROKER_PROVIDER_BENCH_REVOKE_URL=" + ep.Revoke,
+		"TOKENBROKER_PROVIDER_BENCH_REFRESH_AHEAD=0s",
+	}
+}
+
+func summarize(ms []float64) LatencySummary {
+	if len(ms) == 0 {
+		return LatencySummary{}
+	}
+	slices.Sort(ms)
+	q := func(p float64) float64 { return ms[min(len(ms)-1, int(p*float64(len(ms))))] }
+	return LatencySummary{P50: q(0.50), P99: q(0.99), Max: ms[len(ms)-1]}
+}
+
+// Setup migrates the database of env with exe, then creates an admin API
+// key on it directly (`tokenbroker apikeys create`) and returns the key.
+func Setup(ctx context.Context, exe string, env []string) (string, error) {
+	if out, err := Command(ctx, exe, env, "migrate").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("migrate: %v: %s", err, out)
+	}
+	cmd := Command(ctx, exe, env, "apikeys", "create", "--name", "bench", "--scopes", tokenbroker.ScopeAdmin, "--json")
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("apikeys create: %v: %s", err, stderr.String())
+	}
+	var created struct {
+		Key string `json:"key"`
+	}
+	if err := json.Unmarshal(out, &created); err != nil || created.Key == "" {
+		return "", fmt.Errorf("apikeys create printed no key (%v)", err)
+	}
+	return created.Key, nil
+}
