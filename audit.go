@@ -14,6 +14,10 @@ const (
 	AuditAPIKeyRevoke  = "apikey.revoke"
 	AuditRefreshFailed = "link.refresh_failed"
 	AuditLostRefresh   = "link.lost_refresh"
+	// AuditConnectSessionCreate: an operator made a reconnect link.
+	AuditConnectSessionCreate = "connect_session.create"
+	// AuditConsoleSignIn: an admin key signed in to the console.
+	AuditConsoleSignIn = "console.sign_in"
 )
 
 // AuditEvent is one row of the audit trail. It never holds a token or a
@@ -35,6 +39,7 @@ type AuditFilter struct {
 	UserID     string
 	ProviderID string
 	Action     string
+	Actor      string
 	Since      time.Time
 	Until      time.Time
 	BeforeID   int64

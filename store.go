@@ -22,6 +22,7 @@ type Store interface {
 	ConnectStore
 	AuditStore
 	OutboxStore
+	ConsoleStore
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error

@@ -64,6 +64,9 @@ func (s *Store) ListAudit(ctx context.Context, f tokenbroker.AuditFilter) ([]tok
 	if f.Action != "" {
 		add("action = $%d", f.Action)
 	}
+	if f.Actor != "" {
+		add("actor = $%d", f.Actor)
+	}
 	if !f.Since.IsZero() {
 		add("time >= $%d", f.Since)
 	}

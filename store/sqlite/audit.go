@@ -80,6 +80,9 @@ func (s *Store) ListAudit(ctx context.Context, f tokenbroker.AuditFilter) ([]tok
 	if f.Action != "" {
 		add("action = ?", f.Action)
 	}
+	if f.Actor != "" {
+		add("actor = ?", f.Actor)
+	}
 	if !f.Since.IsZero() {
 		add("time >= ?", f.Since.UnixMilli())
 	}

@@ -57,6 +57,7 @@ func RunConformance(t *testing.T, open func(t *testing.T) tokenbroker.Store) {
 		{"Signaler", testSignaler},
 	}
 	tests = append(tests, outboxTests...)
+	tests = append(tests, consoleTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()

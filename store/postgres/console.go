@@ -1,0 +1,414 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	tokenbroker "github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/store/internal/prefix"
+)
+
+// reasonCodeSQL is [tokenbroker.ReasonCode] in SQL. It must stay identical
+// to the expression of the index links_reason_user (migration 00004), or
+// the reason filter reads the whole table.
+const reasonCodeSQL = `rtrim(split_part(failure_reason, ':', 1), ' ')`
+
+// Console lists compare and order user and provider ids in the "C"
+// collation (bytes), as the console's indexes do: a prefix is then one
+// index range whatever the database's default collation.
+const (
+	userC     = `user_id COLLATE "C"`
+	providerC = `provider_id COLLATE "C"`
+	accountC  = `account_login COLLATE "C"`
+)
+
+// summaryColumns are a link's columns without the token values.
+const summaryColumns = `id, user_id, provider_id, account_id, account_login, scopes, expiry,
+	refresh_token <> '', generation, state, failure_reason, lease_owner, lease_until,
+	created_at, updated_at, refreshed_at`
+
+func scanSummary(r pgx.Row) (*tokenbroker.LinkSummary, error) {
+	var (
+		l                             tokenbroker.LinkSummary
+		state                         string
+		leaseOwner                    *string
+		expiry, leaseUntil, refreshed *time.Time
+		created, updated              time.Time
+	)
+	err := r.Scan(&l.ID, &l.UserID, &l.ProviderID, &l.AccountID, &l.AccountLogin, &l.Scopes, &expiry,
+		&l.HasRefreshToken, &l.Generation, &state, &l.FailureReason, &leaseOwner, &leaseUntil,
+		&created, &updated, &refreshed)
+	if err != nil {
+		return nil, err
+	}
+	l.Scopes = nilIfEmpty(l.Scopes)
+	l.State = tokenbroker.LinkState(state)
+	l.Expiry = fromNull(expiry)
+	if leaseOwner != nil {
+		l.LeaseOwner = *leaseOwner
+	}
+	l.LeaseUntil = fromNull(leaseUntil)
+	l.CreatedAt, l.UpdatedAt, l.RefreshedAt = created.UTC(), updated.UTC(), fromNull(refreshed)
+	return &l, nil
+}
+
+// consoleLimit applies the default and the cap of [tokenbroker.LinkQuery].
+func consoleLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 50
+	case n > 1000:
+		return 1000
+	}
+	return n
+}
+
+// conds collects the conditions of a WHERE clause; "?" in a condition
+// stands for the next numbered parameter.
+type conds struct {
+	where []string
+	args  []any
+}
+
+func (c *conds) add(cond string, args ...any) {
+	for _, a := range args {
+		c.args = append(c.args, a)
+		cond = strings.Replace(cond, "?", fmt.Sprintf("$%d", len(c.args)), 1)
+	}
+	c.where = append(c.where, cond)
+}
+
+// arg adds a parameter without a condition and returns its placeholder.
+func (c *conds) arg(v any) string {
+	c.args = append(c.args, v)
+	return fmt.Sprintf("$%d", len(c.args))
+}
+
+func (c *conds) prefix(col, p string) error {
+	if p == "" {
+		return nil
+	}
+	if !utf8.ValidString(p) {
+		return tokenbroker.Errorf(tokenbroker.EINVALID, "a search prefix must be UTF-8 text")
+	}
+	if up, ok := prefix.Upper(p); ok {
+		c.add(col+" >= ? AND "+col+" < ?", p, up)
+	} else {
+		c.add(col+" >= ?", p)
+	}
+	return nil
+}
+
+func (c *conds) sql() string {
+	if len(c.where) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(c.where, " AND ")
+}
+
+func (c *conds) scope(sc tokenbroker.LinkScope) {
+	if len(sc.Users) > 0 {
+		c.add("user_id = ANY(?)", sc.Users)
+	}
+	if len(sc.Providers) > 0 {
+		c.add("provider_id = ANY(?)", sc.Providers)
+	}
+}
+
+// linkListSQL is the statement of ListLinkSummaries.
+func linkListSQL(q tokenbroker.LinkQuery) (string, []any, error) {
+	if q.After != nil && q.Before != nil {
+		return "", nil, tokenbroker.Errorf(tokenbroker.EINVALID, "a link query takes After or Before, not both")
+	}
+	var c conds
+	c.scope(q.LinkScope)
+	if q.ProviderID != "" {
+		c.add(providerC+" = ?", q.ProviderID)
+	}
+	if q.State != "" {
+		c.add("state = ?", string(q.State))
+	}
+	if q.ReasonCode != "" {
+		c.add("failure_reason <> '' AND "+reasonCodeSQL+" = ?", q.ReasonCode)
+	}
+	if err := c.prefix(userC, q.UserPrefix); err != nil {
+		return "", nil, err
+	}
+	if q.AccountLogin != "" {
+		c.add(accountC+" = ?", q.AccountLogin)
+	}
+	order := " ORDER BY " + userC + ", " + providerC
+	switch {
+	case q.After != nil:
+		u, p := c.arg(q.After.UserID), c.arg(q.After.ProviderID)
+		c.where = append(c.where, userC+" >= "+u+" AND ("+userC+" > "+u+" OR "+providerC+" > "+p+")")
+	case q.Before != nil:
+		u, p := c.arg(q.Before.UserID), c.arg(q.Before.ProviderID)
+		c.where = append(c.where, userC+" <= "+u+" AND ("+userC+" < "+u+" OR "+providerC+" < "+p+")")
+		order = " ORDER BY " + userC + " DESC, " + providerC + " DESC"
+	}
+	limit := c.arg(consoleLimit(q.Limit))
+	return `SELECT ` + summaryColumns + ` FROM links` + c.sql() + order + ` LIMIT ` + limit, c.args, nil
+}
+
+// ListLinkSummaries implements [tokenbroker.ConsoleStore]. A page is one
+// range read of an index ordered by (user_id, provider_id) after the
+// equality filters; the cursor is "user_id >= $n AND (...)" so that every
+// such index can seek to it.
+func (s *Store) ListLinkSummaries(ctx context.Context, q tokenbroker.LinkQuery) ([]*tokenbroker.LinkSummary, error) {
+	query, args, err := linkListSQL(q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, translate(err, "links")
+	}
+	defer rows.Close()
+	var out []*tokenbroker.LinkSummary
+	for rows.Next() {
+		l, err := scanSummary(rows)
+		if err != nil {
+			return nil, translate(err, "links")
+		}
+		out = append(out, l)
+	}
+	if q.Before != nil {
+		slices.Reverse(out)
+	}
+	return out, translate(rows.Err(), "links")
+}
+
+// GetLinkSummary implements [tokenbroker.ConsoleStore].
+func (s *Store) GetLinkSummary(ctx context.Context, userID, providerID string) (*tokenbroker.LinkSummary, error) {
+	l, err := scanSummary(s.pool.QueryRow(ctx,
+		`SELECT `+summaryColumns+` FROM links WHERE user_id = $1 AND provider_id = $2`, userID, providerID))
+	if err != nil {
+		return nil, translate(err, "link")
+	}
+	return l, nil
+}
+
+// CountLinks implements [tokenbroker.ConsoleStore] with two grouped reads:
+// all links by provider and state (an index-only scan of
+// links_provider_state_user), and the links with a failure reason by
+// reason code (the partial index links_reason_user); the links without a
+// reason are the difference.
+func (s *Store) CountLinks(ctx context.Context, scope tokenbroker.LinkScope) ([]tokenbroker.LinkCount, error) {
+	var c conds
+	c.scope(scope)
+	totals, err := s.countLinks(ctx, `SELECT provider_id, state, '', count(*) FROM links`+c.sql()+
+		` GROUP BY provider_id, state`, c.args)
+	if err != nil {
+		return nil, err
+	}
+	c.add("failure_reason <> ''")
+	reasons, err := s.countLinks(ctx, `SELECT provider_id, state, `+reasonCodeSQL+`, count(*) FROM links`+c.sql()+
+		` GROUP BY provider_id, state, `+reasonCodeSQL, c.args)
+	if err != nil {
+		return nil, err
+	}
+	return mergeLinkCounts(totals, reasons), nil
+}
+
+func (s *Store) countLinks(ctx context.Context, q string, args []any) ([]tokenbroker.LinkCount, error) {
+	rows, err := s.pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, translate(err, "link counts")
+	}
+	defer rows.Close()
+	var out []tokenbroker.LinkCount
+	for rows.Next() {
+		var lc tokenbroker.LinkCount
+		var state string
+		if err := rows.Scan(&lc.ProviderID, &state, &lc.ReasonCode, &lc.Count); err != nil {
+			return nil, translate(err, "link counts")
+		}
+		lc.State = tokenbroker.LinkState(state)
+		out = append(out, lc)
+	}
+	return out, translate(rows.Err(), "link counts")
+}
+
+// mergeLinkCounts returns the reason counts plus, per provider and state,
+// the links without a reason (the total less the reason counts), ordered
+// by provider, state and reason code.
+func mergeLinkCounts(totals, reasons []tokenbroker.LinkCount) []tokenbroker.LinkCount {
+	type ps struct {
+		p string
+		s tokenbroker.LinkState
+	}
+	rest := make(map[ps]int64, len(totals))
+	for _, t := range totals {
+		rest[ps{t.ProviderID, t.State}] += t.Count
+	}
+	out := make([]tokenbroker.LinkCount, 0, len(totals)+len(reasons))
+	for _, r := range reasons {
+		rest[ps{r.ProviderID, r.State}] -= r.Count
+		out = append(out, r)
+	}
+	for k, n := range rest {
+		if n > 0 {
+			out = append(out, tokenbroker.LinkCount{ProviderID: k.p, State: k.s, Count: n})
+		}
+	}
+	slices.SortFunc(out, func(a, b tokenbroker.LinkCount) int {
+		return strings.Compare(a.ProviderID+"\x00"+string(a.State)+"\x00"+a.ReasonCode,
+			b.ProviderID+"\x00"+string(b.State)+"\x00"+b.ReasonCode)
+	})
+	return out
+}
+
+// auditCountMargin is how far before the window's start CountAudit looks
+// for the first event id: events are written in batches, so ids follow
+// times only roughly.
+const auditCountMargin = 5 * time.Minute
+
+// CountAudit implements [tokenbroker.ConsoleStore]. The window is read by
+// id, from the first event stamped at or after Since less
+// auditCountMargin (found on audit_events_time), through the index
+// audit_events_action, so the token.read events that fill the log are
+// never visited.
+func (s *Store) CountAudit(ctx context.Context, q tokenbroker.AuditCountQuery) ([]tokenbroker.AuditTally, error) {
+	if len(q.Actions) == 0 {
+		return nil, nil
+	}
+	var c conds
+	recent := c.arg(q.Recent)
+	c.add("action = ANY(?)", q.Actions)
+	c.add(`id >= COALESCE(
+		(SELECT id FROM audit_events WHERE time >= ? ORDER BY time LIMIT 1),
+		(SELECT COALESCE(max(id), 0) + 1 FROM audit_events))`, q.Since.Add(-auditCountMargin))
+	c.add("time >= ?", q.Since)
+	c.scope(q.LinkScope)
+	rows, err := s.pool.Query(ctx, `
+		SELECT provider_id, action, count(*) FILTER (WHERE time >= `+recent+`), count(*)
+		FROM audit_events`+c.sql()+` GROUP BY provider_id, action ORDER BY provider_id, action`, c.args...)
+	if err != nil {
+		return nil, translate(err, "audit counts")
+	}
+	defer rows.Close()
+	var out []tokenbroker.AuditTally
+	for rows.Next() {
+		var t tokenbroker.AuditTally
+		if err := rows.Scan(&t.ProviderID, &t.Action, &t.Recent, &t.Total); err != nil {
+			return nil, translate(err, "audit counts")
+		}
+		out = append(out, t)
+	}
+	return out, translate(rows.Err(), "audit counts")
+}
+
+// CreateAdminSession implements [tokenbroker.ConsoleStore].
+func (s *Store) CreateAdminSession(ctx context.Context, as *tokenbroker.AdminSession) error {
+	if as.ID == "" || as.KeyID == 0 || as.ExpiresAt.IsZero() || as.IdleUntil.IsZero() {
+		return tokenbroker.Errorf(tokenbroker.EINVALID, "an admin session needs an id, a key and its expiries")
+	}
+	var created time.Time
+	err := s.pool.QueryRow(ctx, `
+		INSERT INTO admin_sessions (id_hash, key_id, idle_until, expires_at)
+		VALUES ($1, $2, $3, $4) RETURNING created_at`,
+		hashID(as.ID), as.KeyID, as.IdleUntil, as.ExpiresAt).Scan(&created)
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "23503" { // foreign_key_violation
+		return tokenbroker.Errorf(tokenbroker.ENOTFOUND, "API key not found")
+	}
+	if err != nil {
+		return translate(err, "admin session")
+	}
+	as.CreatedAt = created.UTC()
+	return nil
+}
+
+// prepended scans extra destinations before those its caller passes, so
+// scanAPIKey can read a key that follows other columns.
+type prepended struct {
+	r     pgx.Row
+	first []any
+}
+
+func (p prepended) Scan(dest ...any) error { return p.r.Scan(append(p.first, dest...)...) }
+
+// GetAdminSession implements [tokenbroker.ConsoleStore]: one read of the
+// session and its key; both expiries are judged on the database clock.
+func (s *Store) GetAdminSession(ctx context.Context, id string) (*tokenbroker.AdminSession, *tokenbroker.APIKey, error) {
+	as := &tokenbroker.AdminSession{ID: id}
+	var created, idle, expires time.Time
+	cols := "k." + strings.ReplaceAll(apiKeyColumns, ", ", ", k.")
+	k, err := scanAPIKey(prepended{s.pool.QueryRow(ctx, `
+		SELECT s.key_id, s.created_at, s.idle_until, s.expires_at, `+cols+`
+		FROM admin_sessions s JOIN api_keys k ON k.id = s.key_id
+		WHERE s.id_hash = $1 AND s.idle_until > now() AND s.expires_at > now()`, hashID(id)),
+		[]any{&as.KeyID, &created, &idle, &expires}})
+	if err != nil {
+		return nil, nil, translate(err, "admin session")
+	}
+	as.CreatedAt, as.IdleUntil, as.ExpiresAt = created.UTC(), idle.UTC(), expires.UTC()
+	return as, k, nil
+}
+
+// TouchAdminSession implements [tokenbroker.ConsoleStore].
+func (s *Store) TouchAdminSession(ctx context.Context, id string, idle time.Duration) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE admin_sessions SET idle_until = LEAST(now() + $1 * interval '1 millisecond', expires_at)
+		WHERE id_hash = $2 AND idle_until > now() AND expires_at > now()`,
+		idle.Milliseconds(), hashID(id))
+	if err != nil {
+		return false, translate(err, "admin session")
+	}
+	return tag.RowsAffected() > 0, nil
+}
+
+// DeleteAdminSession implements [tokenbroker.ConsoleStore].
+func (s *Store) DeleteAdminSession(ctx context.Context, id string) error {
+	_, err := s.pool.Exec(ctx, `DELETE FROM admin_sessions WHERE id_hash = $1`, hashID(id))
+	return translate(err, "admin session")
+}
+
+// DeleteExpiredAdminSessions implements [tokenbroker.ConsoleStore].
+func (s *Store) DeleteExpiredAdminSessions(ctx context.Context) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM admin_sessions WHERE expires_at <= now() OR idle_until <= now()`)
+	if err != nil {
+		return 0, translate(err, "admin sessions")
+	}
+	return tag.RowsAffected(), nil
+}
+
+// TouchAPIKeyUsage implements [tokenbroker.ConsoleStore]: one upsert that
+// writes only when the recorded use is older than every.
+func (s *Store) TouchAPIKeyUsage(ctx context.Context, keyID int64, every time.Duration) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO api_key_usage (key_id, last_used_at)
+		SELECT id, now() FROM api_keys WHERE id = $1
+		ON CONFLICT (key_id) DO UPDATE SET last_used_at = excluded.last_used_at
+		WHERE api_key_usage.last_used_at < excluded.last_used_at - $2 * interval '1 millisecond'`,
+		keyID, every.Milliseconds())
+	return translate(err, "API key usage")
+}
+
+// ListAPIKeyUsage implements [tokenbroker.ConsoleStore].
+func (s *Store) ListAPIKeyUsage(ctx context.Context) (map[int64]time.Time, error) {
+	rows, err := s.pool.Query(ctx, `SELECT key_id, last_used_at FROM api_key_usage`)
+	if err != nil {
+		return nil, translate(err, "API key usage")
+	}
+	defer rows.Close()
+	out := make(map[int64]time.Time)
+	for rows.Next() {
+		var id int64
+		var t time.Time
+		if err := rows.Scan(&id, &t); err != nil {
+			return nil, translate(err, "API key usage")
+		}
+		out[id] = t.UTC()
+	}
+	return out, translate(rows.Err(), "API key usage")
+}
