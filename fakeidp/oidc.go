@@ -8,14 +8,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
 	"github.com/go-jose/go-jose/v4/jwt"
 )
 
-// oidcSigner signs id_tokens with one RSA key (RS256) and publishes it.
+// oidcSigner signs id_tokens and workload JWTs with one RSA key (RS256)
+// and publishes its JWKS. The key can be rotated while the server runs;
+// mu guards the signer and the published set.
 type oidcSigner struct {
+	mu     sync.Mutex
 	signer jose.Signer
 	jwks   jose.JSONWebKeySet
 }
@@ -23,25 +27,62 @@ type oidcSigner struct {
 // newOIDCSigner uses key, or generates an RSA 2048 key. (Since Go 1.26
 // rsa.GenerateKey always draws from a secure source, whatever the reader.)
 func newOIDCSigner(key *rsa.PrivateKey, random io.Reader) (*oidcSigner, error) {
+	o := &oidcSigner{}
+	if err := o.rotate(key, random, false); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// rotate makes key (or a new one) the signing key and publishes it first
+// in the JWKS; the previous keys stay published unless retire is set.
+func (o *oidcSigner) rotate(key *rsa.PrivateKey, random io.Reader, retire bool) error {
 	if key == nil {
 		var err error
 		if key, err = rsa.GenerateKey(random, 2048); err != nil {
-			return nil, fmt.Errorf("fakeidp: generating the signing key: %w", err)
+			return fmt.Errorf("fakeidp: generating the signing key: %w", err)
 		}
 	}
 	pub := jose.JSONWebKey{Key: &key.PublicKey, Algorithm: string(jose.RS256), Use: "sig"}
 	thumb, err := pub.Thumbprint(crypto.SHA256)
 	if err != nil {
-		return nil, fmt.Errorf("fakeidp: key thumbprint: %w", err)
+		return fmt.Errorf("fakeidp: key thumbprint: %w", err)
 	}
 	pub.KeyID = base64.RawURLEncoding.EncodeToString(thumb)
 	signer, err := jose.NewSigner(
 		jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: key, KeyID: pub.KeyID, Algorithm: string(jose.RS256)}},
 		(&jose.SignerOptions{}).WithType("JWT"))
 	if err != nil {
-		return nil, fmt.Errorf("fakeidp: signer: %w", err)
+		return fmt.Errorf("fakeidp: signer: %w", err)
 	}
-	return &oidcSigner{signer: signer, jwks: jose.JSONWebKeySet{Keys: []jose.JSONWebKey{pub}}}, nil
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.signer = signer
+	keys := []jose.JSONWebKey{pub}
+	if !retire {
+		keys = append(keys, o.jwks.Keys...)
+	}
+	o.jwks = jose.JSONWebKeySet{Keys: keys}
+	return nil
+}
+
+// sign serializes claims as a JWT signed with the current key.
+func (o *oidcSigner) sign(claims ...any) (string, error) {
+	o.mu.Lock()
+	signer := o.signer
+	o.mu.Unlock()
+	b := jwt.Signed(signer)
+	for _, c := range claims {
+		b = b.Claims(c)
+	}
+	return b.Serialize()
+}
+
+// keySet returns the published JWKS.
+func (o *oidcSigner) keySet() jose.JSONWebKeySet {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return jose.JSONWebKeySet{Keys: append([]jose.JSONWebKey(nil), o.jwks.Keys...)}
 }
 
 // idClaims are the claims of an id_token (OpenID Connect Core §2, §5.1).
@@ -81,7 +122,7 @@ func (s *Server) idToken(issuer string, u User, tok *Token, nonce string, now ti
 		PreferredUsername: u.Login,
 		Name:              u.Name,
 	}
-	raw, err := jwt.Signed(s.oidc.signer).Claims(c).Serialize()
+	raw, err := s.oidc.sign(c)
 	if err != nil {
 		return "", fmt.Errorf("fakeidp: signing id_token: %w", err)
 	}
@@ -94,7 +135,7 @@ func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.oidc.jwks)
+	writeJSON(w, http.StatusOK, s.oidc.keySet())
 }
 
 // handleDiscovery serves the OpenID Provider metadata (OpenID Connect

@@ -46,6 +46,10 @@ const (
 	PathAdminFaults   = "/admin/faults"
 	PathAdminIssue    = "/admin/issue"
 	PathAdminRevoke   = "/admin/revoke"
+	// PathAdminWorkloadToken mints workload JWTs; PathAdminRotateKey
+	// rotates the signing key (both need OIDC on).
+	PathAdminWorkloadToken = "/admin/workload-token"
+	PathAdminRotateKey     = "/admin/rotate-key"
 )
 
 // Server is a fake OAuth2 authorization server. It is an [http.Handler];
@@ -303,6 +307,8 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("PUT "+PathAdminFaults, s.handlePutFaults)
 	mux.HandleFunc("POST "+PathAdminIssue, s.handleAdminIssue)
 	mux.HandleFunc("POST "+PathAdminRevoke, s.handleAdminRevoke)
+	mux.HandleFunc("POST "+PathAdminWorkloadToken, s.handleAdminWorkloadToken)
+	mux.HandleFunc("POST "+PathAdminRotateKey, s.handleAdminRotateKey)
 	mux.HandleFunc("GET /{$}", s.handleIndex)
 	return mux
 }
