@@ -112,7 +112,7 @@ func NewAPIKey(rand io.Reader, name string, scopes, users, providers []string) (
 	}, plaintext, nil
 }
 
-func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request, k *caller) error {
 	if err := authorizeAdmin(k); err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request, k *tokenbr
 	return nil
 }
 
-func (s *Server) listAPIKeys(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) listAPIKeys(w http.ResponseWriter, r *http.Request, k *caller) error {
 	if err := authorizeAdmin(k); err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func (s *Server) listAPIKeys(w http.ResponseWriter, r *http.Request, k *tokenbro
 
 // revokeAPIKey revokes a key. It is effective at once on this server and
 // within APIKeyCacheTTL on other replicas.
-func (s *Server) revokeAPIKey(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) revokeAPIKey(w http.ResponseWriter, r *http.Request, k *caller) error {
 	if err := authorizeAdmin(k); err != nil {
 		return err
 	}

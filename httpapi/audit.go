@@ -29,7 +29,7 @@ type AuditList struct {
 }
 
 // listAudit serves GET /api/v1/audit?user=&provider=&action=&since=&until=&before_id=&limit=.
-func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, k *caller) error {
 	if err := authorizeAdmin(k); err != nil {
 		return err
 	}

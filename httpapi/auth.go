@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"context"
+	"errors"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -107,30 +109,153 @@ func (c *keyCache) forget(prefix string) {
 	c.mu.Unlock()
 }
 
-// authenticate verifies the request's bearer key (RFC 6750 §2.1). Every
-// failure is the same [tokenbroker.EUNAUTHORIZED] error, so a caller learns
-// nothing about which part was wrong.
-func (s *Server) authenticate(r *http.Request) (*tokenbroker.APIKey, error) {
+// caller is an authenticated caller: a stored API key, or a workload
+// whose trust entry's scopes, users and providers are carried in an
+// APIKey so every handler applies them exactly as a key's (the key has no
+// ID or Prefix then).
+type caller struct {
+	*tokenbroker.APIKey
+	workload *tokenbroker.Workload // nil for an API key
+}
+
+// workloadCaller returns the caller for a verified workload.
+func workloadCaller(w *tokenbroker.Workload) *caller {
+	return &caller{
+		APIKey: &tokenbroker.APIKey{
+			Name: "workload " + w.TrustID, Scopes: w.Scopes, Users: w.Users, Providers: w.Providers,
+		},
+		workload: w,
+	}
+}
+
+// actor names the caller in the audit trail: "key:<prefix>", or the
+// workload's trust entry, issuer and subject.
+func (c *caller) actor() string {
+	if c.workload != nil {
+		return c.workload.Actor()
+	}
+	return "key:" + c.Prefix
+}
+
+// createdBy names the caller on the connect sessions it creates.
+func (c *caller) createdBy() string {
+	if c.workload != nil {
+		return "workload:" + c.workload.TrustID
+	}
+	return c.Prefix
+}
+
+// WorkloadVerifier checks a workload's signed JWT (package identity's
+// Verifier implements it). It must be safe for concurrent use. A refused
+// JWT is reported with an error implementing [WorkloadRefusal]; any other
+// error is treated as a refusal with reason "error".
+type WorkloadVerifier interface {
+	Verify(ctx context.Context, rawJWT string) (*tokenbroker.Workload, error)
+}
+
+// WorkloadRefusal is a refused JWT's error.
+type WorkloadRefusal interface {
+	error
+	// RefusalReason is a short label from a small fixed set (the metric
+	// label), e.g. "expired".
+	RefusalReason() string
+	// Description says why, safe to show the caller.
+	Description() string
+	// ClaimedIssuer is the JWT's unverified iss, for the log.
+	ClaimedIssuer() string
+}
+
+// Authentication failure reasons, the reason label of
+// tokenbroker_auth_failures_total. A refused workload JWT's reason is
+// "jwt_" followed by its [WorkloadRefusal.RefusalReason].
+const (
+	authMissing     = "missing"      // no Authorization: Bearer header
+	authMalformed   = "malformed"    // neither an API key nor a JWT
+	authUnknownKey  = "unknown_key"  // no key with that prefix
+	authWrongSecret = "wrong_secret" // the prefix exists, the secret is wrong
+	authRevokedKey  = "revoked_key"
+	authNoWorkloads = "jwt_not_configured" // a JWT, but no workload identity is configured
+)
+
+// authFailure is a failed authentication: why, and what the request named.
+type authFailure struct {
+	reason    string
+	keyPrefix string // the API key prefix the request named, if any
+	issuer    string // the JWT's claimed issuer, if any
+	msg       string // for the caller
+}
+
+// authenticate verifies the request's bearer credential (RFC 6750 §2.1):
+// an API key, or a workload JWT when a [WorkloadVerifier] is configured.
+// Every failure answers the same [tokenbroker.EUNAUTHORIZED] error to an
+// API key, so a caller learns nothing about which part was wrong; it is
+// logged (rate-limited) and counted with its reason.
+func (s *Server) authenticate(r *http.Request) (*caller, error) {
+	c, fail, err := s.verifyBearer(r)
+	if err != nil {
+		return nil, err
+	}
+	if fail != nil {
+		s.authFailed(r, fail)
+		if fail.issuer != "" || strings.HasPrefix(fail.reason, "jwt_") {
+			return nil, tokenbroker.Errorf(tokenbroker.EUNAUTHORIZED, "the workload token was refused: %s", fail.msg)
+		}
+		return nil, errUnauthorized
+	}
+	return c, nil
+}
+
+// verifyBearer returns the caller, or why the credential is refused, or
+// an internal error (a store that does not answer).
+func (s *Server) verifyBearer(r *http.Request) (*caller, *authFailure, error) {
 	h := r.Header.Get("Authorization")
 	const scheme = "Bearer "
 	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
-		return nil, errUnauthorized
+		return nil, &authFailure{reason: authMissing}, nil
 	}
-	prefix, secret, err := ParseAPIKey(strings.TrimSpace(h[len(scheme):]))
+	cred := strings.TrimSpace(h[len(scheme):])
+	if !strings.HasPrefix(cred, apiKeyScheme) && strings.Count(cred, ".") == 2 {
+		if s.workloads == nil {
+			return nil, &authFailure{reason: authNoWorkloads, msg: "this server trusts no workload identity"}, nil
+		}
+		w, fail := s.verifyWorkload(r.Context(), cred)
+		if fail != nil {
+			return nil, fail, nil
+		}
+		return workloadCaller(w), nil, nil
+	}
+	prefix, secret, err := ParseAPIKey(cred)
 	if err != nil {
-		return nil, errUnauthorized
+		return nil, &authFailure{reason: authMalformed}, nil
 	}
 	k, err := s.keys.get(r.Context(), prefix)
 	if err != nil {
 		if tokenbroker.IsNotFound(err) {
-			return nil, errUnauthorized
+			return nil, &authFailure{reason: authUnknownKey, keyPrefix: prefix}, nil
 		}
-		return nil, err
+		return nil, nil, err
 	}
-	if !VerifyAPIKeySecret(secret, k.SecretHash) || k.Revoked() {
-		return nil, errUnauthorized
+	if !VerifyAPIKeySecret(secret, k.SecretHash) {
+		return nil, &authFailure{reason: authWrongSecret, keyPrefix: prefix}, nil
 	}
-	return k, nil
+	if k.Revoked() {
+		return nil, &authFailure{reason: authRevokedKey, keyPrefix: prefix}, nil
+	}
+	return &caller{APIKey: k}, nil, nil
+}
+
+// verifyWorkload checks a workload JWT.
+func (s *Server) verifyWorkload(ctx context.Context, raw string) (*tokenbroker.Workload, *authFailure) {
+	w, err := s.workloads.Verify(ctx, raw)
+	if err == nil {
+		return w, nil
+	}
+	var ref WorkloadRefusal
+	if errors.As(err, &ref) {
+		return nil, &authFailure{reason: "jwt_" + ref.RefusalReason(), issuer: ref.ClaimedIssuer(), msg: ref.Description()}
+	}
+	s.log.LogAttrs(ctx, slog.LevelError, "workload verifier failed", slog.String("err", err.Error()))
+	return nil, &authFailure{reason: "jwt_error", msg: "the token cannot be verified"}
 }
 
 var errUnauthorized = tokenbroker.Errorf(tokenbroker.EUNAUTHORIZED, "a valid API key is required: Authorization: Bearer <key>")
@@ -140,7 +265,7 @@ var errUnauthorized = tokenbroker.Errorf(tokenbroker.EUNAUTHORIZED, "a valid API
 // [tokenbroker.EFORBIDDEN], never the resource: user and provider ids are
 // the platform's own, not secrets, and a clear 403 is easier to debug than a
 // 404 that lies.
-func authorize(k *tokenbroker.APIKey, scope, userID, providerID string) error {
+func authorize(k *caller, scope, userID, providerID string) error {
 	if scope != "" && !k.HasScope(scope) {
 		return tokenbroker.Errorf(tokenbroker.EFORBIDDEN, "this API key lacks the %s scope", scope)
 	}
@@ -156,7 +281,7 @@ func authorize(k *tokenbroker.APIKey, scope, userID, providerID string) error {
 // authorizeAdmin checks that k is an unrestricted admin key. A restricted
 // admin key must not manage keys (it could mint an unrestricted one) nor
 // read other users' audit trail.
-func authorizeAdmin(k *tokenbroker.APIKey) error {
+func authorizeAdmin(k *caller) error {
 	if !k.HasScope(tokenbroker.ScopeAdmin) {
 		return tokenbroker.Errorf(tokenbroker.EFORBIDDEN, "this API key lacks the admin scope")
 	}

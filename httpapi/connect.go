@@ -25,7 +25,7 @@ type ConnectSessionResponse struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
-func (s *Server) createConnectSession(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) createConnectSession(w http.ResponseWriter, r *http.Request, k *caller) error {
 	var q ConnectSessionRequest
 	if err := decodeJSON(w, r, &q); err != nil {
 		return err
@@ -81,7 +81,7 @@ func (s *Server) createConnectSession(w http.ResponseWriter, r *http.Request, k 
 
 // newConnectSession stores a session expiring ConnectSessionTTL from the
 // database's clock, which is the clock that will judge it.
-func (s *Server) newConnectSession(ctx context.Context, k *tokenbroker.APIKey, userID string, providers []string, returnURL string) (*tokenbroker.ConnectSession, error) {
+func (s *Server) newConnectSession(ctx context.Context, k *caller, userID string, providers []string, returnURL string) (*tokenbroker.ConnectSession, error) {
 	id, err := randomID(s.rand)
 	if err != nil {
 		return nil, err
@@ -95,7 +95,7 @@ func (s *Server) newConnectSession(ctx context.Context, k *tokenbroker.APIKey, u
 		UserID:    userID,
 		Providers: providers,
 		ReturnURL: returnURL,
-		CreatedBy: k.Prefix,
+		CreatedBy: k.createdBy(),
 		CreatedAt: now,
 		ExpiresAt: now.Add(s.cfg.ConnectSessionTTL),
 	}
@@ -137,7 +137,7 @@ type DevicePollResponse struct {
 // defaultDeviceInterval is RFC 8628 §3.2's default polling interval.
 const defaultDeviceInterval = 5 * time.Second
 
-func (s *Server) startDevice(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) startDevice(w http.ResponseWriter, r *http.Request, k *caller) error {
 	userID, providerID, err := pathIDs(r)
 	if err != nil {
 		return err
@@ -202,7 +202,7 @@ func (s *Server) startDevice(w http.ResponseWriter, r *http.Request, k *tokenbro
 
 // pollDevice polls the provider once (RFC 8628 §3.4) and, once the user
 // approved, validates the token, stores the link and ends the flow.
-func (s *Server) pollDevice(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) pollDevice(w http.ResponseWriter, r *http.Request, k *caller) error {
 	userID, providerID, err := pathIDs(r)
 	if err != nil {
 		return err

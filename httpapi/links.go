@@ -62,7 +62,7 @@ type LinkList struct {
 	Links []LinkStatus `json:"links"`
 }
 
-func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, k *caller) error {
 	userID, _, err := pathIDs(r)
 	if err != nil {
 		return err
@@ -85,7 +85,7 @@ func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, k *tokenbroke
 	return nil
 }
 
-func (s *Server) getLink(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) getLink(w http.ResponseWriter, r *http.Request, k *caller) error {
 	userID, providerID, err := pathIDs(r)
 	if err != nil {
 		return err
@@ -157,7 +157,7 @@ func (q *ImportRequest) validate() error {
 // is validated at the provider: a provider that cannot validate, or fails
 // transiently, does not stop the import (the link is stored without
 // account details); a provider that rejects the token does.
-func (s *Server) putLink(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) putLink(w http.ResponseWriter, r *http.Request, k *caller) error {
 	userID, providerID, err := pathIDs(r)
 	if err != nil {
 		return err
@@ -241,7 +241,7 @@ type DeleteResponse struct {
 
 // deleteLink revokes the grant at the provider (best effort, bounded by
 // ProviderTimeout) and then removes the link whatever the provider said.
-func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, k *caller) error {
 	userID, providerID, err := pathIDs(r)
 	if err != nil {
 		return err

@@ -13,7 +13,7 @@ type ProviderList struct {
 
 // listProviders lists the configured providers the caller's key may act
 // on, without secrets. Any valid key may ask.
-func (s *Server) listProviders(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) listProviders(w http.ResponseWriter, r *http.Request, k *caller) error {
 	out := ProviderList{Providers: []tokenbroker.ProviderInfo{}}
 	for _, p := range s.providers.List() {
 		if k.AllowsProvider(p.ID()) {

@@ -41,6 +41,13 @@ type Config struct {
 	// (validate, revoke, device flow); default 15s.
 	ProviderTimeout time.Duration
 
+	// Workloads verifies workload JWTs presented instead of an API key
+	// (package identity's Verifier); nil: only API keys are accepted and
+	// POST /oauth2/token refuses every exchange.
+	Workloads WorkloadVerifier
+	// Metrics records failed authentications; nil records nothing.
+	Metrics *Metrics
+
 	// Logger receives one line per request and every internal error.
 	Logger *slog.Logger
 	// RequestLogLevel is the level of the per-request line of requests
@@ -67,6 +74,9 @@ type Server struct {
 	now       func() time.Time
 	rand      io.Reader
 	keys      *keyCache
+	workloads WorkloadVerifier
+	metrics   *Metrics
+	authLog   *logLimiter
 	mux       *http.ServeMux
 }
 
@@ -107,15 +117,19 @@ func New(cfg Config) *Server {
 		now:       cfg.Now,
 		rand:      cfg.Rand,
 		keys:      newKeyCache(cfg.Store, cfg.APIKeyCacheTTL, cfg.Now),
+		workloads: cfg.Workloads,
+		metrics:   cfg.Metrics,
+		authLog:   newLogLimiter(cfg.Now, authLogBurst, authLogWindow),
 		mux:       http.NewServeMux(),
 	}
 	s.routes()
 	return s
 }
 
-// handlerFunc is an authenticated handler: k is the caller's verified key.
-// A returned error is sent as a problem document.
-type handlerFunc func(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error
+// handlerFunc is an authenticated handler: k is the verified caller (an
+// API key or a workload, with the same kind of policy). A returned error
+// is sent as a problem document.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, k *caller) error
 
 func (s *Server) routes() {
 	methods := map[string][]string{}
@@ -141,6 +155,8 @@ func (s *Server) routes() {
 	authed("GET", "/api/v1/api-keys", s.listAPIKeys)
 	authed("DELETE", "/api/v1/api-keys/{id}", s.revokeAPIKey)
 	authed("GET", "/api/v1/audit", s.listAudit)
+
+	handle("POST", "/oauth2/token", s.tokenExchange)
 
 	// A known path with another method: 405 with Allow (RFC 9110 §15.5.6).
 	for path, ms := range methods {
@@ -170,6 +186,9 @@ func (s *Server) authed(fn handlerFunc) http.HandlerFunc {
 		}
 		if rec, ok := w.(*recorder); ok {
 			rec.keyPrefix = k.Prefix
+			if k.workload != nil {
+				rec.workload = k.workload.TrustID
+			}
 		}
 		if err := fn(w, r, k); err != nil {
 			s.writeError(w, r, err)
@@ -220,21 +239,27 @@ func (s *Server) logRequest(r *http.Request, rec *recorder, start time.Time) {
 	if status == 0 {
 		status = http.StatusOK
 	}
-	s.log.LogAttrs(ctx, level, "request",
+	attrs := []slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("pattern", pattern),
 		slog.Int("status", status),
 		slog.Duration("duration", time.Since(start)),
-		slog.String("key_prefix", rec.keyPrefix))
+		slog.String("key_prefix", rec.keyPrefix),
+	}
+	if rec.workload != "" {
+		attrs = append(attrs, slog.String("workload", rec.workload))
+	}
+	s.log.LogAttrs(ctx, level, "request", attrs...)
 }
 
-// recorder remembers the status and the caller's key prefix for the
-// request log.
+// recorder remembers the status and the caller's key prefix (or workload
+// trust entry) for the request log.
 type recorder struct {
 	http.ResponseWriter
 	status      int
 	wroteHeader bool
 	keyPrefix   string
+	workload    string
 }
 
 func (r *recorder) WriteHeader(code int) {
@@ -271,15 +296,24 @@ func pathIDs(r *http.Request) (userID, providerID string, err error) {
 	return userID, providerID, nil
 }
 
-// audit records an event with the caller's key prefix as actor.
-func (s *Server) audit(k *tokenbroker.APIKey, action, userID, providerID string, err error, detail string) {
+// audit records an event with the caller as actor. A workload's events
+// also name the JWT it presented (jti or fingerprint) and whether it was
+// presented before (a replay, allowed within its lifetime).
+func (s *Server) audit(k *caller, action, userID, providerID string, err error, detail string) {
 	outcome := "ok"
 	if err != nil {
 		outcome = tokenbroker.ErrorCode(err)
 	}
 	actor := "system"
 	if k != nil {
-		actor = "key:" + k.Prefix
+		actor = k.actor()
+		if w := k.workload; w != nil {
+			jwt := "jwt=" + w.TokenID
+			if w.Replayed {
+				jwt += " replay"
+			}
+			detail = strings.TrimSpace(jwt + " " + detail)
+		}
 	}
 	s.auditor.Record(tokenbroker.AuditEvent{
 		Time:       s.now(),

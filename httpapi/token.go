@@ -24,7 +24,7 @@ type TokenResponse struct {
 
 // getToken is the hot path: authenticate (cached), authorize, one call to
 // the TokenService, one non-blocking audit record, no store write.
-func (s *Server) getToken(w http.ResponseWriter, r *http.Request, k *tokenbroker.APIKey) error {
+func (s *Server) getToken(w http.ResponseWriter, r *http.Request, k *caller) error {
 	userID, providerID, err := pathIDs(r)
 	if err != nil {
 		return err
@@ -102,7 +102,7 @@ func parseMinValid(r *http.Request) (time.Duration, error) {
 // to: a fresh connect session for the user and provider, when the caller
 // may create one (links:write for them). Otherwise the problem's detail
 // says how to get one.
-func (s *Server) withConnectURL(r *http.Request, k *tokenbroker.APIKey, userID, providerID string, err error) error {
+func (s *Server) withConnectURL(r *http.Request, k *caller, userID, providerID string, err error) error {
 	var re *tokenbroker.ReauthRequiredError
 	if !errors.As(err, &re) || re.ConnectURL != "" {
 		return err

@@ -68,6 +68,15 @@ type Error struct {
 // Error implements the error interface.
 func (e *Error) Error() string { return "workload identity: " + e.Reason + ": " + e.Msg }
 
+// RefusalReason returns Reason (httpapi.WorkloadRefusal).
+func (e *Error) RefusalReason() string { return e.Reason }
+
+// Description returns Msg (httpapi.WorkloadRefusal).
+func (e *Error) Description() string { return e.Msg }
+
+// ClaimedIssuer returns Issuer (httpapi.WorkloadRefusal).
+func (e *Error) ClaimedIssuer() string { return e.Issuer }
+
 func refuse(reason, format string, args ...any) *Error {
 	return &Error{Reason: reason, Msg: fmt.Sprintf(format, args...)}
 }

@@ -7,12 +7,15 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/tokenbroker/tokenbroker/config"
+	"github.com/tokenbroker/tokenbroker/identity"
 	"github.com/tokenbroker/tokenbroker/provider"
 )
 
@@ -40,15 +43,18 @@ func newProvidersCheckCmd() *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "check",
-		Short: "Validate the provider configuration and print it without secrets",
-		Long: `Check reads the provider configuration file (and the TOKENBROKER_PROVIDER_<ID>_<FIELD>
+		Short: "Validate the configuration file and print it without secrets",
+		Long: `Check reads the configuration file (and the TOKENBROKER_PROVIDER_<ID>_<FIELD>
 environment overrides), validates it, reads each client_secret_file, and prints
-every provider with its resolved URLs. Secrets are never printed: a client
-secret shows only where it comes from.
+every provider with its resolved URLs, then every workload identity trust entry
+(reading each jwks_file). Secrets are never printed: a client secret shows only
+where it comes from.
 
 With --online it also fetches the OpenID Connect discovery document of each
-oidc provider and prints the discovered endpoints. The exit code is 0 when
-everything is valid, 1 otherwise. See docs/providers.md for the fields.`,
+oidc provider and prints the discovered endpoints, and fetches the discovery
+document and key set of each workload identity issuer. The exit code is 0 when
+everything is valid, 1 otherwise. See docs/providers.md and docs/identity.md
+for the fields.`,
 		Example: `  tokenbroker providers check --config /etc/tokenbroker/providers.yaml
   TOKENBROKER_PROVIDER_GITHUB_KIND=github TOKENBROKER_PROVIDER_GITHUB_CLIENT_ID=Iv1.x tokenbroker providers check
   tokenbroker providers check --config providers.yaml --online`,
@@ -57,27 +63,39 @@ everything is valid, 1 otherwise. See docs/providers.md for the fields.`,
 			return providersCheck(cmd.Context(), cmd.OutOrStdout(), file, online, timeout)
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", getenvFrom("TOKENBROKER_PROVIDERS_FILE"), "provider configuration file, YAML (env TOKENBROKER_PROVIDERS_FILE); empty: environment only")
-	cmd.Flags().BoolVar(&online, "online", false, "also fetch each oidc provider's discovery document")
+	cmd.Flags().StringVar(&file, "config", getenvFrom("TOKENBROKER_PROVIDERS_FILE"), "configuration file, YAML (env TOKENBROKER_PROVIDERS_FILE); empty: environment only")
+	cmd.Flags().BoolVar(&online, "online", false, "also fetch each oidc provider's discovery document and each workload identity issuer's keys")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "bound of each discovery request with --online")
 	return cmd
 }
 
 // providersCheck runs `providers check`. It prints to out and returns an
 // exitError on any problem; no secret is ever printed.
-func providersCheck(ctx context.Context, out io.Writer, file string, online bool, timeout time.Duration) error {
-	cfg, err := provider.LoadFile(file, providersEnviron())
+func providersCheck(ctx context.Context, out io.Writer, path string, online bool, timeout time.Duration) error {
+	file, err := config.Load(path, providersEnviron())
 	if err != nil {
-		var ve *provider.ValidationError
-		if errors.As(err, &ve) {
-			fmt.Fprintln(out, "invalid provider configuration:")
-			for _, fe := range ve.Errors {
-				fmt.Fprintf(out, "  %s\n", fe)
+		var pe *provider.ValidationError
+		var ie *identity.ValidationError
+		if errors.As(err, &pe) || errors.As(err, &ie) {
+			fmt.Fprintln(out, "invalid configuration:")
+			n := 0
+			if pe != nil {
+				for _, fe := range pe.Errors {
+					fmt.Fprintf(out, "  %s\n", fe)
+				}
+				n += len(pe.Errors)
 			}
-			return exitf(1, "%d invalid field(s)", len(ve.Errors))
+			if ie != nil {
+				for _, fe := range ie.Errors {
+					fmt.Fprintf(out, "  %s\n", fe)
+				}
+				n += len(ie.Errors)
+			}
+			return exitf(1, "%d invalid field(s)", n)
 		}
 		return exitf(1, "%v", err)
 	}
+	cfg := &file.Providers
 	if len(cfg.Providers) == 0 {
 		return exitf(1, "no provider configured: give --config or set TOKENBROKER_PROVIDER_<ID>_KIND")
 	}
@@ -143,11 +161,79 @@ func providersCheck(ctx context.Context, out io.Writer, file string, online bool
 		}
 		tw.Flush()
 	}
+	problems += checkWorkloadIdentities(ctx, out, &file.Identity, client, online, timeout)
 	if problems > 0 {
 		return exitf(1, "%d problem(s) found", problems)
 	}
 	fmt.Fprintf(out, "\n%d provider(s) OK\n", len(cfg.Providers))
+	if n := len(file.Identity.WorkloadIdentities); n > 0 {
+		fmt.Fprintf(out, "%d workload identity trust entr(ies) OK\n", n)
+	}
 	return nil
+}
+
+// checkWorkloadIdentities prints the trust entries and, with online,
+// fetches each issuer's discovery document and key set. It returns the
+// number of problems.
+func checkWorkloadIdentities(ctx context.Context, out io.Writer, cfg *identity.Config, client *http.Client, online bool, timeout time.Duration) int {
+	if len(cfg.WorkloadIdentities) == 0 {
+		return 0
+	}
+	v, err := identity.NewVerifier(cfg, identity.Options{HTTPClient: client})
+	if err != nil {
+		fmt.Fprintf(out, "\n%s\n", err)
+		return 1
+	}
+	problems := 0
+	for _, t := range cfg.WorkloadIdentities {
+		fmt.Fprintln(out)
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "%s\tworkload identity\n", t.ID)
+		row := func(k, v string) {
+			if v != "" {
+				fmt.Fprintf(tw, "  %s\t%s\n", k, v)
+			}
+		}
+		row("issuer", t.Issuer)
+		row("jwks_file", t.JWKSFile)
+		row("audience", t.Audience)
+		row("subject", t.Subject)
+		names := make([]string, 0, len(t.Claims))
+		for k := range t.Claims {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			row("claim "+k, t.Claims[k])
+		}
+		if t.UserClaim != "" {
+			row("users", "the value of claim "+t.UserClaim)
+		} else {
+			row("users", strings.Join(t.Users, " "))
+		}
+		row("providers", strings.Join(t.Providers, " "))
+		scopes := t.Scopes
+		if len(scopes) == 0 {
+			scopes = []string{"tokens:read (default)"}
+		}
+		row("scopes", strings.Join(scopes, " "))
+		if t.MaxTokenAge != nil {
+			row("max_token_age", time.Duration(*t.MaxTokenAge).String())
+		}
+		if online || t.JWKSFile != "" {
+			pctx, cancel := context.WithTimeout(ctx, timeout)
+			src, n, err := v.Probe(pctx, t.ID)
+			cancel()
+			if err != nil {
+				problems++
+				row("keys", "FAILED: "+firstLine(err.Error()))
+			} else {
+				row("keys", fmt.Sprintf("ok, %d from %s", n, src))
+			}
+		}
+		tw.Flush()
+	}
+	return problems
 }
 
 // secretSource says where the client secret comes from, never what it is,

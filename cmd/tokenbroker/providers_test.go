@@ -158,3 +158,55 @@ func TestProvidersCheckOnline(t *testing.T) {
 		t.Fatalf("offline exit %d:\n%s", code, out)
 	}
 }
+
+// The workload_identities section is validated with the providers,
+// printed, and with --online each issuer's discovery and keys fetched.
+func TestProvidersCheckWorkloadIdentities(t *testing.T) {
+	idp, err := fakeidp.Start(fakeidp.Config{OIDC: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idp.Close()
+	down := httptest.NewServer(nil)
+	downURL := down.URL
+	down.Close()
+	dir := t.TempDir()
+	doc := func(issuer, provider string) string {
+		return writeFile(t, dir, "tb.yaml", `providers:
+  - id: github
+    kind: github
+    client_id: Iv1.abc
+    client_secret: `+inlineSecret+`
+workload_identities:
+  - id: ci
+    issuer: `+issuer+`
+    audience: https://tokenbroker.test
+    subject: "repo:acme/*"
+    claims: {repository_owner: acme}
+    user_claim: actor
+    providers: [`+provider+`]
+`)
+	}
+	code, out := runProvidersCheck(t, nil, "--config", doc(idp.URL(), "github"))
+	if code != 0 || !strings.Contains(out, "workload identity") || !strings.Contains(out, "the value of claim actor") ||
+		!strings.Contains(out, "claim repository_owner") || strings.Contains(out, "  keys") {
+		t.Fatalf("offline: exit %d:\n%s", code, out)
+	}
+	assertNoSecret(t, out)
+	code, out = runProvidersCheck(t, nil, "--config", doc(idp.URL(), "github"), "--online")
+	if code != 0 || !strings.Contains(out, "ok, 1 from "+idp.Endpoints().JWKS) {
+		t.Fatalf("online: exit %d:\n%s", code, out)
+	}
+	code, out = runProvidersCheck(t, nil, "--config", doc(downURL, "github"), "--online")
+	if code != 1 || !strings.Contains(out, "keys") || !strings.Contains(out, "FAILED") {
+		t.Fatalf("online, issuer down: exit %d:\n%s", code, out)
+	}
+	code, out = runProvidersCheck(t, nil, "--config", doc(idp.URL(), "gitlab"))
+	if code != 1 || !strings.Contains(out, `workload identity ci: providers: "gitlab": no such provider is configured`) {
+		t.Fatalf("unknown provider: exit %d:\n%s", code, out)
+	}
+	bad := writeFile(t, dir, "bad.yaml", "providers: []\nworkload_identities:\n  - id: x\n    audiences: [a]\n")
+	if code, out := runProvidersCheck(t, nil, "--config", bad); code != 1 || !strings.Contains(out, "audiences") {
+		t.Fatalf("unknown field: exit %d:\n%s", code, out)
+	}
+}

@@ -18,8 +18,10 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/audit"
+	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/httpapi"
+	"github.com/tokenbroker/tokenbroker/identity"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/web"
@@ -110,20 +112,21 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	}
 	a.store = crypt.NewStore(h.Store(), ring)
 
-	pcfg := &provider.Config{}
+	file := &config.File{}
 	if cfg.ProvidersFile != "" {
-		if pcfg, err = provider.LoadFile(cfg.ProvidersFile, os.Environ()); err != nil {
+		if file, err = config.Load(cfg.ProvidersFile, os.Environ()); err != nil {
 			return nil, err
 		}
-	} else if err := pcfg.ApplyEnv(os.Environ()); err != nil {
+	} else if err := file.Providers.ApplyEnv(os.Environ()); err != nil {
 		return nil, err
 	}
+	pcfg := &file.Providers
 	if opts.extra != nil {
 		if err := opts.extra(ctx, pcfg); err != nil {
 			return nil, err
 		}
 	}
-	if err := pcfg.Validate(); err != nil {
+	if err := file.Validate(); err != nil {
 		return nil, err
 	}
 	reg, err := provider.NewRegistry(ctx, pcfg, provider.Options{Logger: log})
@@ -162,6 +165,16 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 		a.closers = append(a.closers, co.Close)
 	}
 
+	var workloads httpapi.WorkloadVerifier
+	if len(file.Identity.WorkloadIdentities) > 0 {
+		v, err := identity.NewVerifier(&file.Identity, identity.Options{Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		workloads = v
+		log.Info("workload identities trusted", "entries", v.Len())
+	}
+
 	baseURL := cfg.BaseURL
 	reqLevel := slog.LevelDebug
 	if cfg.LogRequests {
@@ -171,6 +184,7 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 		Store: a.store, Tokens: a.tokens, Providers: reg, Auditor: a.audit,
 		BaseURL: baseURL, ReturnURLAllowList: cfg.ReturnURLAllow, Logger: log,
 		RequestLogLevel: reqLevel,
+		Workloads:       workloads, Metrics: httpapi.NewMetrics(a.registry),
 	})
 	a.registry.MustRegister(a.audit.Collector())
 	// Replicas behind one load balancer must share the connect pages'

@@ -13,11 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/audit"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/httpapi"
+	"github.com/tokenbroker/tokenbroker/identity"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/store/sqlite"
@@ -72,6 +75,11 @@ type Options struct {
 	// Logs receives every log line of the API, the coordinator, the
 	// auditor and the providers; default a new capture.
 	Logs *LogCapture
+	// Trusts, if set, returns the workload identity trust entries given
+	// the fake identity provider's issuer URL; OIDC is then turned on at
+	// the identity provider so it can mint workload JWTs
+	// ([Env.MintWorkloadJWT]).
+	Trusts func(issuer string) []identity.Trust
 }
 
 // Env is a complete, real tokenbroker API on loopback: a migrated SQLite
@@ -90,10 +98,14 @@ type Env struct {
 	Providers tokenbroker.Providers
 	Tokens    tokenbroker.TokenService
 	Auditor   *audit.Batcher
-	API       *httpapi.Server
-	Server    *httptest.Server
-	URL       string
-	Logs      *LogCapture
+	// Workloads verifies workload JWTs (nil without Options.Trusts).
+	Workloads *identity.Verifier
+	// Metrics is the registry of the API's metrics.
+	Metrics *prometheus.Registry
+	API     *httpapi.Server
+	Server  *httptest.Server
+	URL     string
+	Logs    *LogCapture
 	// AdminKey is an unrestricted admin key.
 	AdminKey string
 
@@ -127,6 +139,9 @@ func Start(opts Options) (env *Env, err error) {
 	log := e.Logs.Logger()
 
 	idpCfg := opts.IDP
+	if opts.Trusts != nil {
+		idpCfg.OIDC = true
+	}
 	idpCfg.Now = e.Clock.Now
 	idpCfg.Logger = log.With("component", "fakeidp")
 	e.IDP, err = fakeidp.Start(idpCfg)
@@ -200,12 +215,29 @@ func Start(opts Options) (env *Env, err error) {
 		e.Tokens = opts.Tokens(co)
 	}
 
+	var workloads httpapi.WorkloadVerifier
+	if opts.Trusts != nil {
+		icfg := &identity.Config{WorkloadIdentities: opts.Trusts(e.IDP.URL())}
+		if err := icfg.Validate([]string{ProviderDemo, ProviderBare}); err != nil {
+			return nil, err
+		}
+		hc := &http.Client{Timeout: 10 * time.Second}
+		e.closers = append(e.closers, hc.CloseIdleConnections)
+		e.Workloads, err = identity.NewVerifier(icfg, identity.Options{HTTPClient: hc, Now: e.Clock.Now, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		workloads = e.Workloads
+	}
+	e.Metrics = prometheus.NewRegistry()
+
 	e.Server = httptest.NewUnstartedServer(nil)
 	e.URL = "http://" + e.Server.Listener.Addr().String()
 	e.API = httpapi.New(httpapi.Config{
 		Store: e.Sealed, Tokens: e.Tokens, Providers: reg, Auditor: e.Auditor,
 		BaseURL: e.URL, ReturnURLAllowList: opts.ReturnURLAllowList,
 		Logger: log, Now: e.Clock.Now, Rand: opts.Rand,
+		Workloads: workloads, Metrics: httpapi.NewMetrics(e.Metrics),
 	})
 	pages, err := web.New(web.Config{
 		Store: e.Sealed, Providers: reg, Auditor: e.Auditor, BaseURL: e.URL,
@@ -300,4 +332,17 @@ func (e *Env) MustLink(tb testing.TB, userID, providerID, account string) *fakei
 func (e *Env) Do(tb testing.TB, method, path, key string, body string, header ...string) (*http.Response, []byte) {
 	tb.Helper()
 	return Do(tb, e.Server.Client(), method, e.URL+path, key, body, header...)
+}
+
+// MintWorkloadJWT has the fake identity provider mint a workload JWT
+// (Options.Trusts must be set) and registers it as a secret with the log
+// capture.
+func (e *Env) MintWorkloadJWT(tb testing.TB, c fakeidp.WorkloadClaims) string {
+	tb.Helper()
+	raw, err := e.IDP.MintWorkloadJWT(c)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e.Logs.AddSecret(raw)
+	return raw
 }
