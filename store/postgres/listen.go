@@ -3,11 +3,12 @@ package postgres
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/tokenbroker/tokenbroker/internal/backoff"
 )
 
 // ListenerApplicationName is the application_name of the listener
@@ -42,8 +43,10 @@ func (s *Store) OnChange(fn func(linkID int64)) func() {
 func (s *Store) listen() {
 	defer close(s.listenDone)
 	ctx := s.listenCtx
-	const minBackoff, maxBackoff = 50 * time.Millisecond, 5 * time.Second
-	backoff := minBackoff
+	// Jitter keeps replicas that lost the database together from
+	// reconnecting in step.
+	policy := backoff.Policy{Base: 50 * time.Millisecond, Max: 5 * time.Second}
+	attempt := 0
 	for ctx.Err() == nil {
 		cfg := s.pool.Config().ConnConfig.Copy()
 		cfg.RuntimeParams["application_name"] = ListenerApplicationName
@@ -57,19 +60,19 @@ func (s *Store) listen() {
 			if ctx.Err() != nil {
 				return
 			}
-			s.logger().Warn("postgres: listener cannot connect; retrying", "channel", Channel, "backoff", backoff, "err", err)
-			// Full jitter keeps replicas from reconnecting in step.
-			t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
+			delay := policy.Delay(attempt)
+			attempt++
+			s.logger().Warn("postgres: listener cannot connect; retrying", "channel", Channel, "backoff", delay, "err", err)
+			t := time.NewTimer(delay)
 			select {
 			case <-ctx.Done():
 				t.Stop()
 				return
 			case <-t.C:
 			}
-			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
-		backoff = minBackoff
+		attempt = 0
 		s.listenMu.Lock()
 		s.listening++
 		s.listenMu.Unlock()
