@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -8,10 +9,13 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tokenbroker/tokenbroker"
 )
 
 // serveConfig is the configuration of `tokenbroker serve` (and `dev`). Every
@@ -32,6 +36,10 @@ type serveConfig struct {
 	LogRequests     bool
 	LogFormat       string
 	LogLevel        string
+
+	// envErr holds the environment values that did not parse, each
+	// naming its variable; Validate returns it first.
+	envErr error
 }
 
 // envOr returns the environment variable's value, or def when unset.
@@ -42,13 +50,33 @@ func envOr(environ func(string) string, key, def string) string {
 	return def
 }
 
-func envDuration(environ func(string) string, key string, def time.Duration) time.Duration {
-	if v := environ(key); v != "" {
-		if d, err := time.ParseDuration(v); err == nil {
-			return d
-		}
+// envDuration returns the duration in the environment variable key, or
+// def when unset. A value that does not parse is recorded in *errp, naming
+// the variable, and def is returned.
+func envDuration(environ func(string) string, key string, def time.Duration, errp *error) time.Duration {
+	v := environ(key)
+	if v == "" {
+		return def
 	}
-	return def
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		*errp = errors.Join(*errp, fmt.Errorf("invalid %s=%q: want a duration with a unit, such as 30s or 2m", key, tokenbroker.Truncate(v, 40)))
+		return def
+	}
+	return d
+}
+
+// envBool is envDuration for a boolean (true/false, 1/0).
+func envBool(environ func(string) string, key string, errp *error) bool {
+	v := environ(key)
+	if v == "" {
+		return false
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		*errp = errors.Join(*errp, fmt.Errorf("invalid %s=%q: want true or false", key, tokenbroker.Truncate(v, 40)))
+	}
+	return b
 }
 
 // bindServeFlags declares the serve flags on fs with defaults taken from
@@ -61,10 +89,10 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.StringVar(&cfg.KeyFile, "key-file", getenv("TOKENBROKER_ENCRYPTION_KEY_FILE"), "encryption key file (env TOKENBROKER_ENCRYPTION_KEY_FILE; or keys in TOKENBROKER_ENCRYPTION_KEYS)")
 	fs.StringSliceVar(&cfg.ReturnURLAllow, "return-url-allow", splitList(getenv("TOKENBROKER_RETURN_URL_ALLOW")), "URL prefixes connect sessions may return to (env TOKENBROKER_RETURN_URL_ALLOW, comma-separated)")
 	fs.StringVar(&cfg.ReplicaID, "replica-id", getenv("TOKENBROKER_REPLICA_ID"), "lease owner id of this replica (env TOKENBROKER_REPLICA_ID; default host-pid-random)")
-	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "TOKENBROKER_LEASE_TTL", 30*time.Second), "refresh lease duration (env TOKENBROKER_LEASE_TTL)")
-	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", envDuration(getenv, "TOKENBROKER_PROVIDER_TIMEOUT", 10*time.Second), "bound of one provider call, well under the lease TTL (env TOKENBROKER_PROVIDER_TIMEOUT)")
-	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", envDuration(getenv, "TOKENBROKER_TOKEN_CACHE_TTL", time.Second), "how long a replica may serve a fresh token from memory; changes invalidate it at once, this bounds it if notifications are lost; 0 disables (env TOKENBROKER_TOKEN_CACHE_TTL)")
-	fs.BoolVar(&cfg.LogRequests, "log-requests", getenv("TOKENBROKER_LOG_REQUESTS") == "true", "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "TOKENBROKER_LEASE_TTL", 30*time.Second, &cfg.envErr), "refresh lease duration (env TOKENBROKER_LEASE_TTL)")
+	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", envDuration(getenv, "TOKENBROKER_PROVIDER_TIMEOUT", 10*time.Second, &cfg.envErr), "bound of one provider call, well under the lease TTL (env TOKENBROKER_PROVIDER_TIMEOUT)")
+	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", envDuration(getenv, "TOKENBROKER_TOKEN_CACHE_TTL", time.Second, &cfg.envErr), "how long a replica may serve a fresh token from memory; changes invalidate it at once, this bounds it if notifications are lost; 0 disables (env TOKENBROKER_TOKEN_CACHE_TTL)")
+	fs.BoolVar(&cfg.LogRequests, "log-requests", envBool(getenv, "TOKENBROKER_LOG_REQUESTS", &cfg.envErr), "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(getenv, "TOKENBROKER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env TOKENBROKER_LOG_LEVEL)")
 }
@@ -96,6 +124,9 @@ func splitList(s string) []string {
 
 // Validate checks the configuration and fills derived defaults.
 func (c *serveConfig) Validate() error {
+	if c.envErr != nil {
+		return c.envErr
+	}
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
 		return fmt.Errorf("invalid --addr %q: want host:port", c.Addr)
 	}

@@ -125,3 +125,23 @@ func TestServeConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestServeEnvValueThatDoesNotParse: an environment value that does not
+// parse stops serve with one line naming the variable, instead of
+// silently becoming the default.
+func TestServeEnvValueThatDoesNotParse(t *testing.T) {
+	for _, tc := range []struct{ key, value string }{
+		{"TOKENBROKER_LEASE_TTL", "30"},
+		{"TOKENBROKER_PROVIDER_TIMEOUT", "ten seconds"},
+		{"TOKENBROKER_TOKEN_CACHE_TTL", "1"},
+		{"TOKENBROKER_LOG_REQUESTS", "yes please"},
+	} {
+		t.Run(tc.key, func(t *testing.T) {
+			t.Setenv(tc.key, tc.value)
+			code, stderr := serveOnce(t, "--data-dir", t.TempDir())
+			if code != 2 || !strings.Contains(stderr, tc.key) || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+				t.Fatalf("code %d, stderr:\n%s", code, stderr)
+			}
+		})
+	}
+}
