@@ -6,17 +6,13 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
 // Token is an access token handed out by the broker. It never carries a
 // refresh token: refreshing is the broker's job.
-type Token struct {
-	AccessToken string            `json:"access_token"`
-	TokenType   string            `json:"token_type"`
-	Expiry      time.Time         `json:"expiry"` // zero: does not expire
-	Scopes      []string          `json:"scopes"`
-	Extra       map[string]string `json:"extra,omitempty"`
-}
+type Token = apiv1.Token
 
 // Token returns userID's access token for providerID, valid for at least
 // minValid (0: simply not expired). It needs the tokens:read scope.
@@ -36,27 +32,11 @@ func (c *Client) Token(ctx context.Context, userID, providerID string, minValid 
 }
 
 // Link is the status of a user's link to a provider, without tokens.
-type Link struct {
-	UserID          string    `json:"user_id"`
-	ProviderID      string    `json:"provider_id"`
-	State           string    `json:"state"` // "active" or "reauth_required"
-	FailureReason   string    `json:"failure_reason,omitempty"`
-	AccountID       string    `json:"account_id,omitempty"`
-	AccountLogin    string    `json:"account_login,omitempty"`
-	Scopes          []string  `json:"scopes"`
-	Expiry          time.Time `json:"expiry"`
-	RefreshedAt     time.Time `json:"refreshed_at"`
-	CreatedAt       time.Time `json:"created_at"`
-	UpdatedAt       time.Time `json:"updated_at"`
-	Generation      int64     `json:"generation"`
-	HasRefreshToken bool      `json:"has_refresh_token"`
-}
+type Link = apiv1.Link
 
 // Links lists userID's links (links:read).
 func (c *Client) Links(ctx context.Context, userID string) ([]Link, error) {
-	var out struct {
-		Links []Link `json:"links"`
-	}
+	var out apiv1.LinkList
 	if err := c.do(ctx, http.MethodGet, userPath(userID, "links"), nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -74,33 +54,28 @@ func (c *Client) Link(ctx context.Context, userID, providerID string) (*Link, er
 
 // ImportRequest is an existing token pair to import, for migrating from
 // another system.
-type ImportRequest struct {
-	AccessToken  string            `json:"access_token,omitempty"`
-	RefreshToken string            `json:"refresh_token,omitempty"`
-	TokenType    string            `json:"token_type,omitempty"`
-	Expiry       *time.Time        `json:"expiry,omitempty"`
-	Scopes       []string          `json:"scopes,omitempty"`
-	IDToken      string            `json:"id_token,omitempty"`
-	Extra        map[string]string `json:"extra,omitempty"`
-}
+type ImportRequest = apiv1.ImportRequest
 
 // ImportLink stores a token pair as userID's link to providerID, replacing
-// any existing one (links:write).
-func (c *Client) ImportLink(ctx context.Context, userID, providerID string, req ImportRequest) (*Link, error) {
-	var l Link
+// any existing one; the replaced link's grant, if another, is revoked at
+// the provider, best effort (links:write).
+func (c *Client) ImportLink(ctx context.Context, userID, providerID string, req ImportRequest) (*ImportResult, error) {
+	var l ImportResult
 	if err := c.do(ctx, http.MethodPut, userPath(userID, "links", providerID), nil, req, &l); err != nil {
 		return nil, err
 	}
 	return &l, nil
 }
 
+// ImportResult is an imported link; ReplacedRevocation reports the
+// revocation of the grant of the active link it replaced, if any
+// ("revoked", "not_supported" or "failed: <reason>").
+type ImportResult = apiv1.ImportResult
+
 // DeleteResult reports a deleted link's revocation at the provider:
 // "revoked", "not_supported" or "failed: <reason>". The link is deleted in
 // every case.
-type DeleteResult struct {
-	Deleted    bool   `json:"deleted"`
-	Revocation string `json:"revocation"`
-}
+type DeleteResult = apiv1.DeleteResult
 
 // DeleteLink removes userID's link to providerID and revokes its grant at
 // the provider where that is supported (links:write).
@@ -113,21 +88,11 @@ func (c *Client) DeleteLink(ctx context.Context, userID, providerID string) (*De
 }
 
 // Provider describes a configured provider.
-type Provider struct {
-	ID             string   `json:"id"`
-	Kind           string   `json:"kind"`
-	DisplayName    string   `json:"display_name"`
-	Scopes         []string `json:"scopes"`
-	SupportsDevice bool     `json:"supports_device"`
-	SupportsRevoke bool     `json:"supports_revoke"`
-	Hosts          string   `json:"hosts,omitempty"`
-}
+type Provider = apiv1.Provider
 
 // Providers lists the providers the key may act on.
 func (c *Client) Providers(ctx context.Context) ([]Provider, error) {
-	var out struct {
-		Providers []Provider `json:"providers"`
-	}
+	var out apiv1.ProviderList
 	if err := c.do(ctx, http.MethodGet, "/api/v1/providers", nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -139,17 +104,10 @@ func (c *Client) Providers(ctx context.Context) ([]Provider, error) {
 // Providers limits the session (empty: all the key may use); ReturnURL,
 // which must be on the server's allow-list, is where the browser goes
 // afterwards.
-type ConnectSessionRequest struct {
-	UserID    string   `json:"user_id"`
-	Providers []string `json:"providers,omitempty"`
-	ReturnURL string   `json:"return_url,omitempty"`
-}
+type ConnectSessionRequest = apiv1.ConnectSessionRequest
 
 // ConnectSession is a created connect session.
-type ConnectSession struct {
-	URL       string    `json:"url"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
+type ConnectSession = apiv1.ConnectSession
 
 // CreateConnectSession creates a connect session (links:write).
 func (c *Client) CreateConnectSession(ctx context.Context, req ConnectSessionRequest) (*ConnectSession, error) {
@@ -175,14 +133,7 @@ type DeviceAuthorization struct {
 // StartDevice starts a device flow connecting userID to providerID
 // (links:write).
 func (c *Client) StartDevice(ctx context.Context, userID, providerID string) (*DeviceAuthorization, error) {
-	var r struct {
-		ID                      string    `json:"id"`
-		UserCode                string    `json:"user_code"`
-		VerificationURI         string    `json:"verification_uri"`
-		VerificationURIComplete string    `json:"verification_uri_complete"`
-		ExpiresAt               time.Time `json:"expires_at"`
-		Interval                int       `json:"interval"`
-	}
+	var r apiv1.DeviceStart
 	if err := c.do(ctx, http.MethodPost, userPath(userID, "links", providerID, "device"), nil, nil, &r); err != nil {
 		return nil, err
 	}
@@ -195,18 +146,15 @@ func (c *Client) StartDevice(ctx context.Context, userID, providerID string) (*D
 
 // Device flow statuses of [DeviceStatus].
 const (
-	DevicePending  = "pending"
-	DeviceSlowDown = "slow_down"
-	DeviceComplete = "complete"
-	DeviceDenied   = "denied"
-	DeviceExpired  = "expired"
+	DevicePending  = apiv1.DevicePending
+	DeviceSlowDown = apiv1.DeviceSlowDown
+	DeviceComplete = apiv1.DeviceComplete
+	DeviceDenied   = apiv1.DeviceDenied
+	DeviceExpired  = apiv1.DeviceExpired
 )
 
 // DeviceStatus is the state of a device flow; Link is set once complete.
-type DeviceStatus struct {
-	Status string `json:"status"`
-	Link   *Link  `json:"link,omitempty"`
-}
+type DeviceStatus = apiv1.DeviceStatus
 
 // PollDevice polls a device flow once (links:write). On "slow_down" wait
 // longer between polls (RFC 8628 §3.5).
@@ -219,30 +167,13 @@ func (c *Client) PollDevice(ctx context.Context, userID, providerID, id string) 
 }
 
 // APIKeyRequest describes a key to create.
-type APIKeyRequest struct {
-	Name      string   `json:"name"`
-	Scopes    []string `json:"scopes"`
-	Users     []string `json:"users,omitempty"`
-	Providers []string `json:"providers,omitempty"`
-}
+type APIKeyRequest = apiv1.APIKeyRequest
 
 // APIKey describes a key, without its secret.
-type APIKey struct {
-	ID        int64     `json:"id"`
-	Prefix    string    `json:"prefix"`
-	Name      string    `json:"name"`
-	Scopes    []string  `json:"scopes"`
-	Users     []string  `json:"users"`
-	Providers []string  `json:"providers"`
-	CreatedAt time.Time `json:"created_at"`
-	RevokedAt time.Time `json:"revoked_at"` // zero: not revoked
-}
+type APIKey = apiv1.APIKey
 
 // CreatedAPIKey is a new key with its plaintext, shown only this once.
-type CreatedAPIKey struct {
-	APIKey
-	Key string `json:"key"`
-}
+type CreatedAPIKey = apiv1.CreatedAPIKey
 
 // CreateAPIKey creates a key (admin).
 func (c *Client) CreateAPIKey(ctx context.Context, req APIKeyRequest) (*CreatedAPIKey, error) {
@@ -255,9 +186,7 @@ func (c *Client) CreateAPIKey(ctx context.Context, req APIKeyRequest) (*CreatedA
 
 // ListAPIKeys lists every key, revoked ones too (admin).
 func (c *Client) ListAPIKeys(ctx context.Context) ([]APIKey, error) {
-	var out struct {
-		Keys []APIKey `json:"keys"`
-	}
+	var out apiv1.APIKeyList
 	if err := c.do(ctx, http.MethodGet, "/api/v1/api-keys", nil, nil, &out); err != nil {
 		return nil, err
 	}
@@ -281,23 +210,11 @@ type AuditQuery struct {
 }
 
 // AuditEvent is one audit log entry. It never holds a token.
-type AuditEvent struct {
-	ID         int64     `json:"id"`
-	Time       time.Time `json:"time"`
-	Actor      string    `json:"actor"`
-	Action     string    `json:"action"`
-	UserID     string    `json:"user_id,omitempty"`
-	ProviderID string    `json:"provider_id,omitempty"`
-	Outcome    string    `json:"outcome"`
-	Detail     string    `json:"detail,omitempty"`
-}
+type AuditEvent = apiv1.AuditEvent
 
 // AuditPage is one page of the audit log, newest first. NextBeforeID,
 // when not 0, is the BeforeID of the next (older) page.
-type AuditPage struct {
-	Events       []AuditEvent `json:"events"`
-	NextBeforeID int64        `json:"next_before_id"`
-}
+type AuditPage = apiv1.AuditPage
 
 // Audit reads the audit log (admin).
 func (c *Client) Audit(ctx context.Context, q AuditQuery) (*AuditPage, error) {

@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +12,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json"
+
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
 // Client calls a tokenbroker server's API with one API key. It is safe for
@@ -147,13 +150,7 @@ func problem(resp *http.Response, data []byte) *Error {
 	e := &Error{Status: resp.StatusCode}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if mt == "application/problem+json" || mt == "application/json" {
-		var p struct {
-			Title      string `json:"title"`
-			Detail     string `json:"detail"`
-			Code       string `json:"code"`
-			ConnectURL string `json:"connect_url"`
-			RetryAfter int    `json:"retry_after"`
-		}
+		var p apiv1.Problem
 		if json.Unmarshal(data, &p) == nil {
 			e.Code, e.Title, e.Detail, e.ConnectURL = p.Code, p.Title, p.Detail, p.ConnectURL
 			e.RetryAfter = time.Duration(p.RetryAfter) * time.Second

@@ -4,14 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 )
 
@@ -28,9 +29,9 @@ func TestTokenFetch(t *testing.T) {
 	key := env.MustKey(t, "reader", readTokens, nil, nil)
 
 	resp, body := env.Do(t, "GET", path("users", "alice", "providers", demo, "token"), key, "")
-	var tok httpapi.TokenResponse
+	var tok apiv1.Token
 	MustDecode(t, resp, body, http.StatusOK, &tok)
-	if tok.AccessToken != issued.AccessToken || tok.TokenType != "Bearer" || tok.Expiry == nil {
+	if tok.AccessToken != issued.AccessToken || tok.TokenType != "Bearer" || tok.Expiry.IsZero() {
 		t.Fatalf("token %+v, want the issued access token with an expiry", tok)
 	}
 	if !tok.Expiry.Equal(issued.Expiry) {
@@ -60,7 +61,7 @@ func TestTokenRefreshAndMinValid(t *testing.T) {
 
 	env.Clock.Advance(fakeidp.DefaultAccessTokenTTL + time.Minute)
 	resp, body := env.Do(t, "GET", path("users", "alice", "providers", demo, "token"), key, "")
-	var tok httpapi.TokenResponse
+	var tok apiv1.Token
 	MustDecode(t, resp, body, http.StatusOK, &tok)
 	if tok.AccessToken == issued.AccessToken {
 		t.Fatal("expired token handed out")
@@ -74,7 +75,7 @@ func TestTokenRefreshAndMinValid(t *testing.T) {
 	// seconds or as a duration, without another refresh.
 	for _, mv := range []string{"1800", "30m"} {
 		resp, body = env.Do(t, "GET", path("users", "alice", "providers", demo, "token")+"?min_valid="+mv, key, "")
-		var again httpapi.TokenResponse
+		var again apiv1.Token
 		MustDecode(t, resp, body, http.StatusOK, &again)
 		if again.AccessToken != tok.AccessToken {
 			t.Errorf("min_valid=%s: a token valid long enough was refreshed again", mv)
@@ -134,7 +135,7 @@ func TestReauthRequiredAfterFamilyRevoked(t *testing.T) {
 
 	// The link status shows it too.
 	resp, body = env.Do(t, "GET", path("users", "alice", "links", demo), writer, "")
-	var st httpapi.LinkStatus
+	var st apiv1.Link
 	MustDecode(t, resp, body, http.StatusOK, &st)
 	if st.State != "reauth_required" || st.FailureReason == "" {
 		t.Errorf("link status %+v", st)
@@ -174,9 +175,9 @@ func TestImport(t *testing.T) {
 		"token_type": "Bearer", "expiry": pair.Expiry, "scopes": []string{"read"},
 	})
 	resp, rb := env.Do(t, "PUT", path("users", "u-bob", "links", demo), key, string(body))
-	var st httpapi.LinkStatus
+	var st apiv1.Link
 	MustDecode(t, resp, rb, http.StatusOK, &st)
-	if st.State != "active" || st.AccountLogin != "bob" || st.AccountID != "1002" || st.Generation != 1 || !st.HasRefresh {
+	if st.State != "active" || st.AccountLogin != "bob" || st.AccountID != "1002" || st.Generation != 1 || !st.HasRefreshToken {
 		t.Fatalf("imported link %+v, want active, validated as bob (1002), generation 1", st)
 	}
 	if strings.Contains(string(rb), pair.AccessToken) || strings.Contains(string(rb), pair.RefreshToken) {
@@ -187,7 +188,7 @@ func TestImport(t *testing.T) {
 		t.Fatalf("imported tokens not sealed at rest: %v", err)
 	}
 	resp, rb = env.Do(t, "GET", path("users", "u-bob", "providers", demo, "token"), key, "")
-	var tok httpapi.TokenResponse
+	var tok apiv1.Token
 	MustDecode(t, resp, rb, http.StatusOK, &tok)
 	if tok.AccessToken != pair.AccessToken {
 		t.Fatal("token endpoint does not hand out the imported token")
@@ -208,9 +209,9 @@ func TestImport(t *testing.T) {
 	// A provider that cannot validate imports without account details.
 	resp, rb = env.Do(t, "PUT", path("users", "u-bob", "links", httpapitest.ProviderBare), key,
 		`{"refresh_token":"`+pair.RefreshToken+`"}`)
-	var bare httpapi.LinkStatus
+	var bare apiv1.Link
 	MustDecode(t, resp, rb, http.StatusOK, &bare)
-	if bare.AccountID != "" || bare.ProviderID != httpapitest.ProviderBare || bare.Expiry != nil {
+	if bare.AccountID != "" || bare.ProviderID != httpapitest.ProviderBare || !bare.Expiry.IsZero() {
 		t.Fatalf("bare import %+v", bare)
 	}
 }
@@ -221,7 +222,7 @@ func TestDeleteRevokes(t *testing.T) {
 	issued := env.MustLink(t, "alice", demo, "alice")
 
 	resp, body := env.Do(t, "DELETE", path("users", "alice", "links", demo), key, "")
-	var dr httpapi.DeleteResponse
+	var dr apiv1.DeleteResult
 	MustDecode(t, resp, body, http.StatusOK, &dr)
 	if !dr.Deleted || dr.Revocation != "revoked" {
 		t.Fatalf("delete %+v, want deleted and revoked", dr)
@@ -268,7 +269,7 @@ func TestDeviceFlow(t *testing.T) {
 	devPath := path("users", "dave", "links", demo, "device")
 
 	resp, body := env.Do(t, "POST", devPath, key, "")
-	var start httpapi.DeviceStartResponse
+	var start apiv1.DeviceStart
 	MustDecode(t, resp, body, http.StatusCreated, &start)
 	if len(start.ID) != 43 || start.UserCode == "" || start.VerificationURI == "" || start.Interval < 1 || !start.ExpiresAt.After(env.Clock.Now()) {
 		t.Fatalf("device start %+v", start)
@@ -281,17 +282,17 @@ func TestDeviceFlow(t *testing.T) {
 	if err != nil || !crypt.IsSealed(raw.Secret) || raw.Kind != tokenbroker.AuthRequestDevice || raw.UserID != "dave" {
 		t.Fatalf("stored device request %+v %v: want a sealed device code", raw, err)
 	}
-	poll := func() httpapi.DevicePollResponse {
+	poll := func() apiv1.DeviceStatus {
 		t.Helper()
 		resp, body := env.Do(t, "GET", devPath+"/"+start.ID, key, "")
-		var pr httpapi.DevicePollResponse
+		var pr apiv1.DeviceStatus
 		MustDecode(t, resp, body, http.StatusOK, &pr)
 		return pr
 	}
-	if pr := poll(); pr.Status != httpapi.DevicePending {
+	if pr := poll(); pr.Status != apiv1.DevicePending {
 		t.Fatalf("first poll %+v, want pending", pr)
 	}
-	if pr := poll(); pr.Status != httpapi.DeviceSlowDown {
+	if pr := poll(); pr.Status != apiv1.DeviceSlowDown {
 		t.Fatalf("immediate second poll %+v, want slow_down", pr)
 	}
 	if err := env.IDP.ApproveDevice(start.UserCode, "carol"); err != nil {
@@ -299,7 +300,7 @@ func TestDeviceFlow(t *testing.T) {
 	}
 	env.Clock.Advance(time.Minute)
 	pr := poll()
-	if pr.Status != httpapi.DeviceComplete || pr.Link == nil || pr.Link.AccountLogin != "carol" || pr.Link.State != "active" {
+	if pr.Status != apiv1.DeviceComplete || pr.Link == nil || pr.Link.AccountLogin != "carol" || pr.Link.State != "active" {
 		t.Fatalf("poll after approval %+v, want complete with carol's link", pr)
 	}
 	// The flow is over.
@@ -307,7 +308,7 @@ func TestDeviceFlow(t *testing.T) {
 	MustProblem(t, resp, body, http.StatusNotFound, "not_found")
 
 	resp, body = env.Do(t, "GET", path("users", "dave", "providers", demo, "token"), key, "")
-	var tok httpapi.TokenResponse
+	var tok apiv1.Token
 	MustDecode(t, resp, body, http.StatusOK, &tok)
 	env.Logs.AddSecret(tok.AccessToken)
 	if evs := MustAudit(t, env, tokenbroker.AuditFilter{Action: tokenbroker.AuditLinkCreate}); len(evs) != 1 || evs[0].UserID != "dave" {
@@ -321,7 +322,7 @@ func TestDeviceFlow(t *testing.T) {
 		t.Fatal(err)
 	}
 	env.Clock.Advance(time.Minute)
-	if pr := poll(); pr.Status != httpapi.DeviceDenied {
+	if pr := poll(); pr.Status != apiv1.DeviceDenied {
 		t.Fatalf("poll after denial %+v, want denied", pr)
 	}
 
@@ -342,7 +343,7 @@ func TestConnectSessions(t *testing.T) {
 
 	resp, body := env.Do(t, "POST", path("connect-sessions"), key,
 		`{"user_id":"alice","providers":["demo"],"return_url":"https://app.example.com/settings/links"}`)
-	var cs httpapi.ConnectSessionResponse
+	var cs apiv1.ConnectSession
 	MustDecode(t, resp, body, http.StatusCreated, &cs)
 	if !strings.HasPrefix(cs.URL, env.URL+"/connect/") || !cs.ExpiresAt.After(time.Now()) {
 		t.Fatalf("session %+v", cs)
@@ -395,7 +396,7 @@ func TestProviders(t *testing.T) {
 	env := MustEnv(t)
 	key := env.MustKey(t, "reader", readTokens, nil, nil)
 	resp, body := env.Do(t, "GET", path("providers"), key, "")
-	var pl httpapi.ProviderList
+	var pl apiv1.ProviderList
 	MustDecode(t, resp, body, http.StatusOK, &pl)
 	if len(pl.Providers) != 2 || pl.Providers[0].ID == "" {
 		t.Fatalf("providers %+v, want demo and bare", pl)
@@ -447,7 +448,7 @@ func TestUserIDCharacters(t *testing.T) {
 		path("users", "ci%3Aalice%2B1%40example.com", "providers", demo, "token"),
 	} {
 		resp, body := env.Do(t, "GET", p, key, "")
-		var tok httpapi.TokenResponse
+		var tok apiv1.Token
 		MustDecode(t, resp, body, http.StatusOK, &tok)
 		if tok.AccessToken != issued.AccessToken {
 			t.Fatalf("%s: wrong token", p)
@@ -456,4 +457,40 @@ func TestUserIDCharacters(t *testing.T) {
 	// An encoded slash is not a path separator and not a valid id.
 	resp, body := env.Do(t, "GET", path("users", "a%2Fb", "links"), env.AdminKey, "")
 	MustProblem(t, resp, body, http.StatusBadRequest, "invalid_request")
+}
+
+// TestImportOverLiveLinkRevokesReplacedGrant: importing over an active
+// link holding another grant revokes that grant at the provider once the
+// new link is stored, says so in the answer and audits it; re-importing
+// the same grant revokes nothing.
+func TestImportOverLiveLinkRevokesReplacedGrant(t *testing.T) {
+	env := MustEnv(t)
+	key := env.MustKey(t, "platform", platform, nil, nil)
+	first := env.MustLink(t, "alice", demo, "alice")
+	second, err := env.IDP.IssueToken("alice", "read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Logs.AddSecret(second.AccessToken, second.RefreshToken)
+	body, _ := json.Marshal(map[string]any{"access_token": second.AccessToken, "refresh_token": second.RefreshToken, "expiry": second.Expiry})
+	for i, want := range []string{"revoked", ""} { // the second import is of the same grant
+		resp, rb := env.Do(t, "PUT", path("users", "alice", "links", demo), key, string(body))
+		var res apiv1.ImportResult
+		MustDecode(t, resp, rb, http.StatusOK, &res)
+		if res.ReplacedRevocation != want || res.State != "active" {
+			t.Fatalf("import %d: %+v, want replaced_revocation %q", i+1, res, want)
+		}
+	}
+	if fam, ok := env.IDP.FamilyOf(first.RefreshToken); !ok || !fam.Revoked {
+		t.Fatalf("the replaced grant at the provider: %+v, want revoked", fam)
+	}
+	if fam, ok := env.IDP.FamilyOf(second.RefreshToken); !ok || fam.Revoked {
+		t.Fatalf("the imported grant at the provider: %+v, want live", fam)
+	}
+	evs := MustAudit(t, env, tokenbroker.AuditFilter{Action: tokenbroker.AuditLinkImport})
+	if len(evs) != 2 || !slices.ContainsFunc(evs, func(e tokenbroker.AuditEvent) bool {
+		return e.Detail == "replaced grant revocation: revoked"
+	}) {
+		t.Fatalf("audit %+v, want the replaced grant's revocation", evs)
+	}
 }

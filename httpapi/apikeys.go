@@ -1,126 +1,38 @@
 package httpapi
 
 import (
-	"io"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
-	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apikey"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
-// APIKeyRequest is the body of POST /api/v1/api-keys.
-type APIKeyRequest struct {
-	Name      string   `json:"name"`
-	Scopes    []string `json:"scopes"`
-	Users     []string `json:"users"`
-	Providers []string `json:"providers"`
-}
-
-// APIKeyInfo describes a key without its secret or hash.
-type APIKeyInfo struct {
-	ID        int64      `json:"id"`
-	Prefix    string     `json:"prefix"`
-	Name      string     `json:"name"`
-	Scopes    []string   `json:"scopes"`
-	Users     []string   `json:"users"`
-	Providers []string   `json:"providers"`
-	CreatedAt time.Time  `json:"created_at"`
-	RevokedAt *time.Time `json:"revoked_at,omitempty"`
-}
-
-// CreatedAPIKey is the answer to creating a key: the only time the
-// plaintext Key is ever shown.
-type CreatedAPIKey struct {
-	APIKeyInfo
-	Key string `json:"key"`
-}
-
-// APIKeyList is the body of GET /api/v1/api-keys.
-type APIKeyList struct {
-	Keys []APIKeyInfo `json:"keys"`
-}
-
 // NewAPIKeyInfo describes k as the API (and the CLI's --json) shows it.
-func NewAPIKeyInfo(k *tokenbroker.APIKey) APIKeyInfo {
-	info := APIKeyInfo{
+func NewAPIKeyInfo(k *tokenbroker.APIKey) apiv1.APIKey {
+	return apiv1.APIKey{
 		ID:        k.ID,
 		Prefix:    k.Prefix,
 		Name:      k.Name,
-		Scopes:    nonNil(k.Scopes),
-		Users:     nonNil(k.Users),
-		Providers: nonNil(k.Providers),
+		Scopes:    k.Scopes,
+		Users:     k.Users,
+		Providers: k.Providers,
 		CreatedAt: k.CreatedAt.UTC(),
-		RevokedAt: timePtr(k.RevokedAt),
+		RevokedAt: k.RevokedAt.UTC(),
 	}
-	return info
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-// NewAPIKey validates the fields of a key to create and returns it, with
-// its plaintext, drawing the secret from rand. The HTTP API and
-// `tokenbroker apikeys create` share it.
-func NewAPIKey(rand io.Reader, name string, scopes, users, providers []string) (k *tokenbroker.APIKey, plaintext string, err error) {
-	name = strings.TrimSpace(name)
-	if name == "" || len(name) > 100 {
-		return nil, "", tokenbroker.Errorf(tokenbroker.EINVALID, "name: want 1-100 characters")
-	}
-	if len(scopes) == 0 {
-		return nil, "", tokenbroker.Errorf(tokenbroker.EINVALID, "scopes: want at least one of %s", strings.Join(tokenbroker.AllScopes, ", "))
-	}
-	var sc []string
-	for _, s := range scopes {
-		if !slices.Contains(tokenbroker.AllScopes, s) {
-			return nil, "", tokenbroker.Errorf(tokenbroker.EINVALID, "unknown scope %q: want %s", tokenbroker.Truncate(s, 40), strings.Join(tokenbroker.AllScopes, ", "))
-		}
-		if !slices.Contains(sc, s) {
-			sc = append(sc, s)
-		}
-	}
-	if len(users) > 1000 || len(providers) > 100 {
-		return nil, "", tokenbroker.Errorf(tokenbroker.EINVALID, "at most 1000 users and 100 providers")
-	}
-	for _, u := range users {
-		if err := tokenbroker.ValidateUserID(u); err != nil {
-			return nil, "", err
-		}
-	}
-	for _, p := range providers {
-		if err := tokenbroker.ValidateProviderID(p); err != nil {
-			return nil, "", err
-		}
-	}
-	plaintext, prefix, hash, err := GenerateAPIKey(rand)
-	if err != nil {
-		return nil, "", err
-	}
-	return &tokenbroker.APIKey{
-		Prefix:     prefix,
-		SecretHash: hash,
-		Name:       name,
-		Scopes:     sc,
-		Users:      slices.Compact(slices.Sorted(slices.Values(users))),
-		Providers:  slices.Compact(slices.Sorted(slices.Values(providers))),
-	}, plaintext, nil
 }
 
 func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request, k *caller) error {
 	if err := authorizeAdmin(k); err != nil {
 		return err
 	}
-	var q APIKeyRequest
+	var q apiv1.APIKeyRequest
 	if err := decodeJSON(w, r, &q); err != nil {
 		return err
 	}
-	nk, plaintext, err := NewAPIKey(s.rand, q.Name, q.Scopes, q.Users, q.Providers)
+	nk, plaintext, err := apikey.New(s.rand, q.Name, q.Scopes, q.Users, q.Providers)
 	if err != nil {
 		return err
 	}
@@ -129,7 +41,7 @@ func (s *Server) createAPIKey(w http.ResponseWriter, r *http.Request, k *caller)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, CreatedAPIKey{APIKeyInfo: NewAPIKeyInfo(created), Key: plaintext})
+	writeJSON(w, http.StatusCreated, apiv1.CreatedAPIKey{APIKey: NewAPIKeyInfo(created), Key: plaintext})
 	return nil
 }
 
@@ -141,7 +53,7 @@ func (s *Server) listAPIKeys(w http.ResponseWriter, r *http.Request, k *caller) 
 	if err != nil {
 		return err
 	}
-	out := APIKeyList{Keys: make([]APIKeyInfo, 0, len(keys))}
+	out := apiv1.APIKeyList{Keys: make([]apiv1.APIKey, 0, len(keys))}
 	for _, k := range keys {
 		out.Keys = append(out.Keys, NewAPIKeyInfo(k))
 	}
@@ -155,9 +67,12 @@ func (s *Server) revokeAPIKey(w http.ResponseWriter, r *http.Request, k *caller)
 	if err := authorizeAdmin(k); err != nil {
 		return err
 	}
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		return tokenbroker.Errorf(tokenbroker.EINVALID, "key id: want a positive integer")
+	id, err := tokenbroker.ParseAPIKeyID(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	if id == k.ID && r.URL.Query().Get("allow_self") != "true" {
+		return tokenbroker.Errorf(tokenbroker.ECONFLICT, "key %d is the key making this request; to revoke it anyway, add ?allow_self=true", id)
 	}
 	keys, err := s.store.ListAPIKeys(r.Context())
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apikey"
 )
 
 // DefaultAPIKeyCacheTTL is how long a key read from the store is trusted
@@ -214,7 +215,7 @@ func (s *Server) verifyBearer(r *http.Request) (*caller, *authFailure, error) {
 		return nil, &authFailure{reason: authMissing}, nil
 	}
 	cred := strings.TrimSpace(h[len(scheme):])
-	if !strings.HasPrefix(cred, apiKeyScheme) && strings.Count(cred, ".") == 2 {
+	if !strings.HasPrefix(cred, apikey.Scheme) && strings.Count(cred, ".") == 2 {
 		if s.workloads == nil {
 			return nil, &authFailure{reason: authNoWorkloads, msg: "this server trusts no workload identity"}, nil
 		}
@@ -224,7 +225,7 @@ func (s *Server) verifyBearer(r *http.Request) (*caller, *authFailure, error) {
 		}
 		return workloadCaller(w), nil, nil
 	}
-	prefix, secret, err := ParseAPIKey(cred)
+	prefix, secret, err := apikey.Parse(cred)
 	if err != nil {
 		return nil, &authFailure{reason: authMalformed}, nil
 	}
@@ -235,7 +236,7 @@ func (s *Server) verifyBearer(r *http.Request) (*caller, *authFailure, error) {
 		}
 		return nil, nil, err
 	}
-	if !VerifyAPIKeySecret(secret, k.SecretHash) {
+	if !apikey.VerifySecret(secret, k.SecretHash) {
 		return nil, &authFailure{reason: authWrongSecret, keyPrefix: prefix}, nil
 	}
 	if k.Revoked() {

@@ -2,31 +2,21 @@ package httpapi
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/web"
 )
 
-// ConnectSessionRequest is the body of POST /api/v1/connect-sessions.
-type ConnectSessionRequest struct {
-	UserID    string   `json:"user_id"`
-	Providers []string `json:"providers"`
-	ReturnURL string   `json:"return_url"`
-}
-
-// ConnectSessionResponse is the answer: the URL to give the user (it holds
-// the session's secret id) and when it stops working.
-type ConnectSessionResponse struct {
-	URL       string    `json:"url"`
-	ExpiresAt time.Time `json:"expires_at"`
-}
-
 func (s *Server) createConnectSession(w http.ResponseWriter, r *http.Request, k *caller) error {
-	var q ConnectSessionRequest
+	var q apiv1.ConnectSessionRequest
 	if err := decodeJSON(w, r, &q); err != nil {
 		return err
 	}
@@ -75,7 +65,7 @@ func (s *Server) createConnectSession(w http.ResponseWriter, r *http.Request, k 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, ConnectSessionResponse{URL: s.connectURL(sess.ID), ExpiresAt: sess.ExpiresAt.UTC()})
+	writeJSON(w, http.StatusCreated, apiv1.ConnectSession{URL: s.connectURL(sess.ID), ExpiresAt: sess.ExpiresAt.UTC()})
 	return nil
 }
 
@@ -106,33 +96,6 @@ func (s *Server) newConnectSession(ctx context.Context, k *caller, userID string
 }
 
 func (s *Server) connectURL(id string) string { return s.cfg.BaseURL + "/connect/" + id }
-
-// DeviceStartResponse is the answer to starting a device flow (RFC 8628
-// §3.2, without the device code, which stays in the broker). ID names the
-// flow for polling.
-type DeviceStartResponse struct {
-	ID                      string    `json:"id"`
-	UserCode                string    `json:"user_code"`
-	VerificationURI         string    `json:"verification_uri"`
-	VerificationURIComplete string    `json:"verification_uri_complete,omitempty"`
-	ExpiresAt               time.Time `json:"expires_at"`
-	Interval                int       `json:"interval"` // seconds between polls
-}
-
-// Device flow statuses.
-const (
-	DevicePending  = "pending"
-	DeviceSlowDown = "slow_down"
-	DeviceComplete = "complete"
-	DeviceDenied   = "denied"
-	DeviceExpired  = "expired"
-)
-
-// DevicePollResponse is the answer to polling a device flow.
-type DevicePollResponse struct {
-	Status string      `json:"status"`
-	Link   *LinkStatus `json:"link,omitempty"`
-}
 
 // defaultDeviceInterval is RFC 8628 §3.2's default polling interval.
 const defaultDeviceInterval = 5 * time.Second
@@ -189,7 +152,7 @@ func (s *Server) startDevice(w http.ResponseWriter, r *http.Request, k *caller) 
 	if err := s.store.CreateAuthRequest(r.Context(), req); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, DeviceStartResponse{
+	writeJSON(w, http.StatusCreated, apiv1.DeviceStart{
 		ID:                      id,
 		UserCode:                da.UserCode,
 		VerificationURI:         da.VerificationURI,
@@ -238,19 +201,19 @@ func (s *Server) pollDevice(w http.ResponseWriter, r *http.Request, k *caller) e
 		}
 		switch pe.Code {
 		case "authorization_pending":
-			writeJSON(w, http.StatusOK, DevicePollResponse{Status: DevicePending})
+			writeJSON(w, http.StatusOK, apiv1.DeviceStatus{Status: apiv1.DevicePending})
 			return nil
 		case "slow_down":
-			writeJSON(w, http.StatusOK, DevicePollResponse{Status: DeviceSlowDown})
+			writeJSON(w, http.StatusOK, apiv1.DeviceStatus{Status: apiv1.DeviceSlowDown})
 			return nil
 		case "access_denied":
 			s.endDevice(r.Context(), id)
 			s.audit(k, tokenbroker.AuditLinkCreate, userID, providerID, tokenbroker.Errorf(tokenbroker.EFORBIDDEN, "denied"), "device flow denied by the user")
-			writeJSON(w, http.StatusOK, DevicePollResponse{Status: DeviceDenied})
+			writeJSON(w, http.StatusOK, apiv1.DeviceStatus{Status: apiv1.DeviceDenied})
 			return nil
 		case "expired_token":
 			s.endDevice(r.Context(), id)
-			writeJSON(w, http.StatusOK, DevicePollResponse{Status: DeviceExpired})
+			writeJSON(w, http.StatusOK, apiv1.DeviceStatus{Status: apiv1.DeviceExpired})
 			return nil
 		}
 		return err
@@ -272,7 +235,7 @@ func (s *Server) pollDevice(w http.ResponseWriter, r *http.Request, k *caller) e
 	}
 	s.endDevice(r.Context(), id)
 	st := linkStatus(stored)
-	writeJSON(w, http.StatusOK, DevicePollResponse{Status: DeviceComplete, Link: &st})
+	writeJSON(w, http.StatusOK, apiv1.DeviceStatus{Status: apiv1.DeviceComplete, Link: &st})
 	return nil
 }
 
@@ -281,4 +244,14 @@ func (s *Server) endDevice(ctx context.Context, id string) {
 	if _, err := s.store.ConsumeAuthRequest(ctx, id); err != nil && !tokenbroker.IsNotFound(err) {
 		s.log.WarnContext(ctx, "cannot delete finished device flow", "err", err.Error())
 	}
+}
+
+// randomID returns 32 random bytes from r in unpadded base64url: the ids of
+// connect sessions and device requests, which are secrets in URLs.
+func randomID(r io.Reader) (string, error) {
+	b := make([]byte, 32)
+	if _, err := io.ReadFull(r, b); err != nil {
+		return "", fmt.Errorf("random id: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b), nil
 }

@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 )
 
@@ -63,7 +63,7 @@ func TestReauthThenConnectViaCodeFlow(t *testing.T) {
 		t.Fatalf("link after the code flow: %+v %v", l, err)
 	}
 	resp, body = env.Do(t, "GET", tokenPath, key, "")
-	var tok httpapi.TokenResponse
+	var tok apiv1.Token
 	MustDecode(t, resp, body, http.StatusOK, &tok)
 	env.Logs.AddSecret(tok.AccessToken)
 	if tok.AccessToken == issued.AccessToken {

@@ -1,12 +1,16 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/tokenbroker/tokenbroker"
 )
@@ -14,60 +18,99 @@ import (
 // MaxBodyBytes limits every request body.
 const MaxBodyBytes = 64 << 10
 
-// decodeJSON reads exactly one JSON object from the request body into v. It
-// rejects bodies over [MaxBodyBytes] (413), a Content-Type other than JSON
-// (415), unknown fields, and anything after the object (400), all with the
-// code invalid_request. It reads the body before any change is made, so bad
-// input changes nothing.
+// decodeJSON reads exactly one JSON object from the request body into v,
+// with encoding/json/v2 semantics: member names match exactly (no case
+// folding), a duplicate member is refused, and so is an unknown one or
+// invalid UTF-8. It answers 413 for a body over [MaxBodyBytes], 415 for a
+// Content-Type other than application/json (a missing one too), and 400
+// for anything else that is not one well-formed object of the expected
+// shape; errors name the member at fault, never a value. It reads the
+// whole body before any change is made, so bad input changes nothing.
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && mt != "application/merge-patch+json") {
-			return tokenbroker.Errorf(codeUnsupportedMediaType, "the request body must be application/json")
-		}
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil || mt != "application/json" {
+		return tokenbroker.Errorf(codeUnsupportedMediaType, "the request body must be application/json (Content-Type: application/json)")
 	}
-	body := http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err != nil {
-			if e := jsonError(err); tokenbroker.ErrorCode(e) == codePayloadTooLarge {
-				return e
-			}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return tokenbroker.Errorf(codePayloadTooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
 		}
+		return tokenbroker.Errorf(tokenbroker.EINVALID, "cannot read the request body")
+	}
+	switch body := strings.TrimLeft(string(b), " \t\r\n"); {
+	case body == "":
+		return tokenbroker.Errorf(tokenbroker.EINVALID, "the request body is empty; want a JSON object")
+	case body[0] != '{':
 		return tokenbroker.Errorf(tokenbroker.EINVALID, "the request body must hold exactly one JSON object")
+	}
+	if err := json.Unmarshal(b, v, json.RejectUnknownMembers(true)); err != nil {
+		return jsonError(err)
 	}
 	return nil
 }
 
+// jsonError describes a decoding error by the member it concerns (a JSON
+// pointer names it) and never quotes a value, which could be a secret.
 func jsonError(err error) error {
-	var mbe *http.MaxBytesError
-	var ute *json.UnmarshalTypeError
-	var se *json.SyntaxError
+	var se *json.SemanticError
+	var syn *jsontext.SyntacticError
 	switch {
-	case errors.As(err, &mbe):
-		return tokenbroker.Errorf(codePayloadTooLarge, "the request body is larger than %d bytes", MaxBodyBytes)
-	case errors.Is(err, io.EOF):
-		return tokenbroker.Errorf(tokenbroker.EINVALID, "the request body is empty; want a JSON object")
-	case errors.As(err, &ute):
-		if ute.Field != "" {
-			return tokenbroker.Errorf(tokenbroker.EINVALID, "field %q has the wrong type", ute.Field)
-		}
-		return tokenbroker.Errorf(tokenbroker.EINVALID, "the request body must be a JSON object")
+	case errors.Is(err, json.ErrUnknownName):
+		return tokenbroker.Errorf(tokenbroker.EINVALID, "unknown member %s", memberName(err))
+	case errors.Is(err, jsontext.ErrDuplicateName):
+		return tokenbroker.Errorf(tokenbroker.EINVALID, "duplicate member %s", memberName(err))
 	case errors.As(err, &se):
-		return tokenbroker.Errorf(tokenbroker.EINVALID, "malformed JSON at byte %d", se.Offset)
+		return tokenbroker.Errorf(tokenbroker.EINVALID, "member %s has the wrong type or format%s", memberName(err), formatHint(se))
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return tokenbroker.Errorf(tokenbroker.EINVALID, "truncated JSON body")
+	case errors.As(err, &syn):
+		return tokenbroker.Errorf(tokenbroker.EINVALID, "malformed JSON at byte %d", syn.ByteOffset)
 	}
-	if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-		// Names the field, never a value.
-		return tokenbroker.Errorf(tokenbroker.EINVALID, "%s", tokenbroker.Truncate(strings.TrimPrefix(msg, "json: "), 120))
-	}
-	// Other messages (time parsing, ...) may quote the value: say less.
 	return tokenbroker.Errorf(tokenbroker.EINVALID, "invalid JSON body")
+}
+
+// memberName quotes the JSON pointer of the member err concerns (for an
+// unknown or duplicate member, the member itself), truncated.
+func memberName(err error) string {
+	var p jsontext.Pointer
+	var se *json.SemanticError
+	var syn *jsontext.SyntacticError
+	switch {
+	case errors.As(err, &se):
+		p = se.JSONPointer
+	case errors.As(err, &syn):
+		p = syn.JSONPointer
+	}
+	tokens := slices.Collect(p.Tokens())
+	name := strings.Join(tokens, ".")
+	if name == "" {
+		name = "(the object)"
+	}
+	return `"` + tokenbroker.Truncate(name, 80) + `"`
+}
+
+// formatHint says what a time member wants.
+func formatHint(se *json.SemanticError) string {
+	if se.GoType != nil && se.GoType.String() == "time.Time" {
+		return ": want an RFC 3339 time such as 2026-01-02T15:04:05Z"
+	}
+	return ""
+}
+
+// checkQuery refuses query parameters other than allowed, and a repeated
+// one: a typo must not be silently ignored.
+func checkQuery(q url.Values, allowed ...string) error {
+	for key, vs := range q {
+		if !slices.Contains(allowed, key) {
+			return tokenbroker.Errorf(tokenbroker.EINVALID, "unknown query parameter %q", tokenbroker.Truncate(key, 40))
+		}
+		if len(vs) > 1 {
+			return tokenbroker.Errorf(tokenbroker.EINVALID, "query parameter %q given %d times", key, len(vs))
+		}
+	}
+	return nil
 }
 
 // writeJSON sends v with status. Every answer is no-store: most carry

@@ -4,62 +4,29 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
-// LinkStatus is a link as the API shows it: its state and metadata,
-// never a token.
-type LinkStatus struct {
-	UserID        string     `json:"user_id"`
-	ProviderID    string     `json:"provider_id"`
-	State         string     `json:"state"`
-	FailureReason string     `json:"failure_reason,omitempty"`
-	AccountID     string     `json:"account_id,omitempty"`
-	AccountLogin  string     `json:"account_login,omitempty"`
-	Scopes        []string   `json:"scopes"`
-	Expiry        *time.Time `json:"expiry,omitempty"`
-	RefreshedAt   *time.Time `json:"refreshed_at,omitempty"`
-	CreatedAt     *time.Time `json:"created_at,omitempty"`
-	UpdatedAt     *time.Time `json:"updated_at,omitempty"`
-	Generation    int64      `json:"generation"`
-	HasRefresh    bool       `json:"has_refresh_token"`
-}
-
-func linkStatus(l *tokenbroker.Link) LinkStatus {
-	st := LinkStatus{
-		UserID:        l.UserID,
-		ProviderID:    l.ProviderID,
-		State:         string(l.State),
-		FailureReason: l.FailureReason,
-		AccountID:     l.AccountID,
-		AccountLogin:  l.AccountLogin,
-		Scopes:        l.Token.Scopes,
-		Expiry:        timePtr(l.Token.Expiry),
-		RefreshedAt:   timePtr(l.RefreshedAt),
-		CreatedAt:     timePtr(l.CreatedAt),
-		UpdatedAt:     timePtr(l.UpdatedAt),
-		Generation:    l.Generation,
-		HasRefresh:    l.Token.RefreshToken != "",
+// linkStatus is l as the API shows it: its state and metadata, never a
+// token.
+func linkStatus(l *tokenbroker.Link) apiv1.Link {
+	return apiv1.Link{
+		UserID:          l.UserID,
+		ProviderID:      l.ProviderID,
+		State:           string(l.State),
+		FailureReason:   l.FailureReason,
+		AccountID:       l.AccountID,
+		AccountLogin:    l.AccountLogin,
+		Scopes:          l.Token.Scopes,
+		Expiry:          l.Token.Expiry.UTC(),
+		RefreshedAt:     l.RefreshedAt.UTC(),
+		CreatedAt:       l.CreatedAt.UTC(),
+		UpdatedAt:       l.UpdatedAt.UTC(),
+		Generation:      l.Generation,
+		HasRefreshToken: l.Token.RefreshToken != "",
 	}
-	if st.Scopes == nil {
-		st.Scopes = []string{}
-	}
-	return st
-}
-
-func timePtr(t time.Time) *time.Time {
-	if t.IsZero() {
-		return nil
-	}
-	t = t.UTC()
-	return &t
-}
-
-// LinkList is the body of GET /api/v1/users/{user_id}/links.
-type LinkList struct {
-	Links []LinkStatus `json:"links"`
 }
 
 func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, k *caller) error {
@@ -74,7 +41,7 @@ func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, k *caller) er
 	if err != nil {
 		return err
 	}
-	out := LinkList{Links: make([]LinkStatus, 0, len(links))}
+	out := apiv1.LinkList{Links: make([]apiv1.Link, 0, len(links))}
 	for _, l := range links {
 		// A key restricted to some providers sees only their links.
 		if k.AllowsProvider(l.ProviderID) {
@@ -101,18 +68,6 @@ func (s *Server) getLink(w http.ResponseWriter, r *http.Request, k *caller) erro
 	return nil
 }
 
-// ImportRequest is the body of PUT /api/v1/users/{user_id}/links/{provider_id}:
-// an existing token pair, for migrating from another system.
-type ImportRequest struct {
-	AccessToken  string            `json:"access_token"`
-	RefreshToken string            `json:"refresh_token"`
-	TokenType    string            `json:"token_type"`
-	Expiry       *time.Time        `json:"expiry"`
-	Scopes       []string          `json:"scopes"`
-	IDToken      string            `json:"id_token"`
-	Extra        map[string]string `json:"extra"`
-}
-
 // Limits on imported fields, well under MaxBodyBytes in total.
 const (
 	maxTokenLen  = 16 << 10
@@ -124,7 +79,7 @@ const (
 	maxTokenType = 32
 )
 
-func (q *ImportRequest) validate() error {
+func validateImport(q *apiv1.ImportRequest) error {
 	if q.AccessToken == "" && q.RefreshToken == "" {
 		return tokenbroker.Errorf(tokenbroker.EINVALID, "access_token or refresh_token is required")
 	}
@@ -134,12 +89,18 @@ func (q *ImportRequest) validate() error {
 	if len(q.TokenType) > maxTokenType {
 		return tokenbroker.Errorf(tokenbroker.EINVALID, "token_type is too long")
 	}
+	if err := tokenbroker.CheckText("token_type", q.TokenType); err != nil {
+		return err
+	}
 	if len(q.Scopes) > maxScopes {
 		return tokenbroker.Errorf(tokenbroker.EINVALID, "at most %d scopes", maxScopes)
 	}
 	for _, sc := range q.Scopes {
 		if sc == "" || len(sc) > maxScopeLen {
 			return tokenbroker.Errorf(tokenbroker.EINVALID, "scopes must be non-empty and at most %d bytes", maxScopeLen)
+		}
+		if err := tokenbroker.CheckText("scopes", sc); err != nil {
+			return err
 		}
 	}
 	if len(q.Extra) > maxExtra {
@@ -149,6 +110,9 @@ func (q *ImportRequest) validate() error {
 		if key == "" || len(key) > maxExtraKey || len(v) > maxExtraVal {
 			return tokenbroker.Errorf(tokenbroker.EINVALID, "extra: keys 1-%d bytes, values at most %d bytes", maxExtraKey, maxExtraVal)
 		}
+		if err := tokenbroker.CheckText("extra", key); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -156,7 +120,10 @@ func (q *ImportRequest) validate() error {
 // putLink imports a token pair. The access token, if it is not expired,
 // is validated at the provider: a provider that cannot validate, or fails
 // transiently, does not stop the import (the link is stored without
-// account details); a provider that rejects the token does.
+// account details); a provider that rejects the token does. When the
+// import replaces an active link holding another grant, that grant is
+// revoked at the provider once the new link is stored (best effort, as
+// deleteLink does): the answer and the audit trail report the outcome.
 func (s *Server) putLink(w http.ResponseWriter, r *http.Request, k *caller) error {
 	userID, providerID, err := pathIDs(r)
 	if err != nil {
@@ -165,11 +132,11 @@ func (s *Server) putLink(w http.ResponseWriter, r *http.Request, k *caller) erro
 	if err := authorize(k, tokenbroker.ScopeLinksWrite, userID, providerID); err != nil {
 		return err
 	}
-	var q ImportRequest
+	var q apiv1.ImportRequest
 	if err := decodeJSON(w, r, &q); err != nil {
 		return err
 	}
-	if err := q.validate(); err != nil {
+	if err := validateImport(&q); err != nil {
 		return err
 	}
 	p, err := s.providers.Provider(providerID)
@@ -201,13 +168,35 @@ func (s *Server) putLink(w http.ResponseWriter, r *http.Request, k *caller) erro
 			l.AccountID, l.AccountLogin = acct.ID, acct.Login
 		}
 	}
-	stored, err := s.store.PutLink(r.Context(), l)
-	s.audit(k, tokenbroker.AuditLinkImport, userID, providerID, err, "")
-	if err != nil {
+	old, err := s.store.GetLink(r.Context(), userID, providerID)
+	if err != nil && !tokenbroker.IsNotFound(err) {
 		return err
 	}
-	writeJSON(w, http.StatusOK, linkStatus(stored))
+	stored, err := s.store.PutLink(r.Context(), l)
+	if err != nil {
+		s.audit(k, tokenbroker.AuditLinkImport, userID, providerID, err, "")
+		return err
+	}
+	out := apiv1.ImportResult{Link: linkStatus(stored)}
+	detail := ""
+	if old != nil && old.State == tokenbroker.LinkActive && !sameGrant(&old.Token, &tok) {
+		out.ReplacedRevocation = s.revoke(r.Context(), providerID, &old.Token)
+		detail = "replaced grant revocation: " + out.ReplacedRevocation
+	}
+	s.audit(k, tokenbroker.AuditLinkImport, userID, providerID, nil, detail)
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// sameGrant reports whether two tokens are of one grant as far as the
+// broker can tell: the same refresh token, or, without refresh tokens, the
+// same access token. Revoking a grant the new link still uses would break
+// it.
+func sameGrant(a, b *tokenbroker.Token) bool {
+	if a.RefreshToken != "" || b.RefreshToken != "" {
+		return a.RefreshToken == b.RefreshToken
+	}
+	return a.AccessToken == b.AccessToken
 }
 
 // validate asks p who the access token belongs to. It returns (nil, nil)
@@ -232,13 +221,6 @@ func (s *Server) validate(ctx context.Context, p tokenbroker.Provider, accessTok
 	return nil, nil
 }
 
-// DeleteResponse is the body of DELETE /api/v1/users/{user_id}/links/{provider_id}.
-// Revocation is "revoked", "not_supported" or "failed: <reason>".
-type DeleteResponse struct {
-	Deleted    bool   `json:"deleted"`
-	Revocation string `json:"revocation"`
-}
-
 // deleteLink revokes the grant at the provider (best effort, bounded by
 // ProviderTimeout) and then removes the link whatever the provider said.
 func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, k *caller) error {
@@ -259,32 +241,32 @@ func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, k *caller) e
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, DeleteResponse{Deleted: true, Revocation: revocation})
+	writeJSON(w, http.StatusOK, apiv1.DeleteResult{Deleted: true, Revocation: revocation})
 	return nil
 }
 
 func (s *Server) revoke(ctx context.Context, providerID string, tok *tokenbroker.Token) string {
 	p, err := s.providers.Provider(providerID)
 	if err != nil {
-		return "failed: provider is not configured"
+		return apiv1.RevocationFailedPrefix + "provider is not configured"
 	}
 	ctx, cancel := s.providerCtx(ctx)
 	defer cancel()
 	err = p.Revoke(ctx, tok)
 	if err == nil {
-		return "revoked"
+		return apiv1.RevocationRevoked
 	}
 	if tokenbroker.ErrorCode(err) == tokenbroker.ENOTIMPLEMENTED {
-		return "not_supported"
+		return apiv1.RevocationNotSupported
 	}
 	s.log.WarnContext(ctx, "revocation failed; deleting the link anyway", "provider", providerID, "err", err.Error())
 	var pe *tokenbroker.ProviderError
 	switch {
 	case errors.As(err, &pe) && (pe.Code != "" || pe.StatusCode != 0):
-		return "failed: " + pe.Reason()
+		return apiv1.RevocationFailedPrefix + pe.Reason()
 	case errors.Is(err, context.DeadlineExceeded):
-		return "failed: provider timed out"
+		return apiv1.RevocationFailedPrefix + "provider timed out"
 	default:
-		return "failed: provider unreachable"
+		return apiv1.RevocationFailedPrefix + "provider unreachable"
 	}
 }

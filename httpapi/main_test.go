@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 )
@@ -60,7 +61,7 @@ func MustEnv(tb testing.TB, opts ...httpapitest.Options) *httpapitest.Env {
 
 // MustProblem checks that a response is a problem document with status and
 // code, and returns it.
-func MustProblem(tb testing.TB, resp *http.Response, body []byte, status int, code string) httpapi.Problem {
+func MustProblem(tb testing.TB, resp *http.Response, body []byte, status int, code string) apiv1.Problem {
 	tb.Helper()
 	if resp.StatusCode != status {
 		tb.Fatalf("status %d, want %d; body %s", resp.StatusCode, status, body)
@@ -68,7 +69,7 @@ func MustProblem(tb testing.TB, resp *http.Response, body []byte, status int, co
 	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
 		tb.Fatalf("Content-Type %q, want application/problem+json", ct)
 	}
-	var p httpapi.Problem
+	var p apiv1.Problem
 	if err := json.Unmarshal(body, &p); err != nil {
 		tb.Fatalf("problem body: %v: %s", err, body)
 	}

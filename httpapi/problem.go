@@ -1,14 +1,16 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/go-json-experiment/json"
+
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
 // ProblemTypePrefix starts the "type" URI of every problem document; the
@@ -16,17 +18,8 @@ import (
 // suggests for types that need not resolve; docs/api.md describes each.
 const ProblemTypePrefix = "tag:tokenbroker.dev,2026:problem:"
 
-// Problem is an RFC 9457 problem document with tokenbroker's extension
-// members: a stable Code, and ConnectURL and RetryAfter where they apply.
-type Problem struct {
-	Type       string `json:"type"`
-	Title      string `json:"title"`
-	Status     int    `json:"status"`
-	Detail     string `json:"detail,omitempty"`
-	Code       string `json:"code"`
-	ConnectURL string `json:"connect_url,omitempty"`
-	RetryAfter int    `json:"retry_after,omitempty"` // seconds
-}
+// Problem is an RFC 9457 problem document (see [apiv1.Problem]).
+type Problem = apiv1.Problem
 
 // DefaultRetryAfter is sent with provider_unavailable when the provider
 // gave no hint.

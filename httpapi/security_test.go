@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 )
@@ -62,7 +63,7 @@ func TestProviderRestrictedKey(t *testing.T) {
 	resp, body := env.Do(t, "GET", path("users", "alice", "providers", demo, "token"), key, "")
 	MustProblem(t, resp, body, http.StatusForbidden, "forbidden")
 	resp, body = env.Do(t, "GET", path("users", "alice", "links"), key, "")
-	var ll httpapi.LinkList
+	var ll apiv1.LinkList
 	MustDecode(t, resp, body, http.StatusOK, &ll)
 	if len(ll.Links) != 1 || ll.Links[0].ProviderID != httpapitest.ProviderBare {
 		t.Fatalf("links %+v, want only bare", ll)
@@ -71,7 +72,7 @@ func TestProviderRestrictedKey(t *testing.T) {
 	MustProblem(t, resp, body, http.StatusForbidden, "forbidden")
 	// Without providers, the session is limited to the key's.
 	resp, body = env.Do(t, "POST", path("connect-sessions"), key, `{"user_id":"alice"}`)
-	var cs httpapi.ConnectSessionResponse
+	var cs apiv1.ConnectSession
 	MustDecode(t, resp, body, http.StatusCreated, &cs)
 	sess, err := env.Store.GetConnectSession(context.Background(), strings.TrimPrefix(cs.URL, env.URL+"/connect/"))
 	if err != nil || len(sess.Providers) != 1 || sess.Providers[0] != httpapitest.ProviderBare {
@@ -166,14 +167,14 @@ func TestRevokedKeyRejected(t *testing.T) {
 
 	// Create through the API: shown once.
 	resp, body := env.Do(t, "POST", path("api-keys"), env.AdminKey, `{"name":"ci","scopes":["tokens:read"]}`)
-	var created httpapi.CreatedAPIKey
+	var created apiv1.CreatedAPIKey
 	MustDecode(t, resp, body, http.StatusCreated, &created)
 	env.Logs.AddSecret(created.Key)
 	if !strings.HasPrefix(created.Key, "tbk_"+created.Prefix+"_") || created.ID == 0 {
-		t.Fatalf("created %+v", created.APIKeyInfo)
+		t.Fatalf("created %+v", created.APIKey)
 	}
 	resp, body = env.Do(t, "GET", path("api-keys"), env.AdminKey, "")
-	var list httpapi.APIKeyList
+	var list apiv1.APIKeyList
 	MustDecode(t, resp, body, http.StatusOK, &list)
 	if len(list.Keys) != 2 || bytes.Contains(body, []byte(created.Key[16:])) || bytes.Contains(body, []byte("hash")) {
 		t.Fatalf("key list %s: want two keys, no secret, no hash", body)
@@ -234,7 +235,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"wrong type", "PUT", linkPath, `{"access_token":42}`, nil, 400},
 		{"bad time", "PUT", linkPath, `{"access_token":"x","expiry":"tomorrow"}`, nil, 400},
 		{"no tokens", "PUT", linkPath, `{"scopes":["a"]}`, nil, 400},
-		{"empty body", "PUT", linkPath, "", nil, 400},
+		{"empty body", "PUT", linkPath, "", []string{"Content-Type", "application/json"}, 400},
 		{"form body", "PUT", linkPath, `access_token=x`, []string{"Content-Type", "application/x-www-form-urlencoded"}, http.StatusUnsupportedMediaType},
 		{"bad user id", "PUT", path("users", "-alice", "links", demo), `{"access_token":"x"}`, nil, 400},
 		{"long user id", "GET", path("users", strings.Repeat("u", 300), "links"), "", nil, 400},
@@ -280,7 +281,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 func TestConflict(t *testing.T) {
 	env := MustEnv(t, httpapitest.Options{Rand: zeroReader{}})
 	resp, body := env.Do(t, "POST", path("api-keys"), env.AdminKey, `{"name":"one","scopes":["tokens:read"]}`)
-	var created httpapi.CreatedAPIKey
+	var created apiv1.CreatedAPIKey
 	MustDecode(t, resp, body, http.StatusCreated, &created)
 	env.Logs.AddSecret(created.Key)
 	before := MustSnapshot(t, env)
@@ -363,7 +364,7 @@ func TestAuditEndpoint(t *testing.T) {
 	if err := env.Auditor.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	var page httpapi.AuditList
+	var page apiv1.AuditPage
 	resp, body := env.Do(t, "GET", path("audit")+"?user=alice&action=token.read", env.AdminKey, "")
 	MustDecode(t, resp, body, http.StatusOK, &page)
 	if len(page.Events) != 2 || page.Events[0].UserID != "alice" {
@@ -375,7 +376,7 @@ func TestAuditEndpoint(t *testing.T) {
 		t.Fatalf("first page %+v, want 2 and a next id", page)
 	}
 	resp, body = env.Do(t, "GET", path("audit")+"?action=token.read&limit=2&before_id="+itoa(page.NextBeforeID), env.AdminKey, "")
-	var page2 httpapi.AuditList
+	var page2 apiv1.AuditPage
 	MustDecode(t, resp, body, http.StatusOK, &page2)
 	if len(page2.Events) != 1 || page2.NextBeforeID != 0 {
 		t.Fatalf("second page %+v, want the last event", page2)

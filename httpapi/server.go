@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
 // Config configures a [Server]. Store, Tokens and Providers are required.
@@ -78,6 +80,8 @@ type Server struct {
 	metrics   *Metrics
 	authLog   *logLimiter
 	mux       *http.ServeMux
+	// operations lists the "METHOD /path" of every /api/v1 route.
+	operations []string
 }
 
 // New returns a Server for cfg.
@@ -101,7 +105,7 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	if cfg.Rand == nil {
-		cfg.Rand = cryptoRand
+		cfg.Rand = rand.Reader
 	}
 	if cfg.Auditor == nil {
 		cfg.Auditor = tokenbroker.AuditorFunc(func(tokenbroker.AuditEvent) {})
@@ -136,13 +140,24 @@ func (s *Server) routes() {
 	handle := func(method, path string, h http.HandlerFunc) {
 		s.mux.HandleFunc(method+" "+path, h)
 		methods[path] = append(methods[path], method)
+		if strings.HasPrefix(path, "/api/v1/") {
+			s.operations = append(s.operations, method+" "+path)
+		}
 	}
-	authed := func(method, path string, fn handlerFunc) { handle(method, path, s.authed(fn)) }
+	// authed adds an operation of /api/v1; query lists the query
+	// parameters it takes (any other, or one given twice, is refused).
+	// Describe a new operation in apiv1/openapi.json too, and give it a
+	// case in conformance_test.go, which fails until every documented
+	// operation has one.
+	authed := func(method, path string, fn handlerFunc, query ...string) {
+		handle(method, path, s.authed(fn, query))
+	}
 
 	handle("GET", "/healthz", s.healthz)
 	handle("GET", "/readyz", s.readyz)
+	handle("GET", "/api/v1/openapi.json", s.openAPI)
 
-	authed("GET", "/api/v1/users/{user_id}/providers/{provider_id}/token", s.getToken)
+	authed("GET", "/api/v1/users/{user_id}/providers/{provider_id}/token", s.getToken, "min_valid")
 	authed("GET", "/api/v1/users/{user_id}/links", s.listLinks)
 	authed("GET", "/api/v1/users/{user_id}/links/{provider_id}", s.getLink)
 	authed("PUT", "/api/v1/users/{user_id}/links/{provider_id}", s.putLink)
@@ -153,8 +168,8 @@ func (s *Server) routes() {
 	authed("POST", "/api/v1/connect-sessions", s.createConnectSession)
 	authed("POST", "/api/v1/api-keys", s.createAPIKey)
 	authed("GET", "/api/v1/api-keys", s.listAPIKeys)
-	authed("DELETE", "/api/v1/api-keys/{id}", s.revokeAPIKey)
-	authed("GET", "/api/v1/audit", s.listAudit)
+	authed("DELETE", "/api/v1/api-keys/{id}", s.revokeAPIKey, "allow_self")
+	authed("GET", "/api/v1/audit", s.listAudit, "user", "provider", "action", "since", "until", "before_id", "limit")
 
 	handle("POST", "/oauth2/token", s.tokenExchange)
 
@@ -176,8 +191,9 @@ func (s *Server) routes() {
 	})
 }
 
-// authed wraps fn with API-key authentication.
-func (s *Server) authed(fn handlerFunc) http.HandlerFunc {
+// authed wraps fn with API-key authentication and refuses query
+// parameters other than query.
+func (s *Server) authed(fn handlerFunc, query []string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		k, err := s.authenticate(r)
 		if err != nil {
@@ -189,6 +205,10 @@ func (s *Server) authed(fn handlerFunc) http.HandlerFunc {
 			if k.workload != nil {
 				rec.workload = k.workload.TrustID
 			}
+		}
+		if err := checkQuery(r.URL.Query(), query...); err != nil {
+			s.writeError(w, r, err)
+			return
 		}
 		if err := fn(w, r, k); err != nil {
 			s.writeError(w, r, err)
@@ -329,6 +349,16 @@ func (s *Server) audit(k *caller, action, userID, providerID string, err error, 
 // providerCtx bounds a provider call made by the API.
 func (s *Server) providerCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, s.cfg.ProviderTimeout)
+}
+
+// openAPI serves the OpenAPI 3.1 description of /api/v1 (apiv1.OpenAPI),
+// to anyone: it holds nothing secret.
+func (s *Server) openAPI(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "public, max-age=300")
+	h.Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(apiv1.OpenAPI)
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

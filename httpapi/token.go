@@ -7,20 +7,11 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
 // MaxMinValid bounds the min_valid parameter of the token endpoint.
 const MaxMinValid = 24 * time.Hour
-
-// TokenResponse is the body of the token endpoint. It never holds the
-// refresh token or the ID token.
-type TokenResponse struct {
-	AccessToken string            `json:"access_token"`
-	TokenType   string            `json:"token_type"`
-	Expiry      *time.Time        `json:"expiry,omitempty"` // absent: does not expire
-	Scopes      []string          `json:"scopes"`
-	Extra       map[string]string `json:"extra,omitempty"`
-}
 
 // getToken is the hot path: authenticate (cached), authorize, one call to
 // the TokenService, one non-blocking audit record, no store write.
@@ -44,21 +35,15 @@ func (s *Server) getToken(w http.ResponseWriter, r *http.Request, k *caller) err
 		}
 		return s.withConnectURL(r, k, userID, providerID, err)
 	}
-	resp := TokenResponse{
+	resp := apiv1.Token{
 		AccessToken: tok.AccessToken,
 		TokenType:   tok.TokenType,
+		Expiry:      tok.Expiry.UTC(),
 		Scopes:      tok.Scopes,
 		Extra:       tok.Extra,
 	}
 	if resp.TokenType == "" {
 		resp.TokenType = "Bearer"
-	}
-	if resp.Scopes == nil {
-		resp.Scopes = []string{}
-	}
-	if !tok.Expiry.IsZero() {
-		e := tok.Expiry.UTC()
-		resp.Expiry = &e
 	}
 	w.Header().Set("Pragma", "no-cache") // RFC 6749 §5.1, with writeJSON's no-store
 	writeJSON(w, http.StatusOK, &resp)
@@ -77,9 +62,6 @@ func (s *Server) notFoundDetail(providerID string) error {
 // parseMinValid reads min_valid: a Go duration ("90s", "5m") or a number
 // of seconds, from 0 to [MaxMinValid].
 func parseMinValid(r *http.Request) (time.Duration, error) {
-	if r.URL.RawQuery == "" {
-		return 0, nil
-	}
 	v := r.URL.Query().Get("min_valid")
 	if v == "" {
 		return 0, nil

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -10,59 +9,6 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 )
-
-func TestGenerateAndParseAPIKey(t *testing.T) {
-	plain, prefix, hash, err := GenerateAPIKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(plain) != apiKeyLen || !strings.HasPrefix(plain, "tbk_"+prefix+"_") || len(prefix) != APIKeyPrefixLen || len(hash) != 32 {
-		t.Fatalf("key %d chars, prefix %q, hash %d bytes", len(plain), prefix, len(hash))
-	}
-	p, secret, err := ParseAPIKey(plain)
-	if err != nil || p != prefix || !VerifyAPIKeySecret(secret, hash) {
-		t.Fatalf("parse: %q %v", p, err)
-	}
-	if VerifyAPIKeySecret(secret+"x", hash) || VerifyAPIKeySecret(secret, hash[:31]) {
-		t.Fatal("verify accepts a wrong secret or hash")
-	}
-	// Deterministic from the injected source; two draws differ.
-	a, _, _, _ := GenerateAPIKey(bytes.NewReader(bytes.Repeat([]byte{7}, 200)))
-	b, _, _, _ := GenerateAPIKey(bytes.NewReader(bytes.Repeat([]byte{7}, 200)))
-	if a != b {
-		t.Error("same random source, different keys")
-	}
-	c, _, _, _ := GenerateAPIKey(nil)
-	if c == plain {
-		t.Error("two keys alike")
-	}
-	if _, _, _, err := GenerateAPIKey(bytes.NewReader(nil)); err == nil {
-		t.Error("no error from an empty random source")
-	}
-}
-
-func TestParseAPIKeyRejects(t *testing.T) {
-	good, _, _, _ := GenerateAPIKey(nil)
-	for name, s := range map[string]string{
-		"empty":         "",
-		"no scheme":     "xxx_" + good[4:],
-		"short":         good[:len(good)-1],
-		"long":          good + "A",
-		"no separator":  good[:16] + "-" + good[17:],
-		"upper prefix":  "tbk_ABCDEFGHIJKL" + good[16:],
-		"symbol prefix": "tbk_abc/efghijkl" + good[16:],
-	} {
-		t.Run(name, func(t *testing.T) {
-			_, _, err := ParseAPIKey(s)
-			if tokenbroker.ErrorCode(err) != tokenbroker.EUNAUTHORIZED {
-				t.Fatalf("err %v, want unauthorized", err)
-			}
-			if s != "" && strings.Contains(err.Error(), s) {
-				t.Fatal("error holds the key")
-			}
-		})
-	}
-}
 
 func TestStatusOf(t *testing.T) {
 	for code, want := range map[string]int{

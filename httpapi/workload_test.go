@@ -15,6 +15,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
@@ -300,7 +301,7 @@ func TestWorkloadBearerREST(t *testing.T) {
 	raw := env.MintWorkloadJWT(t, ciJob("alice"))
 
 	resp, body := env.Do(t, "GET", path("users", "alice", "providers", demo, "token"), raw, "")
-	var tok httpapi.TokenResponse
+	var tok apiv1.Token
 	MustDecode(t, resp, body, http.StatusOK, &tok)
 	if tok.AccessToken != issued.AccessToken {
 		t.Fatal("wrong token")

@@ -13,6 +13,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apikey"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 )
 
@@ -73,7 +75,7 @@ users and providers.`,
   tokenbroker apikeys create --name platform --scopes tokens:read,links:read,links:write --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			k, plaintext, err := httpapi.NewAPIKey(nil, name, scopes, users, providers)
+			k, plaintext, err := apikey.New(nil, name, scopes, users, providers)
 			if err != nil {
 				return exitf(2, "%s", tokenbroker.ErrorMessage(err))
 			}
@@ -128,7 +130,7 @@ func newAPIKeysListCmd(db *apikeysDBFlags) *cobra.Command {
 				}
 				out := cmd.OutOrStdout()
 				if asJSON {
-					rows := make([]httpapi.APIKeyInfo, 0, len(keys))
+					rows := make([]apiv1.APIKey, 0, len(keys))
 					for _, k := range keys {
 						rows = append(rows, httpapi.NewAPIKeyInfo(k))
 					}
@@ -160,9 +162,9 @@ func newAPIKeysRevokeCmd(db *apikeysDBFlags) *cobra.Command {
 		Example: "  tokenbroker apikeys revoke 3",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			id, err := strconv.ParseInt(args[0], 10, 64)
-			if err != nil || id <= 0 {
-				return exitf(2, "invalid key id %q: want the numeric ID shown by `tokenbroker apikeys list`", args[0])
+			id, err := tokenbroker.ParseAPIKeyID(args[0])
+			if err != nil {
+				return exitf(2, "invalid key id %q: want the numeric ID shown by `tokenbroker apikeys list`", tokenbroker.Truncate(args[0], 40))
 			}
 			return withAPIKeyStore(cmd.Context(), db, func(st tokenbroker.Store) error {
 				if err := st.RevokeAPIKey(cmd.Context(), id); err != nil {

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokenbroker/tokenbroker/httpapi"
+	"github.com/tokenbroker/tokenbroker/apikey"
 )
 
 // runCLI runs the tokenbroker command line in process.
@@ -36,7 +36,7 @@ func TestAPIKeysCreateListRevoke(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &created); err != nil {
 		t.Fatalf("create output %q: %v", out, err)
 	}
-	prefix, _, err := httpapi.ParseAPIKey(created.Key)
+	prefix, _, err := apikey.Parse(created.Key)
 	if err != nil || prefix != created.Prefix || len(created.Scopes) != 2 {
 		t.Fatalf("created %+v: %v", created, err)
 	}

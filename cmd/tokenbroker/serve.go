@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apikey"
 	"github.com/tokenbroker/tokenbroker/audit"
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/crypt"
@@ -210,11 +211,11 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	return a, nil
 }
 
-// createKey makes an API key with httpapi.NewAPIKey (the checks the API and
+// createKey makes an API key with apikey.New (the checks the API and
 // `apikeys create` apply) and stores it. It returns the plaintext, to be
 // shown once, and the stored key.
 func createKey(ctx context.Context, st tokenbroker.APIKeyStore, name string, scopes ...string) (string, *tokenbroker.APIKey, error) {
-	k, plain, err := httpapi.NewAPIKey(nil, name, scopes, nil, nil)
+	k, plain, err := apikey.New(nil, name, scopes, nil, nil)
 	if err != nil {
 		return "", nil, err
 	}

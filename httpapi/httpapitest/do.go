@@ -27,6 +27,10 @@ func Do(tb testing.TB, hc *http.Client, method, url, key, body string, header ..
 		req.Header.Set("Content-Type", "application/json")
 	}
 	for i := 0; i+1 < len(header); i += 2 {
+		if header[i+1] == "" {
+			req.Header.Del(header[i]) // "" removes a header Do would send
+			continue
+		}
 		req.Header.Set(header[i], header[i+1])
 	}
 	resp, err := hc.Do(req)

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apikey"
 	"github.com/tokenbroker/tokenbroker/audit"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
@@ -274,14 +275,14 @@ func (e *Env) Close() {
 // NewKey creates an API key directly in the store and returns its
 // plaintext, registered as a secret with the log capture.
 func (e *Env) NewKey(name string, scopes, users, providers []string) (string, error) {
-	k, plaintext, err := httpapi.NewAPIKey(nil, name, scopes, users, providers)
+	k, plaintext, err := apikey.New(nil, name, scopes, users, providers)
 	if err != nil {
 		return "", err
 	}
 	if _, err := e.Store.CreateAPIKey(context.Background(), k); err != nil {
 		return "", err
 	}
-	e.Logs.AddSecret(plaintext, plaintext[len("tbk_")+httpapi.APIKeyPrefixLen+1:])
+	e.Logs.AddSecret(plaintext, plaintext[len("tbk_")+apikey.PrefixLen+1:])
 	return plaintext, nil
 }
 

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apikey"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/provider"
 )
 
@@ -87,7 +87,7 @@ func RunHotpath(ctx context.Context, o HotpathOptions) (*HotpathResult, error) {
 	go func() { _ = brokerSrv.Serve(ln) }()
 	defer brokerSrv.Close()
 
-	k, plain, err := httpapi.NewAPIKey(nil, "hotpath", []string{tokenbroker.ScopeTokensRead}, nil, nil)
+	k, plain, err := apikey.New(nil, "hotpath", []string{tokenbroker.ScopeTokensRead}, nil, nil)
 	if err != nil {
 		return nil, err
 	}
