@@ -1,6 +1,10 @@
 package tokenbroker
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+)
 
 // ConnectSession is a short-lived, single-use invitation a platform creates
 // for one of its users to connect accounts in the browser. ID is the random
@@ -16,6 +20,15 @@ type ConnectSession struct {
 	ClaimedAt time.Time // zero: not yet opened
 }
 
+// HashID returns the hex SHA-256 of a secret id (a connect session id, an
+// OAuth2 state, a device request id): what stores keep and look up
+// instead of the id. The ids are 256-bit random values, so a fast hash
+// hides them.
+func HashID(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
 // AuthRequest kinds.
 const (
 	AuthRequestCode   = "code"   // authorization code grant with PKCE
@@ -28,9 +41,13 @@ const (
 // device request id); stores keep only its hash. Secret is the PKCE verifier
 // or the device code and is sealed at rest.
 type AuthRequest struct {
-	ID          string
-	Kind        string
-	SessionID   string // connect session, for code flows
+	ID   string
+	Kind string
+	// SessionID is the connect session of a code flow, the secret of its
+	// URL. Stores keep only its hash: they take SessionID on create and
+	// return SessionHash, [HashID] of it, on reads (SessionID empty).
+	SessionID   string
+	SessionHash string
 	UserID      string
 	ProviderID  string
 	Secret      string

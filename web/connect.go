@@ -118,7 +118,10 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 				Message: "Connect links work in one browser only, and this one was already opened. If that was not you, ask the application that sent you here for a new link."})
 			return
 		}
-		h.bind(w, s.ID, s.ExpiresAt.Add(h.stateTTL))
+		if err := h.bind(w, s.ID, s.ExpiresAt.Add(h.stateTTL)); err != nil {
+			h.internalError(w, r, "bind connect session", err)
+			return
+		}
 	}
 
 	links, err := h.store.ListLinks(r.Context(), s.UserID)
@@ -295,17 +298,19 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		h.renderError(w, r, badState)
 		return
 	}
-	if req.Kind != tokenbroker.AuthRequestCode || req.SessionID == "" {
+	if req.Kind != tokenbroker.AuthRequestCode || len(req.SessionHash) < 8 {
 		h.renderError(w, r, badState)
 		return
 	}
-	back := h.connectPath(req.SessionID)
-	if !h.bound(r, req.SessionID) {
-		h.log.WarnContext(r.Context(), "web: callback in a browser not bound to the session", "session", sessionTag(req.SessionID), "provider", req.ProviderID)
+	sessionID, ok := h.boundSession(r, req.SessionHash)
+	if !ok {
+		// The session's tag is the head of its hash (see sessionTag).
+		h.log.WarnContext(r.Context(), "web: callback in a browser not bound to the session", "session", req.SessionHash[:8], "provider", req.ProviderID)
 		h.renderError(w, r, pageError{Status: http.StatusForbidden, Code: codeWrongBrowser, Title: "Wrong browser",
 			Message: "This sign-in was started in another browser. Finish it there."})
 		return
 	}
+	back := h.connectPath(sessionID)
 	// Consume: one statement that deletes and returns the state, so of two
 	// concurrent callbacks with the same state exactly one goes on.
 	req, err = h.store.ConsumeAuthRequest(r.Context(), state)
@@ -350,7 +355,7 @@ func (h *Handler) serveCallback(w http.ResponseWriter, r *http.Request) {
 		h.renderError(w, r, *perr)
 		return
 	}
-	h.finish(w, r, req.SessionID, p, link)
+	h.finish(w, r, sessionID, p, link)
 }
 
 // connect redeems code, validates the token and stores the link. It

@@ -168,7 +168,21 @@ func New(cfg Config) (*Handler, error) {
 	h.mux.HandleFunc("GET /connect/{session}", h.serveConnect)
 	h.mux.HandleFunc("POST /connect/{session}/start/{provider}", h.serveStart)
 	h.mux.HandleFunc("GET /oauth/callback", h.serveCallback)
+	// A known path with another method: 405 with Allow (RFC 9110 §15.5.6),
+	// not the not-found page.
+	h.mux.HandleFunc("/connect/{session}", methodNotAllowed(h, "GET, HEAD"))
+	h.mux.HandleFunc("/connect/{session}/start/{provider}", methodNotAllowed(h, "POST"))
+	h.mux.HandleFunc("/oauth/callback", methodNotAllowed(h, "GET, HEAD"))
 	return h, nil
+}
+
+// methodNotAllowed answers 405 with an Allow header and an error page.
+func methodNotAllowed(h *Handler, allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		h.renderError(w, r, pageError{Status: http.StatusMethodNotAllowed, Code: codeInvalidRequest,
+			Title: "Method not allowed", Message: "This address answers " + allow + " only."})
+	}
 }
 
 // RedirectURI is the OAuth2 redirect URI to register with every provider:

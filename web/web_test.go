@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
+	"fmt"
 	"html"
 	"io"
 	"log/slog"
@@ -24,6 +26,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/testdb"
+	"github.com/tokenbroker/tokenbroker/store/sqlite"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/web"
 )
@@ -509,6 +512,61 @@ func TestUnknownSessionAndPaths(t *testing.T) {
 	wantErrorPage(t, b.get(e.srv.URL+"/nothing/here"), http.StatusNotFound, "not_found")
 	wantErrorPage(t, b.get(e.srv.URL+"/oauth/callback?code=x"), http.StatusBadRequest, "state_invalid")
 	wantErrorPage(t, b.get(e.srv.URL+"/oauth/callback?code=x&state=nope"), http.StatusBadRequest, "state_invalid")
+	// The start button's address with GET: 405 and Allow, not 404.
+	p := b.get(e.MustSession("u1", "") + "/start/demo")
+	wantErrorPage(t, p, http.StatusMethodNotAllowed, "invalid_request")
+	if allow := p.header.Get("Allow"); allow != "POST" {
+		t.Errorf("Allow = %q, want POST", allow)
+	}
+}
+
+// TestAuthRequestKeepsNoSessionID: the state a code flow stores holds the
+// hash of its connect session's id, never the id (the connect URL's
+// secret), so a database reader cannot rebuild the URL; the flow still
+// completes.
+func TestAuthRequestKeepsNoSessionID(t *testing.T) {
+	e := MustStartEnv(t, envOptions{idp: fakeidp.Config{AutoApprove: "alice"}})
+	b := newBrowser(t)
+	connectURL := e.MustSession("u1", "")
+	sessionID := connectURL[strings.LastIndex(connectURL, "/")+1:]
+	cb := b.MustAuthorize(e, b.MustStart(e, connectURL))
+
+	db, err := sql.Open("sqlite", "file:"+e.store.(*sqlite.Store).Path()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rows, err := db.Query(`SELECT * FROM auth_requests`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cols, _ := rows.Columns()
+	n := 0
+	for rows.Next() {
+		n++
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			t.Fatal(err)
+		}
+		for i, v := range vals {
+			if strings.Contains(fmt.Sprint(v), sessionID) {
+				t.Errorf("auth_requests.%s holds the connect session id", cols[i])
+			}
+		}
+	}
+	if err := rows.Close(); err != nil || n != 1 {
+		t.Fatalf("%d auth requests (%v), want 1", n, err)
+	}
+	if p := b.get(cb); p.status != http.StatusSeeOther || !strings.Contains(p.location(), "/connect/"+sessionID) {
+		t.Fatalf("callback: status %d, location %q\n%s", p.status, p.location(), p.body)
+	}
+	if _, err := e.store.GetLink(context.Background(), "u1", "demo"); err != nil {
+		t.Fatalf("no link after the callback: %v", err)
+	}
 }
 
 func TestValidationOutcomes(t *testing.T) {

@@ -2,21 +2,12 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	tokenbroker "github.com/tokenbroker/tokenbroker"
 )
-
-// hashID returns the hex SHA-256 of a session or request id, the key it
-// is stored under.
-func hashID(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:])
-}
 
 // CreateConnectSession implements [tokenbroker.ConnectStore]. CreatedAt is
 // set from the database clock.
@@ -83,7 +74,7 @@ func (s *Store) ClaimConnectSession(ctx context.Context, id string) (bool, error
 	return false, nil
 }
 
-const authRequestColumns = `kind, session_id, user_id, provider_id, secret, key_id,
+const authRequestColumns = `kind, session_hash, user_id, provider_id, secret, key_id,
 	redirect_uri, user_code, verify_uri, interval_ms, created_at, expires_at`
 
 // scanAuthRequest scans authRequestColumns, preceded by id_hash when id
@@ -94,7 +85,7 @@ func scanAuthRequest(r pgx.Row, id string) (*tokenbroker.AuthRequest, error) {
 		intervalMS       int64
 		created, expires time.Time
 	)
-	dest := []any{&ar.Kind, &ar.SessionID, &ar.UserID, &ar.ProviderID, &ar.Secret, &ar.KeyID,
+	dest := []any{&ar.Kind, &ar.SessionHash, &ar.UserID, &ar.ProviderID, &ar.Secret, &ar.KeyID,
 		&ar.RedirectURI, &ar.UserCode, &ar.VerifyURI, &intervalMS, &created, &expires}
 	if id == "" {
 		dest = append([]any{&ar.ID}, dest...)
@@ -115,11 +106,11 @@ func (s *Store) CreateAuthRequest(ctx context.Context, r *tokenbroker.AuthReques
 	}
 	var created time.Time
 	err := s.pool.QueryRow(ctx, `
-		INSERT INTO auth_requests (id_hash, kind, session_id, user_id, provider_id, secret, key_id,
+		INSERT INTO auth_requests (id_hash, kind, session_hash, user_id, provider_id, secret, key_id,
 			redirect_uri, user_code, verify_uri, interval_ms, expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 		RETURNING created_at`,
-		hashID(r.ID), r.Kind, r.SessionID, r.UserID, r.ProviderID, r.Secret, r.KeyID,
+		hashID(r.ID), r.Kind, sessionHash(r.SessionID), r.UserID, r.ProviderID, r.Secret, r.KeyID,
 		r.RedirectURI, r.UserCode, r.VerifyURI, r.Interval.Milliseconds(), r.ExpiresAt).Scan(&created)
 	if err != nil {
 		return translate(err, "auth request")
@@ -201,3 +192,15 @@ func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 		SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b)`).Scan(&n)
 	return n, translate(err, "expired sessions")
 }
+
+// sessionHash is what auth_requests keeps of a code flow's connect
+// session: its hash, never the id (the secret of the connect URL).
+func sessionHash(sessionID string) string {
+	if sessionID == "" {
+		return ""
+	}
+	return hashID(sessionID)
+}
+
+// hashID is what the store keeps and looks up of a secret id.
+func hashID(id string) string { return tokenbroker.HashID(id) }

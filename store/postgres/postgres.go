@@ -258,6 +258,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
 		goose.WithTableName(VersionTable),
 		goose.WithDisableGlobalRegistry(true),
+		// Migration numbers are reserved per change, and changes land in
+		// any order: a database at 00005 still gets 00003 when it arrives.
+		goose.WithAllowOutofOrder(true),
 	)
 	if err != nil {
 		return fmt.Errorf("postgres: migrations: %w", err)

@@ -2,19 +2,10 @@ package sqlite
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 
 	tokenbroker "github.com/tokenbroker/tokenbroker"
 )
-
-// hashID returns the hex SHA-256 of a session or request id, the key it
-// is stored under.
-func hashID(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return hex.EncodeToString(sum[:])
-}
 
 const sessionColumns = `user_id, providers, return_url, created_by, created_at, expires_at, claimed_at`
 
@@ -89,7 +80,7 @@ func (s *Store) ClaimConnectSession(ctx context.Context, id string) (bool, error
 	return false, nil
 }
 
-const authRequestColumns = `kind, session_id, user_id, provider_id, secret, key_id,
+const authRequestColumns = `kind, session_hash, user_id, provider_id, secret, key_id,
 	redirect_uri, user_code, verify_uri, interval_ms, created_at, expires_at`
 
 func scanAuthRequest(r rowScanner, id string) (*tokenbroker.AuthRequest, error) {
@@ -99,11 +90,11 @@ func scanAuthRequest(r rowScanner, id string) (*tokenbroker.AuthRequest, error) 
 		created, expires sql.NullInt64
 	)
 	if id == "" {
-		if err := r.Scan(&ar.ID, &ar.Kind, &ar.SessionID, &ar.UserID, &ar.ProviderID, &ar.Secret, &ar.KeyID,
+		if err := r.Scan(&ar.ID, &ar.Kind, &ar.SessionHash, &ar.UserID, &ar.ProviderID, &ar.Secret, &ar.KeyID,
 			&ar.RedirectURI, &ar.UserCode, &ar.VerifyURI, &intervalMS, &created, &expires); err != nil {
 			return nil, err
 		}
-	} else if err := r.Scan(&ar.Kind, &ar.SessionID, &ar.UserID, &ar.ProviderID, &ar.Secret, &ar.KeyID,
+	} else if err := r.Scan(&ar.Kind, &ar.SessionHash, &ar.UserID, &ar.ProviderID, &ar.Secret, &ar.KeyID,
 		&ar.RedirectURI, &ar.UserCode, &ar.VerifyURI, &intervalMS, &created, &expires); err != nil {
 		return nil, err
 	}
@@ -120,11 +111,11 @@ func (s *Store) CreateAuthRequest(ctx context.Context, r *tokenbroker.AuthReques
 	}
 	var created int64
 	err := s.wdb.QueryRowContext(ctx, `
-		INSERT INTO auth_requests (id_hash, kind, session_id, user_id, provider_id, secret, key_id,
+		INSERT INTO auth_requests (id_hash, kind, session_hash, user_id, provider_id, secret, key_id,
 			redirect_uri, user_code, verify_uri, interval_ms, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, `+nowMS+`, ?)
 		RETURNING created_at`,
-		hashID(r.ID), r.Kind, r.SessionID, r.UserID, r.ProviderID, r.Secret, r.KeyID,
+		hashID(r.ID), r.Kind, sessionHash(r.SessionID), r.UserID, r.ProviderID, r.Secret, r.KeyID,
 		r.RedirectURI, r.UserCode, r.VerifyURI, r.Interval.Milliseconds(), r.ExpiresAt.UnixMilli()).Scan(&created)
 	if err != nil {
 		return translate(err, "auth request")
@@ -218,3 +209,15 @@ func (s *Store) DeleteExpired(ctx context.Context) (int64, error) {
 	}
 	return total, translate(tx.Commit(), "expired sessions")
 }
+
+// sessionHash is what auth_requests keeps of a code flow's connect
+// session: its hash, never the id (the secret of the connect URL).
+func sessionHash(sessionID string) string {
+	if sessionID == "" {
+		return ""
+	}
+	return hashID(sessionID)
+}
+
+// hashID is what the store keeps and looks up of a secret id.
+func hashID(id string) string { return tokenbroker.HashID(id) }

@@ -130,6 +130,9 @@ func (s *Store) provider() (*goose.Provider, error) {
 	return goose.NewProvider(goose.DialectSQLite3, s.wdb, sub,
 		goose.WithTableName(VersionTable),
 		goose.WithDisableGlobalRegistry(true),
+		// Migration numbers are reserved per change, and changes land in
+		// any order: a database at 00005 still gets 00003 when it arrives.
+		goose.WithAllowOutofOrder(true),
 	)
 }
 
