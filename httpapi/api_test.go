@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"net/http"
 	"slices"
@@ -493,4 +494,65 @@ func TestImportOverLiveLinkRevokesReplacedGrant(t *testing.T) {
 	}) {
 		t.Fatalf("audit %+v, want the replaced grant's revocation", evs)
 	}
+}
+
+// TestReauthRequiredReusesConnectSession: a caller asking again for a
+// broken link's token gets the same connect URL while the session is open
+// and unused, instead of a new session row per answer; another key gets
+// its own, and a session a browser has opened is not handed out again.
+func TestReauthRequiredReusesConnectSession(t *testing.T) {
+	env := MustEnv(t)
+	issued := env.MustLink(t, "alice", demo, "alice")
+	if !env.IDP.RevokeFamilyOf(issued.RefreshToken) {
+		t.Fatal("fakeidp does not know the family")
+	}
+	env.Clock.Advance(fakeidp.DefaultAccessTokenTTL + time.Minute)
+	tokenPath := path("users", "alice", "providers", demo, "token")
+	connectURL := func(key string) string {
+		t.Helper()
+		resp, body := env.Do(t, "GET", tokenPath, key, "")
+		return MustProblem(t, resp, body, http.StatusConflict, "reauth_required").ConnectURL
+	}
+	writer := env.MustKey(t, "platform", platform, nil, nil)
+	first := connectURL(writer)
+	for range 3 {
+		if again := connectURL(writer); again != first {
+			t.Fatalf("connect_url changed while the session is open: %s, then %s", first, again)
+		}
+	}
+	if n := countRows(t, env, "connect_sessions"); n != 1 {
+		t.Fatalf("%d connect sessions after four reauth_required answers to one key, want 1", n)
+	}
+	other := connectURL(env.MustKey(t, "other", platform, nil, nil))
+	if other == first {
+		t.Fatal("two keys share a connect session")
+	}
+	// A browser opens the URL: the session is claimed, the next answer
+	// carries a new one.
+	resp, err := env.Server.Client().Get(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("opening the connect URL: %d", resp.StatusCode)
+	}
+	if next := connectURL(writer); next == first || next == other {
+		t.Fatalf("connect_url %s handed out again after a browser opened it", next)
+	}
+}
+
+// countRows counts the rows of table in env's SQLite database.
+func countRows(t *testing.T, env *httpapitest.Env, table string) int {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+env.Store.Path()+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int
+	if err := db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -80,6 +80,7 @@ type Server struct {
 	metrics   *Metrics
 	authLog   *logLimiter
 	mux       *http.ServeMux
+	reauth    reauthSessions
 	// operations lists the "METHOD /path" of every /api/v1 route.
 	operations []string
 }

@@ -81,9 +81,10 @@ func parseMinValid(r *http.Request) (time.Duration, error) {
 }
 
 // withConnectURL gives a reauth_required error the URL to send the user
-// to: a fresh connect session for the user and provider, when the caller
-// may create one (links:write for them). Otherwise the problem's detail
-// says how to get one.
+// to: a connect session for the user and provider (the same one again
+// while it is open and unused, see reauthSession), when the caller may
+// create one (links:write for them). Otherwise the problem's detail says
+// how to get one.
 func (s *Server) withConnectURL(r *http.Request, k *caller, userID, providerID string, err error) error {
 	var re *tokenbroker.ReauthRequiredError
 	if !errors.As(err, &re) || re.ConnectURL != "" {
@@ -92,7 +93,7 @@ func (s *Server) withConnectURL(r *http.Request, k *caller, userID, providerID s
 	if authorize(k, tokenbroker.ScopeLinksWrite, userID, providerID) != nil {
 		return err
 	}
-	sess, cerr := s.newConnectSession(r.Context(), k, userID, []string{providerID}, "")
+	sess, cerr := s.reauthSession(r.Context(), k, userID, providerID)
 	if cerr != nil {
 		s.log.WarnContext(r.Context(), "cannot create connect session for reauth_required", "err", cerr.Error())
 		return err
