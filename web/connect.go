@@ -401,7 +401,7 @@ func (h *Handler) connect(ctx context.Context, p tokenbroker.Provider, req *toke
 		detail += " as " + stored.AccountLogin
 	}
 	h.audit(req, tokenbroker.AuditLinkCreate, "ok", detail)
-	h.log.InfoContext(ctx, "web: link connected", "provider", p.ID(), "generation", stored.Generation)
+	h.log.InfoContext(ctx, "web: link connected", "user", stored.UserID, "provider", p.ID(), "generation", stored.Generation)
 	return stored, nil
 }
 

@@ -26,8 +26,8 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/testdb"
-	"github.com/tokenbroker/tokenbroker/store/sqlite"
 	"github.com/tokenbroker/tokenbroker/provider"
+	"github.com/tokenbroker/tokenbroker/store/sqlite"
 	"github.com/tokenbroker/tokenbroker/web"
 )
 
@@ -566,6 +566,10 @@ func TestAuthRequestKeepsNoSessionID(t *testing.T) {
 	}
 	if _, err := e.store.GetLink(context.Background(), "u1", "demo"); err != nil {
 		t.Fatalf("no link after the callback: %v", err)
+	}
+	// The log line of the connection names whose link it is.
+	if !regexp.MustCompile(`msg="web: link connected" user=u1 provider=demo`).MatchString(e.logs.String()) {
+		t.Errorf("no link connected line naming the user:\n%s", e.logs.String())
 	}
 }
 

@@ -204,11 +204,20 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	mux := http.NewServeMux()
 	mux.Handle("/connect/", pages)
 	mux.Handle("/oauth/", pages)
-	mux.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", noSniff(promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{})))
 	mux.Handle("/", api)
 	a.handler = mux
 	ok = true
 	return a, nil
+}
+
+// noSniff sets X-Content-Type-Options: nosniff on h's answers, as the
+// API and the pages set it on theirs.
+func noSniff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		h.ServeHTTP(w, r)
+	})
 }
 
 // createKey makes an API key with apikey.New (the checks the API and

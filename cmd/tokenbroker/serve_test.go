@@ -3,6 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -143,5 +147,25 @@ func TestServeEnvValueThatDoesNotParse(t *testing.T) {
 				t.Fatalf("code %d, stderr:\n%s", code, stderr)
 			}
 		})
+	}
+}
+
+// TestMetricsNoSniff: /metrics sends X-Content-Type-Options: nosniff like
+// every other answer of serve.
+func TestMetricsNoSniff(t *testing.T) {
+	cfg := defaultServeConfig()
+	cfg.Addr, cfg.DataDir, cfg.BaseURL = "127.0.0.1:0", t.TempDir(), "http://127.0.0.1:1"
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	a, err := buildApp(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), appOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	rec := httptest.NewRecorder()
+	a.handler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK || rec.Header().Get("X-Content-Type-Options") != "nosniff" {
+		t.Fatalf("/metrics: %d, X-Content-Type-Options %q", rec.Code, rec.Header().Get("X-Content-Type-Options"))
 	}
 }
