@@ -14,10 +14,16 @@ const (
 	AuditAPIKeyRevoke  = "apikey.revoke"
 	AuditRefreshFailed = "link.refresh_failed"
 	AuditLostRefresh   = "link.lost_refresh"
+	// AuditReplacedGrantRevoke: the grant an import replaced was revoked
+	// at the provider (best effort; the outcome is in the detail).
+	AuditReplacedGrantRevoke = "link.replaced_grant_revoke"
 	// AuditConnectSessionCreate: an operator made a reconnect link.
 	AuditConnectSessionCreate = "connect_session.create"
 	// AuditConsoleSignIn: an admin key signed in to the console.
 	AuditConsoleSignIn = "console.sign_in"
+
+	AuditProviderMisconfigured = "provider.misconfigured"
+	AuditProviderRecovered     = "provider.recovered"
 )
 
 // AuditEvent is one row of the audit trail. It never holds a token or a

@@ -19,6 +19,11 @@ const (
 	EREAUTHREQUIRED      = "reauth_required"
 	EPROVIDERUNAVAILABLE = "provider_unavailable"
 	ENOTIMPLEMENTED      = "not_implemented"
+	// EPROVIDERMISCONFIGURED: the provider refused this service's client
+	// credentials; an operator must fix the provider's configuration.
+	EPROVIDERMISCONFIGURED = "provider_misconfigured"
+	// ESTOREUNAVAILABLE: the database could not be reached; try again.
+	ESTOREUNAVAILABLE = "store_unavailable"
 )
 
 // Error is an application error: a stable code and a message that is safe
@@ -47,6 +52,9 @@ func Errorf(code string, format string, args ...any) *Error {
 type ReauthRequiredError struct {
 	UserID     string
 	ProviderID string
+	// Code is the typed reason (revoked, lost_refresh, ...); Reason
+	// explains it.
+	Code       ReauthReason
 	Reason     string
 	ConnectURL string
 }
@@ -79,6 +87,40 @@ func (e *ProviderUnavailableError) Error() string {
 // Unwrap returns the underlying cause.
 func (e *ProviderUnavailableError) Unwrap() error { return e.Cause }
 
+// ProviderMisconfiguredError says that the provider refused this service's
+// client (a wrong or rotated client secret, a revoked client): no link can
+// be refreshed until an operator fixes the configuration. Links keep their
+// state and tokens; RetryAfter is when the next probe may clear it.
+type ProviderMisconfiguredError struct {
+	ProviderID string
+	Reason     string
+	RetryAfter time.Duration
+}
+
+// Error implements the error interface.
+func (e *ProviderMisconfiguredError) Error() string {
+	return fmt.Sprintf("provider %s is misconfigured: it refused this service's client credentials (%s)", e.ProviderID, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrProviderUnavailable) true: no token can be
+// refreshed at this provider for now.
+func (e *ProviderMisconfiguredError) Is(target error) bool { return target == ErrProviderUnavailable }
+
+// StoreUnavailableError says that the database could not be reached. It
+// carries the driver's error for logs; users see only the code.
+type StoreUnavailableError struct {
+	Op  string
+	Err error
+}
+
+// Error implements the error interface.
+func (e *StoreUnavailableError) Error() string {
+	return fmt.Sprintf("store unavailable (%s): %v", e.Op, e.Err)
+}
+
+// Unwrap returns the driver's error.
+func (e *StoreUnavailableError) Unwrap() error { return e.Err }
+
 // ErrReauthRequired matches any [*ReauthRequiredError] with errors.Is.
 var ErrReauthRequired = errors.New("re-authentication required")
 
@@ -100,13 +142,19 @@ func ErrorCode(err error) string {
 	var e *Error
 	var re *ReauthRequiredError
 	var pe *ProviderUnavailableError
+	var me *ProviderMisconfiguredError
+	var se *StoreUnavailableError
 	switch {
 	case errors.As(err, &re):
 		return EREAUTHREQUIRED
 	case errors.As(err, &pe):
 		return EPROVIDERUNAVAILABLE
+	case errors.As(err, &me):
+		return EPROVIDERMISCONFIGURED
 	case errors.As(err, &e):
 		return e.Code
+	case errors.As(err, &se):
+		return ESTOREUNAVAILABLE
 	}
 	return EINTERNAL
 }
@@ -120,13 +168,19 @@ func ErrorMessage(err error) string {
 	var e *Error
 	var re *ReauthRequiredError
 	var pe *ProviderUnavailableError
+	var me *ProviderMisconfiguredError
+	var se *StoreUnavailableError
 	switch {
 	case errors.As(err, &re):
 		return re.Error()
 	case errors.As(err, &pe):
 		return fmt.Sprintf("provider %s is unavailable, try again later", pe.ProviderID)
+	case errors.As(err, &me):
+		return fmt.Sprintf("provider %s refuses this service's client credentials (%s); an operator must fix its configuration", me.ProviderID, me.Reason)
 	case errors.As(err, &e):
 		return e.Message
+	case errors.As(err, &se):
+		return "The database is unavailable, try again later."
 	}
 	return "Internal error."
 }

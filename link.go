@@ -19,6 +19,28 @@ const (
 // Valid reports whether s is a known state.
 func (s LinkState) Valid() bool { return s == LinkActive || s == LinkReauthRequired }
 
+// ReauthReason is the typed reason of a [LinkReauthRequired] link: what a
+// platform can act on. [Link.FailureReason] explains it in words.
+type ReauthReason string
+
+// Reasons a link needs the user to connect again.
+const (
+	// ReasonRevoked: the provider rejected the link's grant at the first
+	// attempt of a generation (revoked, expired, or otherwise invalid).
+	ReasonRevoked ReauthReason = "revoked"
+	// ReasonLostRefresh: the provider rejected a refresh token that an
+	// earlier attempt of the same generation may already have spent (a
+	// holder died after the provider's answer, or an answer was lost in
+	// transit); [Link.FailureReason] names the cause.
+	ReasonLostRefresh ReauthReason = "lost_refresh"
+	// ReasonNoRefreshToken: the access token expired and the link has no
+	// refresh token.
+	ReasonNoRefreshToken ReauthReason = "no_refresh_token"
+	// ReasonScopesChanged: the provider rejected the refresh because the
+	// grant's scopes no longer match (invalid_scope).
+	ReasonScopesChanged ReauthReason = "scopes_changed"
+)
+
 // Token is an OAuth2 token set as a provider issued it (RFC 6749 §5.1).
 // AccessToken, RefreshToken, IDToken and the values of Extra are secrets:
 // they are sealed at rest (package crypt) and never logged.
@@ -29,6 +51,10 @@ type Token struct {
 	IDToken      string
 	// Expiry is when AccessToken expires; the zero time means it does not.
 	Expiry time.Time
+	// IssuedAt is when the token set was obtained, on the clock that
+	// computed Expiry from the provider's expires_in (zero: unknown), so
+	// that Expiry-IssuedAt is the access token's lifetime.
+	IssuedAt time.Time
 	Scopes []string
 	// Extra holds provider-specific members of the token response that the
 	// provider configuration asks to keep (for example GitHub's
@@ -72,14 +98,44 @@ type Link struct {
 
 	Generation    int64
 	State         LinkState
+	ReauthReason  ReauthReason // set with LinkReauthRequired
 	FailureReason string
 
 	LeaseOwner string
 	LeaseUntil time.Time // zero: no lease
+	LeaseEpoch int64     // the fencing number of the newest lease (see [Lease])
 
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
-	RefreshedAt time.Time // zero: never refreshed by tokenbroker
+	// Attempts counts the lease acquisitions of this generation; Suspect
+	// is "", [LossHolderDied] or [LossAnswerLost] (see [LeaseGrant]).
+	Attempts int
+	Suspect  string
+	// Failures counts the consecutive failed refresh attempts (not
+	// processed or uncertain) since the last success; FailingSince is when
+	// the first of them ended; LastError is the newest one's reason.
+	// NextAttemptAt is the link's backoff, shared by every replica (zero:
+	// none).
+	Failures      int
+	FailingSince  time.Time
+	LastError     string
+	NextAttemptAt time.Time
+
+	CreatedAt time.Time
+	UpdatedAt time.Time
+	// RefreshedAt is when the current tokens were obtained from the
+	// provider (connect, import or refresh), on the database's clock.
+	RefreshedAt time.Time
+}
+
+// Lifetime estimates how long the provider's access tokens live: the
+// current token's expiry minus the time it was obtained. It is 0 when
+// unknown (no expiry, or no issue time). For an imported token it is what
+// was left of its life at the import.
+func (l *Link) Lifetime() time.Duration {
+	t := &l.Token
+	if t.Expiry.IsZero() || t.IssuedAt.IsZero() || !t.Expiry.After(t.IssuedAt) {
+		return 0
+	}
+	return t.Expiry.Sub(t.IssuedAt)
 }
 
 // Validate checks the fields a caller sets when it puts a link.

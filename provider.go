@@ -80,6 +80,34 @@ type DeviceAuth struct {
 	Interval                time.Duration
 }
 
+// FailureClass says what a failed provider call means for the grant and
+// whether the provider may have acted on the request (docs/design.md,
+// "Outcomes").
+type FailureClass string
+
+// Failure classes.
+const (
+	// FailureRejected: the provider rejected the grant itself
+	// (invalid_grant, bad_refresh_token, any other 400 answer to a
+	// refresh): the link needs the user, unless an earlier attempt of the
+	// same generation explains the rejection (a lost refresh).
+	FailureRejected FailureClass = "rejected"
+	// FailureClient: the provider refused this service's client
+	// (invalid_client, unauthorized_client, a client-authentication 401):
+	// an operator error that marks the provider misconfigured, never a
+	// link. The grant was not processed.
+	FailureClient FailureClass = "client"
+	// FailureNotProcessed: the request certainly did not reach the
+	// provider (dial, DNS, refused connection, TLS handshake, nothing
+	// written) or the provider said it did not act (429, 503 with
+	// Retry-After): the same refresh token may be sent again.
+	FailureNotProcessed FailureClass = "not_processed"
+	// FailureUncertain: the request was sent and the answer is unknown or
+	// suspicious (a timeout or reset after it was written, a 5xx, an
+	// unreadable answer): the provider may have rotated the refresh token.
+	FailureUncertain FailureClass = "uncertain"
+)
+
 // ProviderError is a failed call to a provider's endpoint. It keeps the RFC
 // 6749 §5.2 fields the way oauth2.RetrieveError does. Description is
 // truncated and never contains a token.
@@ -88,21 +116,25 @@ type ProviderError struct {
 	StatusCode  int    // 0 for network errors
 	Code        string // RFC 6749 "error", e.g. "invalid_grant"
 	Description string // RFC 6749 "error_description"
-	// Permanent is true when the provider rejected the grant itself
-	// (invalid_grant, bad_refresh_token, any 400/401 answer to a refresh):
-	// the same refresh token must never be sent again.
-	Permanent  bool
+	// Class says what the failure means (see [FailureClass]).
+	Class      FailureClass
 	RetryAfter time.Duration // from a Retry-After header, if any
 	Err        error         // network or decoding cause, if any
 }
 
+// Transient reports whether the failure is the provider's or the
+// network's, not the grant's or the client's: not processed or uncertain.
+func (e *ProviderError) Transient() bool {
+	return e.Class == FailureNotProcessed || e.Class == FailureUncertain
+}
+
 // Error implements the error interface.
 func (e *ProviderError) Error() string {
-	kind := "transient"
-	if e.Permanent {
-		kind = "permanent"
+	class := e.Class
+	if class == "" {
+		class = FailureUncertain
 	}
-	s := fmt.Sprintf("provider %s: %s failure", e.ProviderID, kind)
+	s := fmt.Sprintf("provider %s: %s failure", e.ProviderID, class)
 	if e.StatusCode != 0 {
 		s += fmt.Sprintf(" (HTTP %d)", e.StatusCode)
 	}
@@ -124,8 +156,11 @@ func (e *ProviderError) Unwrap() error { return e.Err }
 // Reason is the short, user-safe failure reason stored on a broken link.
 func (e *ProviderError) Reason() string {
 	s := e.Code
-	if s == "" {
+	if s == "" && e.StatusCode != 0 {
 		s = fmt.Sprintf("http_%d", e.StatusCode)
+	}
+	if s == "" {
+		s = string(e.Class)
 	}
 	if e.Description != "" {
 		s += ": " + e.Description

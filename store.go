@@ -23,6 +23,7 @@ type Store interface {
 	AuditStore
 	OutboxStore
 	ConsoleStore
+	ProviderHealthStore
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
@@ -35,8 +36,9 @@ type Store interface {
 	Close() error
 }
 
-// LinkStore keeps links. The conditional methods are each one statement,
-// the building blocks of the refresh protocol in DESIGN.md.
+// LinkStore keeps links. The conditional methods are each one statement
+// (with the writes of a [Record] in the same transaction), the building
+// blocks of the refresh protocol in docs/design.md.
 type LinkStore interface {
 	// GetLink returns the link of userID to providerID, or [ENOTFOUND].
 	GetLink(ctx context.Context, userID, providerID string) (*Link, error)
@@ -45,33 +47,50 @@ type LinkStore interface {
 
 	// PutLink creates the link (generation 1) or, if one exists for the
 	// same user and provider, replaces its tokens and account: generation
-	// is bumped, state set to active, failure reason and lease cleared. It
-	// is how connect and import write. It signals the link's waiters.
-	PutLink(ctx context.Context, l *Link) (*Link, error)
-	// DeleteLink removes the link, or returns [ENOTFOUND]. It signals.
-	DeleteLink(ctx context.Context, userID, providerID string) error
+	// is bumped, state set to active, failure reason, backoff and lease
+	// cleared (the lease epoch is kept, so a holder of the replaced
+	// generation can no longer write), refreshed_at set. It is how connect
+	// and import write. It signals the link's waiters. rec is written in
+	// the same transaction.
+	PutLink(ctx context.Context, l *Link, rec Record) (*Link, error)
+	// DeleteLink removes the link, or returns [ENOTFOUND]. It signals. rec
+	// is written in the same transaction.
+	DeleteLink(ctx context.Context, userID, providerID string, rec Record) error
 
-	// AcquireLease takes the refresh lease for owner until now()+ttl, only
-	// if the link's generation equals generation, it is active, and it has
-	// no live lease (lease_until IS NULL OR lease_until < now()). One
-	// conditional UPDATE (DESIGN.md step 4, I1). Reports whether it won.
-	AcquireLease(ctx context.Context, id, generation int64, owner string, ttl time.Duration) (bool, error)
-	// ReleaseLease clears the lease only if owner holds it. Reports whether
-	// it did. It signals.
-	ReleaseLease(ctx context.Context, id int64, owner string) (bool, error)
+	// AcquireLease takes the link's refresh lease for r.Owner until
+	// now()+r.TTL, in one conditional statement judged on the database
+	// clock (docs/design.md step 4, I1), only if the link's generation is
+	// r.Generation, it is active, its backoff (next_attempt_at) has
+	// passed, and its lease is free: released, or expired and past its
+	// grace (an expired lease's grace starts when an acquisition first
+	// finds it expired, which this method records on the row). Winning
+	// bumps the lease epoch and the generation's attempt count, and, when
+	// it takes over an unreleased lease, records [LossHolderDied] as the
+	// generation's suspect. The grant always describes the row.
+	AcquireLease(ctx context.Context, r LeaseRequest) (*LeaseGrant, error)
+	// RenewLease extends the lease to now()+ttl if lease is still the
+	// row's (same owner and epoch), even if it expired meanwhile but
+	// nobody took it over. Reports whether it did.
+	RenewLease(ctx context.Context, lease Lease, ttl time.Duration) (bool, error)
+	// ReleaseLease gives the lease back if it is still the row's,
+	// recording the attempt's outcome: r.Class [FailureUncertain] makes
+	// [LossAnswerLost] the generation's suspect; a failure class counts a
+	// failure and sets the backoff. It signals. Reports whether it did.
+	ReleaseLease(ctx context.Context, lease Lease, r Release, rec Record) (bool, error)
 	// CommitRefresh writes l.Token (and l.AccountID/AccountLogin when set)
-	// by compare-and-swap: only if the stored generation equals
-	// l.Generation. It bumps the generation, clears the lease and sets
-	// refreshed_at. One conditional UPDATE (step 5, I3). Reports whether it
-	// won; a lost CAS changes nothing. A won commit also sets the state
-	// active (clearing the failure reason): its tokens are fresh even if a
-	// successor marked the same generation reauth_required. It signals on
+	// if lease is still the row's and its generation is lease.Generation
+	// (a fenced compare-and-swap in one statement; step 5, I3). It bumps
+	// the generation, clears the lease, attempts, suspect, failures and
+	// backoff, sets refreshed_at, and writes rec in the same transaction.
+	// A holder whose lease expired but was not taken over still commits.
+	// Reports whether it won; a lost commit changes nothing. It signals
+	// on success.
+	CommitRefresh(ctx context.Context, lease Lease, l *Link, rec Record) (bool, error)
+	// MarkReauthRequired sets state reauth_required with r if lease is
+	// still the row's, clearing the lease (step 6, I4), and writes rec in
+	// the same transaction. It does not touch the tokens. It signals on
 	// success.
-	CommitRefresh(ctx context.Context, l *Link) (bool, error)
-	// MarkReauthRequired sets state reauth_required with reason by CAS on
-	// generation, clearing the lease (step 6, I4). It does not touch the
-	// tokens. It signals on success.
-	MarkReauthRequired(ctx context.Context, id, generation int64, reason string) (bool, error)
+	MarkReauthRequired(ctx context.Context, lease Lease, r Reauth, rec Record) (bool, error)
 	// ListLinksExpiringBefore returns active links whose access token
 	// expires before t, soonest first, at most limit (indexed).
 	ListLinksExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*Link, error)

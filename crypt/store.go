@@ -202,7 +202,7 @@ func (s *Store) ListLinks(ctx context.Context, userID string) ([]*tokenbroker.Li
 
 // PutLink implements [tokenbroker.LinkStore]: it seals l's token with the
 // primary key and returns the stored link with its token opened.
-func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link) (*tokenbroker.Link, error) {
+func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroker.Record) (*tokenbroker.Link, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
@@ -210,7 +210,7 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link) (*tokenbroker.
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.Store.PutLink(ctx, sealed)
+	out, err := s.Store.PutLink(ctx, sealed, rec)
 	if err != nil {
 		return nil, err
 	}
@@ -221,14 +221,15 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link) (*tokenbroker.
 }
 
 // CommitRefresh implements [tokenbroker.LinkStore]: it seals l's token
-// with the primary key and commits by the inner store's compare-and-swap on
-// the generation (DESIGN.md step 5, I3), which sealing does not affect.
-func (s *Store) CommitRefresh(ctx context.Context, l *tokenbroker.Link) (bool, error) {
+// with the primary key and commits by the inner store's fenced
+// compare-and-swap on the generation (docs/design.md step 5, I3), which
+// sealing does not affect.
+func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *tokenbroker.Link, rec tokenbroker.Record) (bool, error) {
 	sealed, err := s.ring.sealLink(l)
 	if err != nil {
 		return false, err
 	}
-	return s.Store.CommitRefresh(ctx, sealed)
+	return s.Store.CommitRefresh(ctx, lease, sealed, rec)
 }
 
 // ListLinksExpiringBefore implements [tokenbroker.LinkStore], opening the

@@ -66,7 +66,7 @@ func dumpSQLite(tb testing.TB, s tokenbroker.Store) string {
 // MustPutLink puts a link through s.
 func MustPutLink(tb testing.TB, s tokenbroker.Store, l *tokenbroker.Link) *tokenbroker.Link {
 	tb.Helper()
-	out, err := s.PutLink(context.Background(), l)
+	out, err := s.PutLink(context.Background(), l, tokenbroker.Record{})
 	if err != nil {
 		tb.Fatalf("PutLink: %v", err)
 	}
@@ -177,7 +177,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		// Refresh through the decorator.
 		next := *got
 		next.Token = testToken("alice", "github", 2)
-		if ok, err := s.CommitRefresh(ctx, &next); err != nil || !ok {
+		if ok, err := commitLeased(ctx, s, &next); err != nil || !ok {
 			t.Fatalf("CommitRefresh = %v, %v", ok, err)
 		}
 		got = MustGetLink(t, s, "alice", "github")
@@ -214,7 +214,7 @@ func TestStoreRoundTrip(t *testing.T) {
 		defer cancel()
 		next2 := *got
 		next2.Token = testToken("alice", "github", 3)
-		if ok, err := s.CommitRefresh(ctx, &next2); err != nil || !ok {
+		if ok, err := commitLeased(ctx, s, &next2); err != nil || !ok {
 			t.Fatalf("CommitRefresh = %v, %v", ok, err)
 		}
 		select {
@@ -302,7 +302,7 @@ func TestStoreSwappedValuesFail(t *testing.T) {
 				tt.edit(&victim.Token)
 				// Write raw, below the decorator, as someone with write
 				// access to the database would.
-				if ok, err := inner.CommitRefresh(ctx, victim); err != nil || !ok {
+				if ok, err := commitLeased(ctx, inner, victim); err != nil || !ok {
 					t.Fatalf("raw CommitRefresh = %v, %v", ok, err)
 				}
 				_, err := s.GetLink(ctx, tt.user, tt.provider)
@@ -367,7 +367,7 @@ func TestCheckRing(t *testing.T) {
 		// A sampled row that does not open (here: tampered) also refuses.
 		raw := MustGetLink(t, inner, "alice", "github")
 		raw.Token.AccessToken = raw.Token.RefreshToken
-		if ok, err := inner.CommitRefresh(ctx, raw); !ok || err != nil {
+		if ok, err := commitLeased(ctx, inner, raw); !ok || err != nil {
 			t.Fatalf("raw CommitRefresh = %v, %v", ok, err)
 		}
 		err = crypt.CheckRing(ctx, inner, ringA)
@@ -543,7 +543,7 @@ func TestRekeyConcurrentRefreshes(t *testing.T) {
 						next := *l
 						next.Token = testToken(u, "github", int(l.Generation+1))
 						next.Token.AccessToken += fmt.Sprintf("-w%d", w)
-						ok, err := s.CommitRefresh(ctx, &next)
+						ok, err := commitLeased(ctx, s, &next)
 						if err != nil {
 							t.Errorf("CommitRefresh: %v", err)
 							return
@@ -624,7 +624,7 @@ func TestDumpHoldsNoToken(t *testing.T) {
 			l := MustPutLink(t, s, &tokenbroker.Link{UserID: u, ProviderID: "github", Token: testToken(u, "github", 1)})
 			secrets = append(secrets, secretsOf(l.Token)...)
 			l.Token = testToken(u, "github", 2)
-			if ok, err := s.CommitRefresh(ctx, l); !ok || err != nil {
+			if ok, err := commitLeased(ctx, s, l); !ok || err != nil {
 				t.Fatalf("CommitRefresh = %v, %v", ok, err)
 			}
 			secrets = append(secrets, secretsOf(l.Token)...)
@@ -670,4 +670,15 @@ func TestLoadOrCreateDevRing(t *testing.T) {
 			t.Errorf("a key file was created despite the refusal: %v", err)
 		}
 	})
+}
+
+// commitLeased commits next as a lease holder of next's generation does:
+// it takes the lease, then commits with it. It reports false when the
+// lease or the commit was lost.
+func commitLeased(ctx context.Context, s tokenbroker.Store, next *tokenbroker.Link) (bool, error) {
+	g, err := s.AcquireLease(ctx, tokenbroker.LeaseRequest{LinkID: next.ID, Generation: next.Generation, Owner: "crypt-test", TTL: time.Minute})
+	if err != nil || !g.Won {
+		return false, err
+	}
+	return s.CommitRefresh(ctx, g.Lease, next, tokenbroker.Record{})
 }

@@ -490,8 +490,12 @@ func TestImportOverLiveLinkRevokesReplacedGrant(t *testing.T) {
 	}
 	evs := MustAudit(t, env, tokenbroker.AuditFilter{Action: tokenbroker.AuditLinkImport})
 	if len(evs) != 2 || !slices.ContainsFunc(evs, func(e tokenbroker.AuditEvent) bool {
-		return e.Detail == "replaced grant revocation: revoked"
+		return e.Detail == "replaces an active grant"
 	}) {
+		t.Fatalf("audit %+v, want two imports, one replacing an active grant", evs)
+	}
+	evs = MustAudit(t, env, tokenbroker.AuditFilter{Action: tokenbroker.AuditReplacedGrantRevoke})
+	if len(evs) != 1 || evs[0].Detail != "replaced grant revocation: revoked" {
 		t.Fatalf("audit %+v, want the replaced grant's revocation", evs)
 	}
 }

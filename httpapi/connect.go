@@ -228,9 +228,11 @@ func (s *Server) pollDevice(w http.ResponseWriter, r *http.Request, k *caller) e
 	if acct != nil {
 		l.AccountID, l.AccountLogin = acct.ID, acct.Login
 	}
-	stored, err := s.store.PutLink(r.Context(), l)
-	s.audit(k, tokenbroker.AuditLinkCreate, userID, providerID, err, "device flow")
+	stored, err := s.store.PutLink(r.Context(), l, tokenbroker.Record{Audit: []tokenbroker.AuditEvent{
+		s.event(k, tokenbroker.AuditLinkCreate, userID, providerID, "device flow"),
+	}})
 	if err != nil {
+		s.audit(k, tokenbroker.AuditLinkCreate, userID, providerID, err, "device flow")
 		return err
 	}
 	s.endDevice(r.Context(), id)

@@ -153,6 +153,8 @@ func (s *Server) putLink(w http.ResponseWriter, r *http.Request, k *caller) erro
 	}
 	if q.Expiry != nil {
 		tok.Expiry = q.Expiry.UTC()
+		// What is left of its life is all that is known of its lifetime.
+		tok.IssuedAt = s.now().UTC()
 	}
 	if tok.TokenType == "" {
 		tok.TokenType = "Bearer"
@@ -172,18 +174,24 @@ func (s *Server) putLink(w http.ResponseWriter, r *http.Request, k *caller) erro
 	if err != nil && !tokenbroker.IsNotFound(err) {
 		return err
 	}
-	stored, err := s.store.PutLink(r.Context(), l)
+	replaces := old != nil && old.State == tokenbroker.LinkActive && !sameGrant(&old.Token, &tok)
+	detail := ""
+	if replaces {
+		detail = "replaces an active grant"
+	}
+	// The import is recorded with the link it writes, in one transaction.
+	stored, err := s.store.PutLink(r.Context(), l, tokenbroker.Record{Audit: []tokenbroker.AuditEvent{
+		s.event(k, tokenbroker.AuditLinkImport, userID, providerID, detail),
+	}})
 	if err != nil {
 		s.audit(k, tokenbroker.AuditLinkImport, userID, providerID, err, "")
 		return err
 	}
 	out := apiv1.ImportResult{Link: linkStatus(stored)}
-	detail := ""
-	if old != nil && old.State == tokenbroker.LinkActive && !sameGrant(&old.Token, &tok) {
+	if replaces {
 		out.ReplacedRevocation = s.revoke(r.Context(), providerID, &old.Token)
-		detail = "replaced grant revocation: " + out.ReplacedRevocation
+		s.audit(k, tokenbroker.AuditReplacedGrantRevoke, userID, providerID, nil, "replaced grant revocation: "+out.ReplacedRevocation)
 	}
-	s.audit(k, tokenbroker.AuditLinkImport, userID, providerID, nil, detail)
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -214,7 +222,7 @@ func (s *Server) validate(ctx context.Context, p tokenbroker.Provider, accessTok
 		return nil, nil
 	}
 	var pe *tokenbroker.ProviderError
-	if errors.As(err, &pe) && (pe.Permanent || pe.StatusCode == http.StatusUnauthorized) {
+	if errors.As(err, &pe) && (!pe.Transient() || pe.StatusCode == http.StatusUnauthorized) {
 		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "provider %s rejected the access token (%s)", p.ID(), pe.Reason())
 	}
 	s.log.WarnContext(ctx, "token validation skipped: provider failed", "provider", p.ID(), "err", err.Error())
@@ -236,9 +244,11 @@ func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, k *caller) e
 		return err
 	}
 	revocation := s.revoke(r.Context(), providerID, &l.Token)
-	err = s.store.DeleteLink(r.Context(), userID, providerID)
-	s.audit(k, tokenbroker.AuditLinkDelete, userID, providerID, err, "revocation: "+revocation)
+	err = s.store.DeleteLink(r.Context(), userID, providerID, tokenbroker.Record{Audit: []tokenbroker.AuditEvent{
+		s.event(k, tokenbroker.AuditLinkDelete, userID, providerID, "revocation: "+revocation),
+	}})
 	if err != nil {
+		s.audit(k, tokenbroker.AuditLinkDelete, userID, providerID, err, "revocation: "+revocation)
 		return err
 	}
 	writeJSON(w, http.StatusOK, apiv1.DeleteResult{Deleted: true, Revocation: revocation})

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"cmp"
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -22,8 +24,11 @@ const ProblemTypePrefix = "tag:tokenbroker.dev,2026:problem:"
 type Problem = apiv1.Problem
 
 // DefaultRetryAfter is sent with provider_unavailable when the provider
-// gave no hint.
-const DefaultRetryAfter = 5 * time.Second
+// gave no hint; StoreRetryAfter with store_unavailable.
+const (
+	DefaultRetryAfter = 5 * time.Second
+	StoreRetryAfter   = 2 * time.Second
+)
 
 // StatusOf maps an error code to its HTTP status. It is the one place
 // where codes meet statuses; docs/api.md lists the same table.
@@ -44,7 +49,7 @@ func StatusOf(code string) int {
 		// only the user can resolve (by connecting again). The code tells
 		// it apart from a plain conflict.
 		return http.StatusConflict
-	case tokenbroker.EPROVIDERUNAVAILABLE:
+	case tokenbroker.EPROVIDERUNAVAILABLE, tokenbroker.EPROVIDERMISCONFIGURED, tokenbroker.ESTOREUNAVAILABLE:
 		return http.StatusServiceUnavailable
 	case tokenbroker.ENOTIMPLEMENTED:
 		return http.StatusNotImplemented
@@ -67,23 +72,38 @@ const (
 )
 
 // writeError sends err as a problem document. Internal errors are logged
-// with their detail and sent with a generic one. A
+// with their detail and sent with a generic one; a database that cannot be
+// reached is logged at warn and answered 503 store_unavailable. A
 // [*tokenbroker.ProviderError] that reaches here is classified: transient
-// ones are provider_unavailable, permanent ones internal (a misconfigured
-// provider is the operator's problem, not the caller's).
+// ones are provider_unavailable, others internal (a misconfigured provider
+// is the operator's problem, not the caller's). A caller that went away is
+// not a server error: it is logged at debug and sent nothing useful.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil && errors.Is(err, context.Canceled) {
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "client went away", slog.String("pattern", r.Pattern))
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	p := s.problemFor(err)
-	if p.Status == http.StatusInternalServerError {
+	switch {
+	case p.Status == http.StatusInternalServerError:
 		s.log.LogAttrs(r.Context(), slog.LevelError, "internal error",
+			slog.String("pattern", r.Pattern), slog.String("err", err.Error()))
+	case p.Code == tokenbroker.ESTOREUNAVAILABLE:
+		s.log.LogAttrs(r.Context(), slog.LevelWarn, "database unavailable",
 			slog.String("pattern", r.Pattern), slog.String("err", err.Error()))
 	}
 	s.writeProblem(w, p)
 }
 
+// StatusClientClosedRequest is what the request log records for a caller
+// that went away before the answer (nginx's 499); nobody receives it.
+const StatusClientClosedRequest = 499
+
 func (s *Server) problemFor(err error) Problem {
 	var pe *tokenbroker.ProviderError
 	if errors.As(err, &pe) && tokenbroker.ErrorCode(err) == tokenbroker.EINTERNAL {
-		if !pe.Permanent {
+		if pe.Transient() {
 			err = &tokenbroker.ProviderUnavailableError{ProviderID: pe.ProviderID, RetryAfter: pe.RetryAfter, Cause: pe}
 		}
 	}
@@ -105,12 +125,20 @@ func (s *Server) problemFor(err error) Problem {
 			p.Detail += ". Send the user to the url of a new connect session (POST /api/v1/connect-sessions)."
 		}
 	}
-	var ue *tokenbroker.ProviderUnavailableError
-	if errors.As(err, &ue) {
-		ra := ue.RetryAfter
-		if ra <= 0 {
-			ra = DefaultRetryAfter
-		}
+	var (
+		ra time.Duration
+		ue *tokenbroker.ProviderUnavailableError
+		me *tokenbroker.ProviderMisconfiguredError
+	)
+	switch {
+	case errors.As(err, &ue):
+		ra = cmp.Or(ue.RetryAfter, DefaultRetryAfter)
+	case errors.As(err, &me):
+		ra = cmp.Or(me.RetryAfter, DefaultRetryAfter)
+	case code == tokenbroker.ESTOREUNAVAILABLE:
+		ra = StoreRetryAfter
+	}
+	if ra > 0 {
 		p.RetryAfter = int((ra + time.Second - 1) / time.Second)
 	}
 	return p

@@ -317,14 +317,11 @@ func pathIDs(r *http.Request) (userID, providerID string, err error) {
 	return userID, providerID, nil
 }
 
-// audit records an event with the caller as actor. A workload's events
-// also name the JWT it presented (jti or fingerprint) and whether it was
-// presented before (a replay, allowed within its lifetime).
-func (s *Server) audit(k *caller, action, userID, providerID string, err error, detail string) {
-	outcome := "ok"
-	if err != nil {
-		outcome = tokenbroker.ErrorCode(err)
-	}
+// event is the audit event of a change made by caller k, written with the
+// change (its time is the database's). A workload's events also name the
+// JWT it presented (jti or fingerprint) and whether it was presented
+// before (a replay, allowed within its lifetime).
+func (s *Server) event(k *caller, action, userID, providerID, detail string) tokenbroker.AuditEvent {
 	actor := "system"
 	if k != nil {
 		actor = k.actor()
@@ -336,15 +333,19 @@ func (s *Server) audit(k *caller, action, userID, providerID string, err error, 
 			detail = strings.TrimSpace(jwt + " " + detail)
 		}
 	}
-	s.auditor.Record(tokenbroker.AuditEvent{
-		Time:       s.now(),
-		Actor:      actor,
-		Action:     action,
-		UserID:     userID,
-		ProviderID: providerID,
-		Outcome:    outcome,
-		Detail:     tokenbroker.Truncate(detail, 500),
-	})
+	return tokenbroker.AuditEvent{Actor: actor, Action: action, UserID: userID, ProviderID: providerID,
+		Outcome: "ok", Detail: tokenbroker.Truncate(detail, 500)}
+}
+
+// audit records an event that comes with no change, or whose change
+// failed, through the batching auditor.
+func (s *Server) audit(k *caller, action, userID, providerID string, err error, detail string) {
+	ev := s.event(k, action, userID, providerID, detail)
+	if err != nil {
+		ev.Outcome = tokenbroker.ErrorCode(err)
+	}
+	ev.Time = s.now()
+	s.auditor.Record(ev)
 }
 
 // providerCtx bounds a provider call made by the API.
@@ -384,7 +385,48 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, notReady(fmt.Sprintf("database schema at version %d, this binary needs %d: run tokenbroker migrate", cur, latest)))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "schema_version": cur})
+	ready := map[string]any{"status": "ready", "schema_version": cur}
+	// Providers in trouble are reported, not made a reason to take the
+	// replica out of service: every replica shares their state.
+	if hs, err := s.store.ListProviderHealth(ctx); err == nil {
+		var troubled []ProviderHealth
+		for _, h := range hs {
+			if h.Misconfigured != "" || h.Open() {
+				troubled = append(troubled, providerHealth(h))
+			}
+		}
+		if len(troubled) > 0 {
+			ready["providers"] = troubled
+		}
+	}
+	writeJSON(w, http.StatusOK, ready)
+}
+
+// ProviderHealth is a provider in trouble as /readyz reports it.
+type ProviderHealth struct {
+	ID string `json:"id"`
+	// State is "misconfigured" (it refuses this service's client
+	// credentials) or "circuit_open" (it failed repeatedly).
+	State  string     `json:"state"`
+	Detail string     `json:"detail,omitempty"`
+	Since  *time.Time `json:"since,omitempty"`
+	// Until is when the next probe may go out.
+	Until *time.Time `json:"until,omitempty"`
+}
+
+func providerHealth(h *tokenbroker.ProviderHealth) ProviderHealth {
+	out := ProviderHealth{ID: h.ProviderID, State: "circuit_open",
+		Detail: fmt.Sprintf("%d consecutive failed refresh calls", h.Failures)}
+	if h.Misconfigured != "" {
+		out.State, out.Detail = "misconfigured", h.Misconfigured
+		since := h.MisconfiguredSince
+		out.Since = &since
+	}
+	if !h.OpenUntil.IsZero() {
+		until := h.OpenUntil
+		out.Until = &until
+	}
+	return out
 }
 
 func notReady(detail string) Problem {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -55,16 +56,24 @@ func TestParseMinValid(t *testing.T) {
 
 func TestProblemForProviderError(t *testing.T) {
 	s := New(Config{})
-	p := s.problemFor(&tokenbroker.ProviderError{ProviderID: "gh", StatusCode: 502, RetryAfter: 2500 * time.Millisecond})
+	p := s.problemFor(&tokenbroker.ProviderError{ProviderID: "gh", StatusCode: 502, Class: tokenbroker.FailureUncertain, RetryAfter: 2500 * time.Millisecond})
 	if p.Code != tokenbroker.EPROVIDERUNAVAILABLE || p.Status != 503 || p.RetryAfter != 3 {
 		t.Errorf("transient provider error: %+v", p)
 	}
-	p = s.problemFor(&tokenbroker.ProviderError{ProviderID: "gh", StatusCode: 401, Code: "invalid_client", Permanent: true})
+	p = s.problemFor(&tokenbroker.ProviderError{ProviderID: "gh", StatusCode: 401, Code: "invalid_client", Class: tokenbroker.FailureClient})
 	if p.Code != tokenbroker.EINTERNAL || p.Status != 500 || strings.Contains(p.Detail, "invalid_client") {
 		t.Errorf("permanent provider error: %+v", p)
 	}
 	p = s.problemFor(&tokenbroker.ProviderUnavailableError{ProviderID: "gh"})
 	if p.RetryAfter != int(DefaultRetryAfter/time.Second) {
 		t.Errorf("default retry after: %+v", p)
+	}
+	p = s.problemFor(&tokenbroker.ProviderMisconfiguredError{ProviderID: "gh", Reason: "invalid_client", RetryAfter: 30 * time.Second})
+	if p.Code != tokenbroker.EPROVIDERMISCONFIGURED || p.Status != 503 || p.RetryAfter != 30 || !strings.Contains(p.Detail, "client credentials") {
+		t.Errorf("misconfigured provider: %+v", p)
+	}
+	p = s.problemFor(&tokenbroker.StoreUnavailableError{Op: "link", Err: errors.New("dial tcp: connection refused")})
+	if p.Code != tokenbroker.ESTOREUNAVAILABLE || p.Status != 503 || p.RetryAfter != int(StoreRetryAfter/time.Second) || strings.Contains(p.Detail, "dial") {
+		t.Errorf("database unavailable: %+v", p)
 	}
 }

@@ -21,20 +21,34 @@ const maxDescription = 200
 // maxRetryAfter caps a Retry-After hint.
 const maxRetryAfter = 24 * time.Hour
 
-// permanentCodes reject the grant or the client itself: the same request
-// can never succeed, so the same refresh token must never be sent again.
-var permanentCodes = map[string]bool{
+// clientCodes refuse this service's client, not the user's grant: a wrong
+// or rotated client secret, a client not allowed the grant. The grant was
+// not processed; an operator must fix the provider's configuration.
+var clientCodes = map[string]bool{
 	// RFC 6749 §5.2
-	"invalid_grant":          true,
-	"unauthorized_client":    true,
 	"invalid_client":         true,
+	"unauthorized_client":    true,
 	"unsupported_grant_type": true,
-	"invalid_scope":          true,
 	// GitHub (answered with HTTP 200)
-	"bad_refresh_token":            true,
 	"incorrect_client_credentials": true,
-	"bad_verification_code":        true,
-	"incorrect_device_code":        true,
+	// Slack (answered with HTTP 200)
+	"invalid_client_id":  true,
+	"bad_client_secret":  true,
+	"invalid_grant_type": true,
+}
+
+// rejectCodes reject the grant itself: the same refresh token can never
+// succeed, whatever the status they come with (some servers answer a spent
+// refresh token with HTTP 500 invalid_request).
+var rejectCodes = map[string]bool{
+	// RFC 6749 §5.2
+	"invalid_grant":   true,
+	"invalid_request": true,
+	"invalid_scope":   true,
+	// GitHub (answered with HTTP 200)
+	"bad_refresh_token":     true,
+	"bad_verification_code": true,
+	"incorrect_device_code": true,
 	// RFC 8628 §3.5
 	"access_denied": true,
 	"expired_token": true,
@@ -48,42 +62,56 @@ var permanentCodes = map[string]bool{
 	"token_revoked":         true,
 	"token_expired":         true,
 	"account_inactive":      true,
-	"invalid_client_id":     true,
-	"bad_client_secret":     true,
-	"invalid_grant_type":    true,
 	"not_authed":            true,
 }
 
-// transientCodes say that the server, not the grant, failed; they win over
-// the HTTP status (some servers send server_error with 400).
-var transientCodes = map[string]bool{
-	"temporarily_unavailable": true, // RFC 6749 §4.1.2.1
-	"server_error":            true,
-	"authorization_pending":   true, // RFC 8628 §3.5
-	"slow_down":               true,
-	// Slack
-	"ratelimited":         true,
-	"internal_error":      true,
-	"fatal_error":         true,
-	"service_unavailable": true,
-	"request_timeout":     true,
-}
+// serverCodes blame the server, not the grant; they win over the HTTP
+// status (some servers send server_error with 400). notActedCodes among
+// them say the server did not act on the request at all.
+var (
+	serverCodes = map[string]bool{
+		"temporarily_unavailable": true, // RFC 6749 §4.1.2.1
+		"server_error":            true,
+		"authorization_pending":   true, // RFC 8628 §3.5
+		"slow_down":               true,
+		// Slack
+		"ratelimited":         true,
+		"internal_error":      true,
+		"fatal_error":         true,
+		"service_unavailable": true,
+		"request_timeout":     true,
+	}
+	notActedCodes = map[string]bool{
+		"temporarily_unavailable": true,
+		"authorization_pending":   true,
+		"slow_down":               true,
+		"ratelimited":             true,
+	}
+)
 
 // Classify turns the error of a call to a provider's endpoint into a
-// [*tokenbroker.ProviderError] that says whether the failure is permanent:
+// [*tokenbroker.ProviderError] with its [tokenbroker.FailureClass]
+// (docs/design.md, "Outcomes"):
 //
-//   - permanent: an error code of permanentCodes (invalid_grant,
-//     bad_refresh_token, unauthorized_client, invalid_client,
-//     unsupported_grant_type, incorrect_client_credentials, ...) whatever
-//     the status (GitHub and Slack answer errors with HTTP 200); any other
-//     400 or 401 answer whatever its code (some servers answer a reused
-//     refresh token with invalid_request); a 403 without rate-limit
-//     headers; any other error member in a 2xx answer;
-//   - transient: no answer at all (network errors, timeouts, a context's
-//     deadline), 5xx, 429, a 403 with X-RateLimit-Remaining: 0 or
-//     Retry-After, codes that blame the server (temporarily_unavailable,
-//     server_error, authorization_pending, slow_down), and any other
-//     status.
+//   - client: a code that refuses the client (invalid_client,
+//     unauthorized_client, unsupported_grant_type, GitHub's
+//     incorrect_client_credentials, ...), or from the token endpoint a
+//     401 without a code that rejects the grant or an answer that says
+//     the endpoint is wrong (404, 405, a redirect): an operator's error,
+//     never a link's;
+//   - rejected: a code that rejects the grant (invalid_grant,
+//     invalid_request, bad_refresh_token, ...) whatever the status
+//     (GitHub and Slack answer errors with HTTP 200, some servers a spent
+//     token with 500), any other 400 (and 401 from other endpoints), a
+//     403 without rate-limit headers, any other error member in a 2xx
+//     answer;
+//   - not processed: the provider said it did not act: 429, a 503 with
+//     Retry-After, a 403 rate limit, codes such as
+//     temporarily_unavailable and slow_down;
+//   - uncertain: any other 5xx or server_error-like code, any other
+//     status, and every failure without an answer (a timeout, a reset, an
+//     unreadable body) - the request may have been processed. A caller
+//     that knows the request was never written uses [ClassifyUnsent].
 //
 // The provider's code and description are kept for the failure reason
 // shown to users, truncated and scrubbed: runs of 32 or more token-like
@@ -91,16 +119,23 @@ var transientCodes = map[string]bool{
 // an HTTP date, RFC 9110 §10.2.3) is parsed. nil gives nil; a
 // [*tokenbroker.ProviderError] is returned as a copy.
 //
-// Classify only classifies. Nothing in this package retries: a permanent
-// answer must never be followed by the same refresh token (DESIGN.md I2),
-// and the refresh coordinator decides about transient ones.
+// Classify only classifies. Nothing in this package retries: a rejected
+// refresh token must never be sent again (DESIGN.md I2), and the refresh
+// coordinator decides about the others.
 func Classify(providerID string, err error) *tokenbroker.ProviderError {
-	return classify(providerID, err, time.Now(), nil)
+	return classify(providerID, err, time.Now(), nil, true)
 }
 
-// classify is [Classify] with the clock and the secrets the request
-// carried, which are removed from anything kept.
-func classify(providerID string, err error, now time.Time, secrets []string) *tokenbroker.ProviderError {
+// ClassifyUnsent is [Classify] for a call whose request was certainly not
+// written: a failure without an answer is then not processed.
+func ClassifyUnsent(providerID string, err error) *tokenbroker.ProviderError {
+	return classify(providerID, err, time.Now(), nil, false)
+}
+
+// classify is [Classify] with the clock, the secrets the request carried
+// (removed from anything kept), and whether the request may have been
+// written.
+func classify(providerID string, err error, now time.Time, secrets []string, sent bool) *tokenbroker.ProviderError {
 	if err == nil {
 		return nil
 	}
@@ -109,6 +144,9 @@ func classify(providerID string, err error, now time.Time, secrets []string) *to
 		cp := *pe
 		if cp.ProviderID == "" {
 			cp.ProviderID = providerID
+		}
+		if cp.Class == "" {
+			cp.Class = tokenbroker.FailureUncertain
 		}
 		return &cp
 	}
@@ -119,47 +157,73 @@ func classify(providerID string, err error, now time.Time, secrets []string) *to
 			status, header = re.Response.StatusCode, re.Response.Header
 		}
 		// re.Body is never kept: it may hold anything the server echoed.
-		return answered(providerID, status, header, re.ErrorCode, re.ErrorDescription, now, secrets)
+		return answered(providerID, status, header, re.ErrorCode, re.ErrorDescription, now, secrets, true)
 	}
 	var he *httpError
 	if errors.As(err, &he) {
-		return answered(providerID, he.status, he.header, he.code, he.description, now, secrets)
+		return answered(providerID, he.status, he.header, he.code, he.description, now, secrets, false)
 	}
 	// No answer: network error, timeout, canceled context, unreadable
 	// response. The cause is kept with a scrubbed message.
-	return &tokenbroker.ProviderError{ProviderID: providerID, Err: &scrubbedError{msg: scrub(err.Error(), secrets, 300), err: err}}
+	class := tokenbroker.FailureUncertain
+	if !sent {
+		class = tokenbroker.FailureNotProcessed
+	}
+	return &tokenbroker.ProviderError{ProviderID: providerID, Class: class, Err: &scrubbedError{msg: scrub(err.Error(), secrets, 300), err: err}}
 }
 
-// answered classifies an HTTP answer.
-func answered(providerID string, status int, header http.Header, code, description string, now time.Time, secrets []string) *tokenbroker.ProviderError {
+// answered classifies an HTTP answer of the token endpoint (an
+// *oauth2.RetrieveError) or of another endpoint (validation, revocation,
+// device authorization: an *httpError).
+func answered(providerID string, status int, header http.Header, code, description string, now time.Time, secrets []string, tokenEndpoint bool) *tokenbroker.ProviderError {
 	return &tokenbroker.ProviderError{
 		ProviderID:  providerID,
 		StatusCode:  status,
 		Code:        scrubCode(code, secrets),
 		Description: scrub(description, secrets, maxDescription),
-		Permanent:   isPermanent(status, code, header),
+		Class:       classOf(status, code, header, tokenEndpoint),
 		RetryAfter:  retryAfter(header, now),
 	}
 }
 
-// isPermanent is the classification rule of [Classify].
-func isPermanent(status int, code string, h http.Header) bool {
+// classOf is the classification rule of [Classify] for an answer.
+func classOf(status int, code string, h http.Header, tokenEndpoint bool) tokenbroker.FailureClass {
+	notActed := status == http.StatusTooManyRequests ||
+		status == http.StatusServiceUnavailable && h != nil && h.Get("Retry-After") != ""
 	switch {
-	case transientCodes[code]:
-		return false
-	case permanentCodes[code]:
-		return true
-	case status == http.StatusTooManyRequests || status >= 500:
-		return false
+	case serverCodes[code]:
+		if notActed || notActedCodes[code] {
+			return tokenbroker.FailureNotProcessed
+		}
+		return tokenbroker.FailureUncertain
+	case clientCodes[code]:
+		return tokenbroker.FailureClient
+	case rejectCodes[code]:
+		return tokenbroker.FailureRejected
+	case notActed:
+		return tokenbroker.FailureNotProcessed
+	case status >= 500:
+		return tokenbroker.FailureUncertain
 	case status == http.StatusForbidden:
-		return !rateLimited(h)
+		if rateLimited(h) {
+			return tokenbroker.FailureNotProcessed
+		}
+		return tokenbroker.FailureRejected
+	case status == http.StatusUnauthorized && tokenEndpoint:
+		// RFC 6749 §5.2: a failed client authentication may be answered
+		// with 401.
+		return tokenbroker.FailureClient
+	case tokenEndpoint && (status == http.StatusNotFound || status == http.StatusMethodNotAllowed || status >= 300 && status < 400):
+		// The token endpoint is not where the configuration says.
+		return tokenbroker.FailureClient
 	case status == http.StatusBadRequest || status == http.StatusUnauthorized:
-		return true
+		// At another endpoint a 401 rejects the token presented.
+		return tokenbroker.FailureRejected
 	case status >= 200 && status < 300 && code != "":
 		// An error member in a success answer (GitHub, Slack).
-		return true
+		return tokenbroker.FailureRejected
 	}
-	return false
+	return tokenbroker.FailureUncertain
 }
 
 // rateLimited reports whether a 403 answer is a rate limit: GitHub's

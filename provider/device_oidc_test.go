@@ -55,7 +55,7 @@ func TestDeviceFlowShapes(t *testing.T) {
 			srv.answer(t, "POST", "/common/oauth2/v2.0/token", c.fixture)
 			_, err := p.PollDevice(context.Background(), da.DeviceCode)
 			var pe *tokenbroker.ProviderError
-			if !errors.As(err, &pe) || pe.Code != c.code || pe.Permanent != c.permanent || pe.StatusCode != 400 {
+			if !errors.As(err, &pe) || pe.Code != c.code || !pe.Transient() != c.permanent || pe.StatusCode != 400 {
 				t.Errorf("PollDevice with %s = %v", c.fixture, err)
 			}
 			if strings.Contains(err.Error(), da.DeviceCode) {

@@ -52,7 +52,8 @@ providers:
 	// example.org/x: no provider
 }
 
-// Classify tells a rejected grant from a provider that is down. GitHub
+// Classify tells a rejected grant from a provider that is down, and an
+// answer that may have been processed from one that was not. GitHub
 // answers a used refresh token with HTTP 200 and an error member, which
 // golang.org/x/oauth2 reports as a *RetrieveError.
 func ExampleClassify() {
@@ -62,11 +63,11 @@ func ExampleClassify() {
 		ErrorDescription: "The refresh token passed is incorrect or expired.",
 	}
 	pe := provider.Classify("github", err)
-	fmt.Println(pe.Permanent, pe.Reason())
+	fmt.Println(pe.Class, pe.Reason())
 
 	pe = provider.Classify("github", fmt.Errorf("post: %w", context.DeadlineExceeded))
-	fmt.Println(pe.Permanent, errors.Is(pe, context.DeadlineExceeded))
+	fmt.Println(pe.Class, errors.Is(pe, context.DeadlineExceeded))
 	// Output:
-	// true bad_refresh_token: The refresh token passed is incorrect or expired.
-	// false true
+	// rejected bad_refresh_token: The refresh token passed is incorrect or expired.
+	// uncertain true
 }

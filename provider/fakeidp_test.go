@@ -132,7 +132,7 @@ func TestFakeIDPOAuth2(t *testing.T) {
 	// The used refresh token again: permanent, and sent exactly once.
 	_, err = p.Refresh(ctx, tok.RefreshToken)
 	var pe *tokenbroker.ProviderError
-	if !errors.As(err, &pe) || !pe.Permanent || pe.Code != "invalid_grant" || pe.StatusCode != 400 {
+	if !errors.As(err, &pe) || pe.Transient() || pe.Code != "invalid_grant" || pe.StatusCode != 400 {
 		t.Fatalf("reused refresh = %v, want permanent invalid_grant", err)
 	}
 	if strings.Contains(pe.Reason(), tok.RefreshToken) {
@@ -142,7 +142,7 @@ func TestFakeIDPOAuth2(t *testing.T) {
 		t.Fatalf("stats: calls=%d reuse=%d, want 2 and 1", st.RefreshCalls, st.ReuseDetections)
 	}
 	// Reuse detection revoked the family: the rotated token is dead too.
-	if t3, err := p.Refresh(ctx, tok2.RefreshToken); !errors.As(err, &pe) || !pe.Permanent {
+	if t3, err := p.Refresh(ctx, tok2.RefreshToken); !errors.As(err, &pe) || pe.Transient() {
 		t.Logf("t3=%+v tok2=%+v stats=%+v", t3, tok2, idp.Stats())
 		t.Fatalf("refresh after reuse detection = %v, want permanent", err)
 	}
@@ -155,7 +155,7 @@ func TestFakeIDPOAuth2(t *testing.T) {
 	if da.Interval != fakeidp.DefaultDeviceInterval || da.VerificationURI == "" {
 		t.Fatalf("device auth = %+v", da)
 	}
-	if _, err := p.PollDevice(ctx, da.DeviceCode); !errors.As(err, &pe) || pe.Permanent || pe.Code != "authorization_pending" {
+	if _, err := p.PollDevice(ctx, da.DeviceCode); !errors.As(err, &pe) || !pe.Transient() || pe.Code != "authorization_pending" {
 		t.Fatalf("first poll = %v, want transient authorization_pending", err)
 	}
 	if err := idp.ApproveDevice(da.UserCode, "bob"); err != nil {
@@ -177,10 +177,10 @@ func TestFakeIDPOAuth2(t *testing.T) {
 	if err := p.Revoke(ctx, dtok); err != nil {
 		t.Fatalf("Revoke: %v", err)
 	}
-	if _, err := p.Refresh(ctx, dtok.RefreshToken); !errors.As(err, &pe) || !pe.Permanent {
+	if _, err := p.Refresh(ctx, dtok.RefreshToken); !errors.As(err, &pe) || pe.Transient() {
 		t.Fatalf("refresh after revocation = %v, want permanent", err)
 	}
-	if _, err := p.Validate(ctx, dtok.AccessToken); !errors.As(err, &pe) || !pe.Permanent || pe.StatusCode != 401 {
+	if _, err := p.Validate(ctx, dtok.AccessToken); !errors.As(err, &pe) || pe.Transient() || pe.StatusCode != 401 {
 		t.Fatalf("validate after revocation = %v, want a permanent 401", err)
 	}
 }
@@ -214,7 +214,7 @@ func TestFakeIDPAuthStyles(t *testing.T) {
 			}
 			_, err = p.Refresh(t.Context(), seed.RefreshToken)
 			var pe *tokenbroker.ProviderError
-			if c.ok && err != nil || !c.ok && (!errors.As(err, &pe) || !pe.Permanent || pe.StatusCode != 401) {
+			if c.ok && err != nil || !c.ok && (!errors.As(err, &pe) || pe.Transient() || pe.StatusCode != 401) {
 				t.Fatalf("Refresh = %v, want ok=%v (or a permanent 401)", err, c.ok)
 			}
 			if n := idp.Stats().RefreshCalls; n != 1 {
@@ -262,7 +262,7 @@ func TestFakeIDPGitHub(t *testing.T) {
 	}
 	_, err = p.Refresh(ctx, tok.RefreshToken)
 	var pe *tokenbroker.ProviderError
-	if !errors.As(err, &pe) || !pe.Permanent || pe.StatusCode != 200 || pe.Code != "bad_refresh_token" {
+	if !errors.As(err, &pe) || pe.Transient() || pe.StatusCode != 200 || pe.Code != "bad_refresh_token" {
 		t.Fatalf("reused refresh = %v, want permanent bad_refresh_token on HTTP 200", err)
 	}
 	if st := idp.Stats(); st.RefreshCalls != 2 {
@@ -270,7 +270,7 @@ func TestFakeIDPGitHub(t *testing.T) {
 	}
 	// A code used twice: GitHub's bad_verification_code with HTTP 200.
 	_, err = p.Exchange(ctx, code, verifier, redirect)
-	if !errors.As(err, &pe) || !pe.Permanent || pe.StatusCode != 200 || pe.Code != "bad_verification_code" {
+	if !errors.As(err, &pe) || pe.Transient() || pe.StatusCode != 200 || pe.Code != "bad_verification_code" {
 		t.Fatalf("second Exchange = %v, want permanent bad_verification_code on 200", err)
 	}
 
@@ -393,7 +393,7 @@ func TestFakeIDPOIDC(t *testing.T) {
 	code, redirect = MustAuthorize(t, forged, c, verifier)
 	_, err = forged.Exchange(ctx, code, verifier, redirect)
 	var pe *tokenbroker.ProviderError
-	if !errors.As(err, &pe) || !pe.Permanent || pe.Code != "invalid_id_token" {
+	if !errors.As(err, &pe) || pe.Transient() || pe.Code != "invalid_id_token" {
 		t.Fatalf("Exchange with a forged id_token = %v, want invalid_id_token", err)
 	}
 	seed, err := other.IssueToken("alice", "openid")
@@ -465,7 +465,7 @@ func TestFakeIDPLazyDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pe *tokenbroker.ProviderError
-	if _, err := lazy.Refresh(t.Context(), oldRefresh); !errors.As(err, &pe) || pe.Permanent || pe.Code != "discovery_failed" {
+	if _, err := lazy.Refresh(t.Context(), oldRefresh); !errors.As(err, &pe) || !pe.Transient() || pe.Code != "discovery_failed" {
 		t.Fatalf("Refresh with discovery down = %v, want transient discovery_failed", err)
 	}
 	if u := lazy.AuthCodeURL("s", "c", "http://127.0.0.1/cb"); u != "" {

@@ -307,9 +307,9 @@ func TestKindRefreshErrors(t *testing.T) {
 				if !errors.As(err, &pe) {
 					t.Fatalf("error %T %v, want *tokenbroker.ProviderError", err, err)
 				}
-				if pe.ProviderID != p.ID() || pe.StatusCode != ec.status || pe.Code != ec.code || pe.Permanent != ec.permanent {
+				if pe.ProviderID != p.ID() || pe.StatusCode != ec.status || pe.Code != ec.code || !pe.Transient() != ec.permanent {
 					t.Errorf("got id=%s status=%d code=%q permanent=%v, want status=%d code=%q permanent=%v",
-						pe.ProviderID, pe.StatusCode, pe.Code, pe.Permanent, ec.status, ec.code, ec.permanent)
+						pe.ProviderID, pe.StatusCode, pe.Code, !pe.Transient(), ec.status, ec.code, ec.permanent)
 				}
 				if !strings.Contains(pe.Description, ec.descContains) {
 					t.Errorf("description %q does not contain %q", pe.Description, ec.descContains)
@@ -342,7 +342,7 @@ func TestRefreshOneRequestOn401(t *testing.T) {
 			srv.answer(t, "POST", kc.tokenPath, "oauth2/invalid_client")
 			_, err := p.Refresh(context.Background(), oldRefresh)
 			var pe *tokenbroker.ProviderError
-			if !errors.As(err, &pe) || !pe.Permanent || pe.StatusCode != 401 {
+			if !errors.As(err, &pe) || pe.Transient() || pe.StatusCode != 401 {
 				t.Fatalf("err = %v, want a permanent 401 ProviderError", err)
 			}
 			if n := len(srv.requests("POST", kc.tokenPath)); n != 1 {
@@ -409,8 +409,8 @@ func TestValidateFailures(t *testing.T) {
 			if !errors.As(err, &pe) {
 				t.Fatalf("err = %v, want a ProviderError", err)
 			}
-			if pe.Permanent != c.permanent || pe.StatusCode != c.status || pe.RetryAfter != c.retryAfter {
-				t.Errorf("got permanent=%v status=%d retry=%v, want %v %d %v", pe.Permanent, pe.StatusCode, pe.RetryAfter, c.permanent, c.status, c.retryAfter)
+			if !pe.Transient() != c.permanent || pe.StatusCode != c.status || pe.RetryAfter != c.retryAfter {
+				t.Errorf("got permanent=%v status=%d retry=%v, want %v %d %v", !pe.Transient(), pe.StatusCode, pe.RetryAfter, c.permanent, c.status, c.retryAfter)
 			}
 			if strings.Contains(err.Error(), testAccess) {
 				t.Errorf("error leaks the access token: %v", err)
@@ -424,7 +424,7 @@ func TestValidateFailures(t *testing.T) {
 		srv.answer(t, "POST", sl.validatePath, "slack/token_revoked")
 		_, err := p.Validate(context.Background(), testAccess)
 		var pe *tokenbroker.ProviderError
-		if !errors.As(err, &pe) || !pe.Permanent || pe.Code != "token_revoked" {
+		if !errors.As(err, &pe) || pe.Transient() || pe.Code != "token_revoked" {
 			t.Fatalf("err = %v, want permanent token_revoked", err)
 		}
 	})
@@ -572,7 +572,7 @@ func TestDeviceFlowGitHubShapes(t *testing.T) {
 	}
 	_, err = p.PollDevice(context.Background(), da.DeviceCode)
 	var pe *tokenbroker.ProviderError
-	if !errors.As(err, &pe) || pe.Permanent || pe.Code != "authorization_pending" {
+	if !errors.As(err, &pe) || !pe.Transient() || pe.Code != "authorization_pending" {
 		t.Fatalf("PollDevice = %v, want transient authorization_pending", err)
 	}
 	reqs := srv.requests("POST", kc.tokenPath)
@@ -607,7 +607,7 @@ func TestNetworkErrorIsTransient(t *testing.T) {
 	p := MustNew(t, ProviderConfig{ID: "o", Kind: KindOAuth2, ClientID: "c", ClientSecret: testSecret, AuthURL: url + "/a", TokenURL: url + "/t"}, &http.Client{})
 	_, err := p.Refresh(context.Background(), oldRefresh)
 	var pe *tokenbroker.ProviderError
-	if !errors.As(err, &pe) || pe.Permanent || pe.StatusCode != 0 || pe.Err == nil {
+	if !errors.As(err, &pe) || !pe.Transient() || pe.StatusCode != 0 || pe.Err == nil {
 		t.Fatalf("err = %v, want a transient network ProviderError", err)
 	}
 	if strings.Contains(err.Error(), oldRefresh) {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -191,10 +194,31 @@ func (p *oauthProvider) oauth2Config(ep endpoints, redirectURL string) *oauth2.C
 	}
 }
 
-// fail classifies err, scrubbing the secrets the request carried.
+// fail classifies err, scrubbing the secrets the request carried. A
+// failure without an answer counts as possibly processed.
 func (p *oauthProvider) fail(err error, secrets ...string) *tokenbroker.ProviderError {
 	secrets = append(secrets, p.secret)
-	return classify(p.pc.ID, err, p.now(), secrets)
+	return classify(p.pc.ID, err, p.now(), secrets, true)
+}
+
+// sentTracker records whether a request was written to a connection
+// (httptrace.ClientTrace.WroteRequest), so that a failure without an answer
+// can be told apart: never written is not processed, written is uncertain.
+// The net/http transport retries on a new connection a request that wrote
+// nothing; any write it reports counts, which errs on the side of
+// "uncertain".
+type sentTracker struct{ wrote atomic.Bool }
+
+func (t *sentTracker) context(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { t.wrote.Store(true) },
+	})
+}
+
+// failSent classifies the failure of a token request tracked by t.
+func (p *oauthProvider) failSent(t *sentTracker, err error, secrets ...string) *tokenbroker.ProviderError {
+	secrets = append(secrets, p.secret)
+	return classify(p.pc.ID, err, p.now(), secrets, t.wrote.Load())
 }
 
 // AuthCodeURL implements [tokenbroker.Provider]: the authorization URL
@@ -240,9 +264,13 @@ func (p *oauthProvider) Refresh(ctx context.Context, refreshToken string) (*toke
 	}
 	ep, err := p.endpoints(ctx)
 	if err != nil {
-		return nil, err
+		// Discovery failed: nothing was sent to the token endpoint.
+		pe := p.fail(err, refreshToken)
+		pe.Class = tokenbroker.FailureNotProcessed
+		return nil, pe
 	}
-	hctx := p.httpContext(ctx)
+	var sent sentTracker
+	hctx := p.httpContext(sent.context(ctx))
 	var ot *oauth2.Token
 	if p.spec.refreshScope || p.spec.slackEnvelope {
 		form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refreshToken}}
@@ -257,13 +285,19 @@ func (p *oauthProvider) Refresh(ctx context.Context, refreshToken string) (*toke
 		ot, err = p.oauth2Config(ep, "").TokenSource(hctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
 	}
 	if err != nil {
-		pe := p.fail(err, refreshToken)
-		p.log.Debug("provider: refresh failed", "permanent", pe.Permanent, "status", pe.StatusCode, "code", pe.Code)
+		pe := p.failSent(&sent, err, refreshToken)
+		p.log.Debug("provider: refresh failed", "class", pe.Class, "status", pe.StatusCode, "code", pe.Code)
 		return nil, pe
 	}
 	tok := p.convert(ot)
 	if tok.RefreshToken == "" {
 		tok.RefreshToken = refreshToken
+	}
+	if len(tok.Scopes) == 0 && p.spec.refreshScope && len(p.pc.Scopes) > 0 {
+		// RFC 6749 §5.1: an answer without scope grants what was asked.
+		// A refresh that asked for none keeps the grant's scopes (nil
+		// here: the caller keeps the link's).
+		tok.Scopes = slices.Clone(p.pc.Scopes)
 	}
 	if tok.IDToken != "" && p.pc.Kind == KindOIDC {
 		// The provider has answered: its rotated refresh token must reach
@@ -312,6 +346,10 @@ func (p *oauthProvider) Exchange(ctx context.Context, code, codeVerifier, redire
 		return nil, p.fail(err, code, codeVerifier)
 	}
 	tok := p.convert(ot)
+	if len(tok.Scopes) == 0 {
+		// RFC 6749 §5.1: an answer without scope grants what was asked.
+		tok.Scopes = slices.Clone(p.pc.Scopes)
+	}
 	if err := p.checkIDToken(ctx, tok); err != nil {
 		return nil, err
 	}
@@ -327,13 +365,13 @@ func (p *oauthProvider) checkIDToken(ctx context.Context, tok *tokenbroker.Token
 	if tok.IDToken == "" {
 		if containsString(p.pc.Scopes, "openid") {
 			return &tokenbroker.ProviderError{ProviderID: p.pc.ID, StatusCode: http.StatusOK, Code: "invalid_id_token",
-				Description: "the token response has no id_token although the openid scope was requested", Permanent: true}
+				Description: "the token response has no id_token although the openid scope was requested", Class: tokenbroker.FailureRejected}
 		}
 		return nil
 	}
 	if _, err := p.verifyIDToken(ctx, tok); err != nil {
 		return &tokenbroker.ProviderError{ProviderID: p.pc.ID, StatusCode: http.StatusOK, Code: "invalid_id_token",
-			Description: scrub(err.Error(), []string{tok.IDToken, tok.AccessToken, tok.RefreshToken}, maxDescription), Permanent: true}
+			Description: scrub(err.Error(), []string{tok.IDToken, tok.AccessToken, tok.RefreshToken}, maxDescription), Class: tokenbroker.FailureRejected}
 	}
 	return nil
 }
@@ -426,16 +464,18 @@ func (p *oauthProvider) PollDevice(ctx context.Context, deviceCode string) (*tok
 // GitHub, comma-separated), the id_token and the configured extra keys as
 // strings.
 func (p *oauthProvider) convert(ot *oauth2.Token) *tokenbroker.Token {
+	now := p.now()
 	tok := &tokenbroker.Token{
 		AccessToken:  ot.AccessToken,
 		TokenType:    ot.TokenType,
 		RefreshToken: ot.RefreshToken,
+		IssuedAt:     now,
 	}
 	switch n, ok := extraInt(ot, "expires_in"); {
 	case ot.ExpiresIn > 0:
-		tok.Expiry = p.now().Add(time.Duration(ot.ExpiresIn) * time.Second)
+		tok.Expiry = now.Add(time.Duration(ot.ExpiresIn) * time.Second)
 	case ok && n > 0:
-		tok.Expiry = p.now().Add(time.Duration(n) * time.Second)
+		tok.Expiry = now.Add(time.Duration(n) * time.Second)
 	case !ot.Expiry.IsZero():
 		tok.Expiry = ot.Expiry
 	}

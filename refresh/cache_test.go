@@ -8,6 +8,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/refresh"
+	"github.com/tokenbroker/tokenbroker/store/storetest"
 )
 
 // TestCacheFollowsChangesOnOtherReplicas: the fast-path cache of replica A
@@ -42,7 +43,7 @@ func TestCacheFollowsChangesOnOtherReplicas(t *testing.T) {
 			// B re-imports: A must serve the new token.
 			second, _ := e.idp.IssueToken("u1")
 			if _, err := e.stores[1].PutLink(ctx, &tokenbroker.Link{UserID: "u1", ProviderID: providerID,
-				Token: tokenbroker.Token{AccessToken: second.AccessToken, RefreshToken: second.RefreshToken, Expiry: second.Expiry}}); err != nil {
+				Token: tokenbroker.Token{AccessToken: second.AccessToken, RefreshToken: second.RefreshToken, Expiry: second.Expiry}}, tokenbroker.Record{}); err != nil {
 				t.Fatal(err)
 			}
 			recv(t, sig, "the import's signal")
@@ -52,7 +53,8 @@ func TestCacheFollowsChangesOnOtherReplicas(t *testing.T) {
 
 			// B breaks it: A must answer reauth_required.
 			cur := e.link("u1")
-			if ok, err := e.stores[1].MarkReauthRequired(ctx, cur.ID, cur.Generation, "invalid_grant"); err != nil || !ok {
+			lease := storetest.MustAcquire(t, e.stores[1], cur, "b", time.Minute)
+			if ok, err := e.stores[1].MarkReauthRequired(ctx, lease, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked, Detail: "invalid_grant"}, tokenbroker.Record{}); err != nil || !ok {
 				t.Fatal(ok, err)
 			}
 			recv(t, sig, "the mark's signal")
@@ -63,14 +65,14 @@ func TestCacheFollowsChangesOnOtherReplicas(t *testing.T) {
 			// B deletes it: A must answer not found.
 			third, _ := e.idp.IssueToken("u1")
 			if _, err := e.stores[1].PutLink(ctx, &tokenbroker.Link{UserID: "u1", ProviderID: providerID,
-				Token: tokenbroker.Token{AccessToken: third.AccessToken, RefreshToken: third.RefreshToken, Expiry: third.Expiry}}); err != nil {
+				Token: tokenbroker.Token{AccessToken: third.AccessToken, RefreshToken: third.RefreshToken, Expiry: third.Expiry}}, tokenbroker.Record{}); err != nil {
 				t.Fatal(err)
 			}
 			recv(t, sig, "the second import's signal")
 			if _, err := a.Token(ctx, providerID, "u1", 0); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.stores[1].DeleteLink(ctx, "u1", providerID); err != nil {
+			if err := e.stores[1].DeleteLink(ctx, "u1", providerID, tokenbroker.Record{}); err != nil {
 				t.Fatal(err)
 			}
 			recv(t, sig, "the delete's signal")

@@ -10,55 +10,116 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/singleflight"
-
 	"github.com/tokenbroker/tokenbroker"
 )
 
 // Defaults of [Config].
 const (
-	DefaultLeaseTTL     = 30 * time.Second
-	DefaultPollInterval = 500 * time.Millisecond
-	DefaultMaxBackoff   = 5 * time.Second
-	DefaultBaseBackoff  = 100 * time.Millisecond
-	// DefaultAttemptsWithoutDeadline bounds transient retries for a caller
-	// whose context has no deadline.
-	DefaultAttemptsWithoutDeadline = 3
+	DefaultLeaseTTL            = 10 * time.Second
+	DefaultProviderTimeout     = 60 * time.Second
+	DefaultGrace               = time.Second
+	DefaultPollInterval        = 500 * time.Millisecond
+	DefaultCommitRetryInterval = 250 * time.Millisecond
+	DefaultCommitRetryFor      = 2 * time.Minute
+	DefaultRetryBackoff        = time.Second
+	DefaultRetryBackoffMax     = time.Minute
+	DefaultUncertainBackoff    = 10 * time.Second
+	DefaultUncertainBackoffMax = 5 * time.Minute
+	DefaultCircuitThreshold    = 5
+	DefaultCircuitOpenFor      = 5 * time.Second
+	DefaultCircuitOpenForMax   = 5 * time.Minute
+	DefaultMisconfiguredProbe  = 30 * time.Second
 )
+
+// Store is what the coordinator needs of storage: the link read and the
+// writes of the lease protocol, and the providers' shared health. Each
+// method is one statement (or one short transaction) judged on the
+// database's clock and holds no connection after it returns (I6).
+// tokenbroker.Store implements it.
+type Store interface {
+	GetLink(ctx context.Context, userID, providerID string) (*tokenbroker.Link, error)
+	AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*tokenbroker.LeaseGrant, error)
+	RenewLease(ctx context.Context, lease tokenbroker.Lease, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, lease tokenbroker.Lease, r tokenbroker.Release, rec tokenbroker.Record) (bool, error)
+	CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *tokenbroker.Link, rec tokenbroker.Record) (bool, error)
+	MarkReauthRequired(ctx context.Context, lease tokenbroker.Lease, r tokenbroker.Reauth, rec tokenbroker.Record) (bool, error)
+	tokenbroker.ProviderHealthStore
+}
+
+// Clock is the coordinator's time: it judges token expiry and paces every
+// wait of the coordinator (polls, backoff, lease renewal). Lease and
+// backoff decisions are judged on the database's clock, in the store.
+type Clock interface {
+	Now() time.Time
+	// After returns a channel that receives once d has passed.
+	After(d time.Duration) <-chan time.Time
+}
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time                         { return time.Now() }
+func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 // Config configures a [Coordinator]. Store, Signaler and Providers are
 // required; every other field has a default.
 type Config struct {
-	Store     tokenbroker.Store
+	Store     Store
 	Signaler  tokenbroker.Signaler
 	Providers tokenbroker.Providers
-	Auditor   tokenbroker.Auditor // nil: no audit events
-	Logger    *slog.Logger        // nil: slog.Default()
+	// Auditor receives the events that come with no state change of the
+	// link (a holder's refresh lost to a takeover); state changes are
+	// recorded with the change itself. nil: none.
+	Auditor tokenbroker.Auditor
+	Logger  *slog.Logger // nil: slog.Default()
 
-	// Owner identifies this replica as a lease owner. It must be unique
-	// among live replicas (default: a random id).
+	// Owner identifies this replica as a lease owner (default: a random
+	// id). Leases are fenced by an epoch, so a restarted replica reusing
+	// its id cannot write with its former self's lease.
 	Owner string
-	// LeaseTTL is how long a refresh lease lasts (default 30s).
-	LeaseTTL time.Duration
-	// ProviderTimeout bounds one provider call; it must be well under
-	// LeaseTTL so a live holder never outlives its lease (I1). Default
-	// LeaseTTL/3.
+	// LeaseTTL is how long a refresh lease lasts unless renewed (default
+	// 10s). The holder renews it every RenewEvery (default LeaseTTL/3)
+	// while its provider call and its commit last, so a dead holder is
+	// taken over about LeaseTTL+Grace after its last renewal.
+	LeaseTTL   time.Duration
+	RenewEvery time.Duration
+	// Grace is how long an expired, unreleased lease stays protected
+	// after another replica first found it expired (default 1s): a live
+	// holder cut off from the database commits its answer when the
+	// database returns, before anybody re-sends its refresh token. It must
+	// exceed CommitRetryInterval.
+	Grace time.Duration
+	// ProviderTimeout bounds one provider call (default 60s); it is not
+	// bounded by the lease, which is renewed meanwhile.
 	ProviderTimeout time.Duration
 	// PollInterval is the fallback poll of a waiter for a missed signal
-	// (default 500ms). A waiter never waits past the lease's expiry
-	// without reading the link again.
+	// (default 500ms). A waiter never waits past the lease's expiry or
+	// grace without reading the link again.
 	PollInterval time.Duration
-	// BaseBackoff and MaxBackoff shape the jittered exponential backoff
-	// after a transient provider failure.
-	BaseBackoff time.Duration
-	MaxBackoff  time.Duration
-	// CommitRetryFor bounds how long a refreshed token's commit is
-	// retried on transient database errors (default LeaseTTL).
-	CommitRetryFor time.Duration
+	// CommitRetryInterval caps the wait between retries of a commit that
+	// failed on a database error (default 250ms); CommitRetryFor bounds
+	// how long a refreshed token's commit is retried (default 2m).
+	CommitRetryInterval time.Duration
+	CommitRetryFor      time.Duration
 
-	// Now is the clock that judges token expiry (default time.Now). Lease
-	// expiry is judged by the database.
-	Now func() time.Time
+	// RetryBackoff and RetryBackoffMax shape the link's backoff after an
+	// attempt the provider did not process (default 1s doubling to 1m);
+	// UncertainBackoff and UncertainBackoffMax after one it may have
+	// processed (default 10s doubling to 5m): re-sending the same refresh
+	// token is then the only way to recover, and each re-send risks the
+	// grant. A provider's Retry-After lengthens either.
+	RetryBackoff, RetryBackoffMax         time.Duration
+	UncertainBackoff, UncertainBackoffMax time.Duration
+	// CircuitThreshold consecutive failed calls across a provider's links
+	// open its circuit (default 5) for CircuitOpenFor, doubling per
+	// consecutive opening up to CircuitOpenForMax (defaults 5s, 5m); one
+	// call at a time then probes it. A provider that refuses the client
+	// is probed every MisconfiguredProbe (default 30s).
+	CircuitThreshold                  int
+	CircuitOpenFor, CircuitOpenForMax time.Duration
+	MisconfiguredProbe                time.Duration
+
+	// Clock is the coordinator's time (default the wall clock).
+	Clock Clock
 	// Rand draws backoff jitter in [0,1) (default math/rand/v2).
 	Rand func() float64
 	// Metrics, if set, receives counters (see [NewMetrics]).
@@ -81,61 +142,76 @@ type Config struct {
 // Prometheus metrics (see [NewMetrics]).
 type Stats struct {
 	Waits         int64 // waits for another holder's refresh
-	LostRefreshes int64 // takeovers whose refresh the provider rejected (I2's window)
-	LostCommits   int64 // refreshed tokens whose commit lost the CAS
+	Takeovers     int64 // leases taken over from a holder that did not release them
+	LostRefreshes int64 // rejections explained by an earlier attempt (holder_died, answer_lost)
+	LostCommits   int64 // refreshed tokens that could not be committed (lease_lost, commit_failed)
 	CommitRetries int64 // commits retried after a database error
 }
 
 // Coordinator implements [tokenbroker.TokenService] with the refresh
-// protocol of DESIGN.md. It is safe for concurrent use; one per replica.
+// protocol of docs/design.md. It is safe for concurrent use; one per
+// replica.
 type Coordinator struct {
 	cfg         Config
 	log         *slog.Logger
-	group       singleflight.Group
 	cache       *tokenCache
 	stopChanges func()
-	// flights counts running flights, so Close can wait for a refresh the
-	// provider may already have answered to be committed (I2).
-	flights sync.WaitGroup
+
+	// mu guards inflight and closed. A link has at most one flight per
+	// replica (I1 within the replica, and one re-read per replica for its
+	// waiters); Close waits for every flight it let start, so a refresh
+	// the provider may have answered is committed before the store closes
+	// (I2).
+	mu       sync.Mutex
+	inflight map[string]*flight
+	closed   bool
+	flights  sync.WaitGroup
 
 	randMu sync.Mutex
 
 	stats struct {
-		waits, lostRefreshes, lostCommits, commitRetries atomic.Int64
+		waits, takeovers, lostRefreshes, lostCommits, commitRetries atomic.Int64
 	}
 }
 
 var _ tokenbroker.TokenService = (*Coordinator)(nil)
 
 // New returns a coordinator. It reports a configuration error for missing
-// dependencies or a provider timeout not under the lease TTL.
+// dependencies or inconsistent durations.
 func New(cfg Config) (*Coordinator, error) {
 	if cfg.Store == nil || cfg.Signaler == nil || cfg.Providers == nil {
 		return nil, errors.New("refresh: Store, Signaler and Providers are required")
 	}
-	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = DefaultLeaseTTL
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
 	}
-	if cfg.ProviderTimeout <= 0 {
-		cfg.ProviderTimeout = cfg.LeaseTTL / 3
+	def(&cfg.LeaseTTL, DefaultLeaseTTL)
+	def(&cfg.RenewEvery, cfg.LeaseTTL/3)
+	def(&cfg.Grace, DefaultGrace)
+	def(&cfg.ProviderTimeout, DefaultProviderTimeout)
+	def(&cfg.PollInterval, DefaultPollInterval)
+	def(&cfg.CommitRetryInterval, DefaultCommitRetryInterval)
+	def(&cfg.CommitRetryFor, DefaultCommitRetryFor)
+	def(&cfg.RetryBackoff, DefaultRetryBackoff)
+	def(&cfg.RetryBackoffMax, DefaultRetryBackoffMax)
+	def(&cfg.UncertainBackoff, DefaultUncertainBackoff)
+	def(&cfg.UncertainBackoffMax, DefaultUncertainBackoffMax)
+	def(&cfg.CircuitOpenFor, DefaultCircuitOpenFor)
+	def(&cfg.CircuitOpenForMax, DefaultCircuitOpenForMax)
+	def(&cfg.MisconfiguredProbe, DefaultMisconfiguredProbe)
+	if cfg.CircuitThreshold <= 0 {
+		cfg.CircuitThreshold = DefaultCircuitThreshold
 	}
-	if cfg.ProviderTimeout >= cfg.LeaseTTL {
-		return nil, fmt.Errorf("refresh: provider timeout %s must be under the lease TTL %s", cfg.ProviderTimeout, cfg.LeaseTTL)
+	if cfg.RenewEvery >= cfg.LeaseTTL {
+		return nil, fmt.Errorf("refresh: lease renewal interval %s must be under the lease TTL %s", cfg.RenewEvery, cfg.LeaseTTL)
 	}
-	if cfg.PollInterval <= 0 {
-		cfg.PollInterval = DefaultPollInterval
+	if cfg.Grace <= cfg.CommitRetryInterval {
+		return nil, fmt.Errorf("refresh: lease grace %s must exceed the commit retry interval %s", cfg.Grace, cfg.CommitRetryInterval)
 	}
-	if cfg.BaseBackoff <= 0 {
-		cfg.BaseBackoff = DefaultBaseBackoff
-	}
-	if cfg.MaxBackoff <= 0 {
-		cfg.MaxBackoff = DefaultMaxBackoff
-	}
-	if cfg.CommitRetryFor <= 0 {
-		cfg.CommitRetryFor = cfg.LeaseTTL
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.Clock == nil {
+		cfg.Clock = wallClock{}
 	}
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
@@ -150,7 +226,7 @@ func New(cfg Config) (*Coordinator, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	c := &Coordinator{cfg: cfg, log: log.With("component", "refresh", "owner", cfg.Owner)}
+	c := &Coordinator{cfg: cfg, log: log.With("component", "refresh", "owner", cfg.Owner), inflight: map[string]*flight{}}
 	if cfg.Changes != nil && cfg.CacheTTL > 0 {
 		c.cache = newTokenCache(cfg.CacheTTL)
 		c.stopChanges = cfg.Changes.OnChange(c.cache.invalidate)
@@ -158,16 +234,19 @@ func New(cfg Config) (*Coordinator, error) {
 	return c, nil
 }
 
-// Close unregisters the coordinator from the store's change feed and
-// waits for the flights under way: each is bounded by its own timeout, and
-// a refresh the provider has answered must be committed before the store
-// closes, or its rotated refresh token is lost (I2). Call it after the
-// callers have stopped (the HTTP server is shut down) and before closing
-// the store.
+// Close unregisters the coordinator from the store's change feed, refuses
+// new flights and waits for the flights under way: a refresh the provider
+// has answered must be committed before the store closes, or its rotated
+// refresh token is lost (I2). Each flight is bounded (the provider
+// timeout, then the commit's retry budget). Call it after the callers have
+// stopped (the HTTP server is shut down) and before closing the store.
 func (c *Coordinator) Close() {
 	if c.stopChanges != nil {
 		c.stopChanges()
 	}
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 	c.flights.Wait()
 }
 
@@ -177,19 +256,34 @@ func (c *Coordinator) Owner() string { return c.cfg.Owner }
 // Stats returns a snapshot of the counters.
 func (c *Coordinator) Stats() Stats {
 	s := &c.stats
-	return Stats{Waits: s.waits.Load(), LostRefreshes: s.lostRefreshes.Load(),
+	return Stats{Waits: s.waits.Load(), Takeovers: s.takeovers.Load(), LostRefreshes: s.lostRefreshes.Load(),
 		LostCommits: s.lostCommits.Load(), CommitRetries: s.commitRetries.Load()}
 }
 
-// flightResult is what one flight hands to every caller that shared it.
-type flightResult struct {
-	link *tokenbroker.Link
-	// transient is set when the flight ended on a transient provider
-	// failure; the caller backs off and tries again within its deadline.
-	transient *tokenbroker.ProviderError
+// window is how long l's token must stay valid to be served without a
+// refresh: the provider's refresh-ahead window, capped at half the token's
+// lifetime (a window as long as the lifetime would refresh on every call),
+// and at least minValid.
+func window(l *tokenbroker.Link, p tokenbroker.Provider, minValid time.Duration) time.Duration {
+	w := p.RefreshAhead()
+	if lt := l.Lifetime(); lt > 0 {
+		w = min(w, lt/2)
+	}
+	return max(w, minValid)
 }
 
-// Token implements [tokenbroker.TokenService] (DESIGN.md steps 1–7).
+// checkMinValid refuses a minValid that no token of this provider can
+// satisfy, before anything is sent: a fresh token lives about l's lifetime.
+func checkMinValid(l *tokenbroker.Link, minValid time.Duration) error {
+	if lt := l.Lifetime(); lt > 0 && minValid >= lt {
+		return tokenbroker.Errorf(tokenbroker.EINVALID,
+			"min_valid %s is not shorter than the lifetime of this provider's access tokens (about %s); no refresh can satisfy it",
+			minValid, lt.Round(time.Second))
+	}
+	return nil
+}
+
+// Token implements [tokenbroker.TokenService] (docs/design.md steps 1-7).
 func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minValid time.Duration) (*tokenbroker.Token, error) {
 	if minValid < 0 {
 		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "min_valid must not be negative")
@@ -198,28 +292,29 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 	if err != nil {
 		return nil, err
 	}
-	window := max(p.RefreshAhead(), minValid)
-
 	key := cacheKey(providerID, userID)
-	if l := c.cache.get(key); l != nil && l.Token.ValidFor(c.cfg.Now(), window) {
+	if l := c.cache.get(key); l != nil && checkMinValid(l, minValid) == nil && l.Token.ValidFor(c.cfg.Clock.Now(), window(l, p, minValid)) {
 		return tokenOut(l), nil
 	}
-	var lastTransient *tokenbroker.ProviderError
-	for attempt := 0; ; attempt++ {
+	// Each pass reads the link and, when needed, joins the link's one
+	// flight of this replica. A pass ends with a token or a definite
+	// error; a second pass happens only when the flight ended on a state
+	// older or less fresh than this caller needs.
+	for pass := 0; ; pass++ {
 		// Step 1: the fast path reads and returns, no lock, no write.
 		version := c.cache.version()
 		l, err := c.cfg.Store.GetLink(ctx, userID, providerID)
 		if err != nil {
-			if ctx.Err() != nil && lastTransient != nil {
-				return nil, unavailable(providerID, lastTransient, time.Second)
-			}
-			return nil, err
+			return nil, c.callerErr(ctx, err)
 		}
 		if l.State == tokenbroker.LinkReauthRequired {
-			return nil, c.reauthErr(l)
+			return nil, reauthErr(l)
 		}
-		now := c.cfg.Now()
-		if l.Token.ValidFor(now, window) {
+		if err := checkMinValid(l, minValid); err != nil {
+			return nil, err
+		}
+		now := c.cfg.Clock.Now()
+		if l.Token.ValidFor(now, window(l, p, minValid)) {
 			c.cache.put(key, l, version)
 			return tokenOut(l), nil
 		}
@@ -229,350 +324,664 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 			if l.Token.ValidFor(now, minValid) {
 				return tokenOut(l), nil
 			}
-			return nil, &tokenbroker.ReauthRequiredError{UserID: userID, ProviderID: providerID, Reason: "access token expired and the link has no refresh token"}
+			return nil, &tokenbroker.ReauthRequiredError{UserID: userID, ProviderID: providerID,
+				Code: tokenbroker.ReasonNoRefreshToken, Reason: "access token expired and the link has no refresh token"}
+		}
+		if pass >= 2 {
+			return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "no token valid for min_valid %s could be obtained", minValid)
 		}
 
 		// Step 3: one flight per link and replica; the others share it.
-		res, err := c.fly(ctx, p, l, window, minValid)
-		if err != nil {
-			if ctx.Err() != nil {
-				return c.onCallerDone(ctx, l, minValid, lastTransient)
+		res, err := c.fly(ctx, p, l, minValid)
+		switch {
+		case err == nil:
+		case errors.Is(err, tokenbroker.ErrReauthRequired):
+			return nil, err
+		case ctx.Err() != nil:
+			return c.onCallerDone(ctx, l, minValid)
+		default:
+			// The provider or the database failed, or the link backs
+			// off: a still-valid token is served meanwhile (step 7).
+			if l.Token.ValidFor(c.cfg.Clock.Now(), minValid) {
+				return tokenOut(l), nil
 			}
 			return nil, err
 		}
-		if res.link != nil {
-			if res.link.Token.ValidFor(c.cfg.Now(), minValid) {
-				return tokenOut(res.link), nil
-			}
-			if res.link.Generation > l.Generation {
-				return nil, tokenbroker.Errorf(tokenbroker.EINVALID,
-					"the provider's fresh token is valid for less than min_valid %s", minValid)
-			}
-			// An older state came back (a concurrent writer); read again.
-			continue
+		if res.Token.ValidFor(c.cfg.Clock.Now(), minValid) {
+			return tokenOut(res), nil
 		}
-
-		// Step 7: transient failure. Serve a still-valid token meanwhile.
-		lastTransient = res.transient
-		if l.Token.ValidFor(c.cfg.Now(), minValid) {
-			return tokenOut(l), nil
-		}
-		delay := c.backoff(attempt, res.transient.RetryAfter)
-		deadline, hasDeadline := ctx.Deadline()
-		// The deadline is wall-clock time; cfg.Now only judges token expiry.
-		if (!hasDeadline && attempt+1 >= DefaultAttemptsWithoutDeadline) ||
-			(hasDeadline && time.Until(deadline) < delay) {
-			return nil, unavailable(providerID, res.transient, delay)
-		}
-		t := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return c.onCallerDone(ctx, l, minValid, lastTransient)
-		case <-t.C:
+		if res.Generation > l.Generation {
+			// A token fresh from the provider that does not last
+			// minValid: another refresh would buy the same.
+			return nil, tokenbroker.Errorf(tokenbroker.EINVALID,
+				"the provider's fresh token is valid for less than min_valid %s", minValid)
 		}
 	}
 }
 
+// callerErr keeps a caller that left from being reported as a store
+// failure.
+func (c *Coordinator) callerErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
 // onCallerDone answers a caller whose context ended while a flight was
-// under way. The flight itself goes on, detached (I2).
-func (c *Coordinator) onCallerDone(ctx context.Context, l *tokenbroker.Link, minValid time.Duration, last *tokenbroker.ProviderError) (*tokenbroker.Token, error) {
-	if l.Token.ValidFor(c.cfg.Now(), minValid) {
+// under way. The flight itself goes on (I2).
+func (c *Coordinator) onCallerDone(ctx context.Context, l *tokenbroker.Link, minValid time.Duration) (*tokenbroker.Token, error) {
+	if l.Token.ValidFor(c.cfg.Clock.Now(), minValid) {
 		return tokenOut(l), nil
 	}
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return nil, unavailable(l.ProviderID, last, time.Second)
+		return nil, &tokenbroker.ProviderUnavailableError{ProviderID: l.ProviderID, RetryAfter: time.Second,
+			Cause: errors.New("the refresh did not finish within the caller's deadline")}
 	}
 	return nil, ctx.Err()
 }
 
-func unavailable(providerID string, cause *tokenbroker.ProviderError, retryAfter time.Duration) error {
-	if retryAfter < time.Second {
-		retryAfter = time.Second
-	}
-	e := &tokenbroker.ProviderUnavailableError{ProviderID: providerID, RetryAfter: retryAfter}
-	if cause != nil {
-		e.Cause = cause
-	}
-	return e
+// flight is the one refresh attempt of a link under way in this replica.
+type flight struct {
+	done    chan struct{}
+	waiting chan struct{} // closed once the flight waits for another holder
+	link    *tokenbroker.Link
+	err     error
+
+	// Guarded by Coordinator.mu.
+	callers    int
+	need       time.Duration // the largest minValid among its callers
+	cancelWait context.CancelFunc
+	waitOnce   sync.Once
 }
 
 // fly runs or joins the flight for link l. Callers wait with their own
-// context; the flight runs on a detached one, so the first caller giving up
-// never abandons a refresh under way (I2, I5).
-func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, window, minValid time.Duration) (*flightResult, error) {
-	key := fmt.Sprintf("%s\x00%s\x00%d", l.ProviderID, l.UserID, minValid)
-	ch := c.group.DoChan(key, func() (any, error) {
+// context; the flight runs on a context detached from every caller, so the
+// first caller giving up never abandons a refresh under way (I2, I5). While
+// the flight only waits for another replica's holder, it stops when its
+// last caller has left.
+func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, minValid time.Duration) (*tokenbroker.Link, error) {
+	key := cacheKey(l.ProviderID, l.UserID)
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, &tokenbroker.StoreUnavailableError{Op: "refresh", Err: errors.New("the coordinator is shutting down")}
+	}
+	f := c.inflight[key]
+	if f == nil {
+		wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		f = &flight{done: make(chan struct{}), waiting: make(chan struct{}), cancelWait: cancel}
+		c.inflight[key] = f
+		// Added under mu before the goroutine starts, so Close, which sets
+		// closed under mu, waits for it (I2).
 		c.flights.Add(1)
-		defer c.flights.Done()
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*c.cfg.LeaseTTL+c.cfg.ProviderTimeout)
-		defer cancel()
-		return c.flight(fctx, p, l.UserID, window, minValid)
-	})
-	select {
-	case r := <-ch:
-		if r.Err != nil {
-			return nil, r.Err
+		go c.run(wctx, key, f, p, l)
+	}
+	f.callers++
+	f.need = max(f.need, minValid)
+	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		if f.callers--; f.callers == 0 {
+			// Nobody waits any more: a flight that only waits for another
+			// replica stops (a holder's own work is on another context).
+			f.cancelWait()
+			if c.inflight[key] == f {
+				delete(c.inflight, key)
+			}
 		}
-		return r.Val.(*flightResult), nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		c.mu.Unlock()
+	}()
+
+	waiting := f.waiting
+	for {
+		select {
+		case <-f.done:
+			return f.link, f.err
+		case <-waiting:
+			// Step 2: another replica refreshes; a caller whose token is
+			// still valid does not wait for it.
+			if l.Token.ValidFor(c.cfg.Clock.Now(), minValid) {
+				return l, nil
+			}
+			waiting = nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 
-// flight is steps 2–6 for one link on this replica. It returns a link whose
-// token is fresh (or the newest one, when stale-while-revalidate serves a
-// still-valid token), a transient failure, or a definite error.
-func (c *Coordinator) flight(ctx context.Context, p tokenbroker.Provider, userID string, window, minValid time.Duration) (*flightResult, error) {
+func (c *Coordinator) run(ctx context.Context, key string, f *flight, p tokenbroker.Provider, l *tokenbroker.Link) {
+	defer c.flights.Done()
+	defer f.cancelWait()
+	link, err := c.flight(ctx, f, p, l)
+	c.mu.Lock()
+	if c.inflight[key] == f {
+		delete(c.inflight, key)
+	}
+	c.mu.Unlock()
+	f.link, f.err = link, err
+	close(f.done)
+}
+
+func (c *Coordinator) need(f *flight) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return f.need
+}
+
+// flight is steps 2-6 for one link on this replica. It returns the link
+// with a token fresh enough for its callers, or a definite error: the
+// grant is broken, the provider is unavailable or misconfigured (with when
+// to come back), or the database failed.
+func (c *Coordinator) flight(ctx context.Context, f *flight, p tokenbroker.Provider, l0 *tokenbroker.Link) (*tokenbroker.Link, error) {
 	st := c.cfg.Store
-	var sub <-chan struct{}
-	var cancelSub func()
-	defer func() {
-		if cancelSub != nil {
-			cancelSub()
-		}
-	}()
+	// Subscribe before the first read, so a commit between the read and a
+	// lost acquisition cannot be missed (I5).
+	sub, cancelSub := c.cfg.Signaler.Subscribe(l0.ID)
+	subID := l0.ID
+	defer func() { cancelSub() }()
 
 	for {
-		l, err := st.GetLink(ctx, userID, p.ID())
+		l, err := st.GetLink(ctx, l0.UserID, l0.ProviderID)
 		if err != nil {
 			return nil, err
 		}
-		if l.State == tokenbroker.LinkReauthRequired {
-			return nil, c.reauthErr(l)
-		}
-		now := c.cfg.Now()
-		if l.Token.ValidFor(now, window) {
-			return &flightResult{link: l}, nil // refreshed meanwhile
-		}
-		if sub == nil {
-			// Subscribe before trying the lease, so a commit between a
-			// lost attempt and the wait cannot be missed (I5).
+		if l.ID != subID {
+			// The link was deleted and connected again meanwhile.
+			cancelSub()
 			sub, cancelSub = c.cfg.Signaler.Subscribe(l.ID)
+			subID = l.ID
 		}
-		takeover := l.LeaseOwner != "" && l.LeaseOwner != c.cfg.Owner
+		if l.State == tokenbroker.LinkReauthRequired {
+			return nil, reauthErr(l)
+		}
+		if l.Token.ValidFor(c.cfg.Clock.Now(), window(l, p, c.need(f))) {
+			return l, nil // refreshed meanwhile
+		}
+
+		// The provider's shared health: an open circuit or a
+		// misconfiguration answers at once; when its time is up, one call
+		// across all replicas probes it.
+		health, err := st.GetProviderHealth(ctx, p.ID())
+		if err != nil {
+			return nil, err
+		}
+		if health.Open() {
+			return nil, c.healthErr(health, health.OpenUntil.Sub(health.Now))
+		}
 
 		// Step 4: one conditional statement judged on the database clock.
 		// The lease is what keeps a second provider call for the same
 		// generation from happening on any replica (I1, I2).
-		won, err := st.AcquireLease(ctx, l.ID, l.Generation, c.cfg.Owner, c.cfg.LeaseTTL)
+		g, err := st.AcquireLease(ctx, tokenbroker.LeaseRequest{
+			LinkID: l.ID, Generation: l.Generation, Owner: c.cfg.Owner, TTL: c.cfg.LeaseTTL, Grace: c.cfg.Grace,
+		})
 		if err != nil {
 			return nil, err
 		}
-		if !won {
-			// Step 2: inside the window and still valid: never wait for
-			// another replica's refresh.
-			if l.Token.ValidFor(now, minValid) {
-				return &flightResult{link: l}, nil
+		c.cfg.Metrics.lease(g)
+		if g.Won {
+			hctx := context.WithoutCancel(ctx)
+			if !health.OpenUntil.IsZero() {
+				// The circuit's time is up: this attempt may probe it if
+				// no other replica does.
+				won, err := st.AcquireProviderProbe(hctx, p.ID(), c.cfg.Owner, c.cfg.ProviderTimeout+c.cfg.LeaseTTL)
+				if err != nil || !won {
+					if _, rerr := st.ReleaseLease(hctx, g.Lease, tokenbroker.Release{}, tokenbroker.Record{}); rerr != nil {
+						c.log.Warn("release lease failed", "user", l.UserID, "provider", l.ProviderID, "err", rerr)
+					}
+					if err != nil {
+						return nil, err
+					}
+					return nil, c.healthErr(health, time.Second)
+				}
 			}
-			c.stats.waits.Add(1)
-			if err := c.wait(ctx, sub, l); err != nil {
-				return nil, err
-			}
-			continue
+			// We hold the lease of generation l.Generation: its refresh
+			// token is the current one and nobody else may send it (I1).
+			return c.refreshHeld(hctx, p, l, g, health)
 		}
-		// We hold the lease for generation l.Generation: l.Token.RefreshToken
-		// is the current one and nobody else may send it (I1).
-		return c.refreshHeld(ctx, p, l, takeover)
+		switch {
+		case g.Generation != l.Generation || g.State != tokenbroker.LinkActive:
+			continue // refreshed, reconnected or marked meanwhile: read again
+		case g.LeaseOwner == "" && g.NextAttemptAt.After(g.Now):
+			// The link backs off after a failed attempt; every replica
+			// honours it, and callers get the real Retry-After at once.
+			return nil, &tokenbroker.ProviderUnavailableError{ProviderID: l.ProviderID,
+				RetryAfter: retryAfter(g.NextAttemptAt.Sub(g.Now)), Cause: lastError(l)}
+		case g.LeaseOwner == "":
+			continue // released meanwhile
+		}
+		// Another holder (or a holder that may be dead) refreshes: wait
+		// for its signal, a poll tick, or the end of its lease or grace.
+		f.waitOnce.Do(func() { close(f.waiting) })
+		c.stats.waits.Add(1)
+		if err := c.wait(ctx, sub, g); err != nil {
+			return nil, err
+		}
 	}
 }
 
-// wait blocks until the link's signal, a poll tick, or the lease's expiry,
-// whichever comes first. It never sleeps past the lease expiry without
-// reading again, so a dead holder delays waiters by at most the TTL (I5).
-func (c *Coordinator) wait(ctx context.Context, sub <-chan struct{}, l *tokenbroker.Link) error {
+// wait blocks until the link's signal, a poll tick, or the lease's
+// expiry (or the end of an expired lease's grace), whichever comes first,
+// measured from the database's clock as the grant reported it. A dead
+// holder therefore delays waiters by about its lease's rest plus the
+// grace (I5).
+func (c *Coordinator) wait(ctx context.Context, sub <-chan struct{}, g *tokenbroker.LeaseGrant) error {
 	d := c.cfg.PollInterval
-	if !l.LeaseUntil.IsZero() {
-		// LeaseUntil is on the database's clock; it only shortens the wait.
-		if untilExpiry := time.Until(l.LeaseUntil) + 10*time.Millisecond; untilExpiry < d {
-			d = max(untilExpiry, 10*time.Millisecond)
-		}
+	const slack = 10 * time.Millisecond
+	switch {
+	case g.LeaseUntil.After(g.Now):
+		d = min(d, g.LeaseUntil.Sub(g.Now)+slack)
+	case !g.GraceUntil.IsZero():
+		d = min(d, max(g.GraceUntil.Sub(g.Now), 0)+slack)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
 	select {
 	case <-sub:
-	case <-t.C:
+	case <-c.cfg.Clock.After(d):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	return nil
 }
 
-// refreshHeld calls the provider as the lease holder and commits (steps
-// 4–6). The lease is released on every path that does not commit or mark.
-func (c *Coordinator) refreshHeld(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, takeover bool) (res *flightResult, err error) {
-	released := false
-	defer func() {
-		if !released {
-			// A panic or error must not leave the lease to expire on its
-			// own: waiters would be delayed by the TTL (I5).
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			if _, rerr := c.cfg.Store.ReleaseLease(rctx, l.ID, c.cfg.Owner); rerr != nil {
-				c.log.Warn("release lease failed", "user", l.UserID, "provider", l.ProviderID, "err", rerr)
-			}
-		}
-	}()
+// refreshHeld calls the provider as the lease holder and ends the attempt:
+// commit, mark, or release with its outcome (steps 4-7). ctx is detached
+// from every caller. The lease is renewed until the attempt has ended.
+func (c *Coordinator) refreshHeld(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, g *tokenbroker.LeaseGrant, health *tokenbroker.ProviderHealth) (*tokenbroker.Link, error) {
+	if g.PreviousOwner != "" {
+		c.stats.takeovers.Add(1)
+		c.log.Warn("took over a refresh lease its holder did not release",
+			"user", l.UserID, "provider", l.ProviderID, "previous_owner", g.PreviousOwner, "generation", l.Generation)
+	}
+	renewal := c.renew(ctx, g.Lease)
+	defer renewal.stop()
 
-	// The provider call runs on the flight's detached context with its own
-	// timeout, well under the lease TTL (I1); no database connection is held
-	// while it runs (I6).
+	// The provider call runs on the detached context with its own timeout;
+	// the renewed lease covers it however long it takes (I1). No database
+	// connection is held while it runs (I6).
 	pctx, cancel := context.WithTimeout(ctx, c.cfg.ProviderTimeout)
 	c.cfg.Metrics.providerCall(l.ProviderID)
+	start := c.cfg.Clock.Now()
 	tok, perr := p.Refresh(pctx, l.Token.RefreshToken)
 	cancel()
+	c.cfg.Metrics.providerLatency(l.ProviderID, c.cfg.Clock.Now().Sub(start))
 
 	if perr == nil {
-		if tok.RefreshToken == "" {
-			tok.RefreshToken = l.Token.RefreshToken // provider does not rotate
+		return c.onRefreshed(ctx, renewal, l, g, tok, health)
+	}
+	var pe *tokenbroker.ProviderError
+	if !errors.As(perr, &pe) {
+		pe = &tokenbroker.ProviderError{ProviderID: l.ProviderID, Class: tokenbroker.FailureUncertain, Err: perr}
+	}
+	c.cfg.Metrics.failed(l.ProviderID, string(pe.Class))
+	switch pe.Class {
+	case tokenbroker.FailureRejected:
+		return c.onRejected(ctx, l, g, pe)
+	case tokenbroker.FailureClient:
+		return c.onClientError(ctx, l, g, pe, health)
+	case tokenbroker.FailureNotProcessed:
+		return c.onTransient(ctx, l, g, pe)
+	default:
+		pe.Class = tokenbroker.FailureUncertain
+		return c.onTransient(ctx, l, g, pe)
+	}
+}
+
+// onRefreshed commits the provider's answer (step 5, I3). The answer is the
+// only copy of the rotated refresh token: a database error does not drop
+// it, the commit is retried while the renewed lease keeps it ours (I2).
+func (c *Coordinator) onRefreshed(ctx context.Context, renewal *renewal, l *tokenbroker.Link, g *tokenbroker.LeaseGrant, tok *tokenbroker.Token, health *tokenbroker.ProviderHealth) (*tokenbroker.Link, error) {
+	if tok.RefreshToken == "" {
+		tok.RefreshToken = l.Token.RefreshToken // the provider does not rotate
+	}
+	if tok.Scopes == nil {
+		tok.Scopes = l.Token.Scopes // RFC 6749 §5.1: the grant's scope is unchanged
+	}
+	if c.cfg.BeforeCommit != nil {
+		c.cfg.BeforeCommit(ctx, l)
+	}
+	next := *l
+	next.Token = *tok
+	rec := tokenbroker.Record{Audit: []tokenbroker.AuditEvent{c.event(l, tokenbroker.AuditLinkRefresh, "ok", recoveredDetail(l))}}
+	committed, err := c.commit(ctx, g.Lease, &next, rec)
+	renewal.stop()
+	if err != nil || !committed {
+		// The provider rotated the refresh token and the answer cannot be
+		// committed: this is a lost refresh, reported as such (I2).
+		reason := "lease_lost"
+		if err != nil {
+			reason = "commit_failed"
 		}
-		if c.cfg.BeforeCommit != nil {
-			c.cfg.BeforeCommit(ctx, l)
-		}
-		next := *l
-		next.Token = *tok
-		committed, err := c.commit(ctx, &next)
+		c.stats.lostCommits.Add(1)
+		c.cfg.Metrics.lost(reason)
+		c.log.Error("lost refresh: the provider's answer could not be committed and is discarded",
+			"user", l.UserID, "provider", l.ProviderID, "generation", l.Generation, "reason", reason, "err", err)
+		ev := c.event(l, tokenbroker.AuditLostRefresh, reason,
+			"the provider's answer could not be committed: "+map[bool]string{true: "the database failed until the retry budget ran out", false: "the lease was taken over or the link replaced"}[err != nil])
+		ev.Time = c.cfg.Clock.Now()
+		c.cfg.Auditor.Record(ev)
 		if err != nil {
 			return nil, err
 		}
-		released = true // the commit cleared the lease, or someone replaced it
-		if !committed {
-			// Our lease expired under us and another writer moved the
-			// generation: the token we got is lost (I2's window). Their
-			// newer generation stands (I3).
-			c.stats.lostCommits.Add(1)
-			c.cfg.Metrics.lost("commit_lost")
-			c.log.Error("refreshed token could not be committed: the link moved to a newer generation while this replica held an expired lease; the provider's answer is discarded",
-				"user", l.UserID, "provider", l.ProviderID, "generation", l.Generation)
-			c.audit(l, tokenbroker.AuditLostRefresh, "commit_lost", "refreshed token discarded: newer generation committed by another writer")
-			cur, err := c.cfg.Store.GetLink(ctx, l.UserID, l.ProviderID)
-			if err != nil {
-				return nil, err
-			}
-			if cur.State == tokenbroker.LinkReauthRequired {
-				return nil, c.reauthErr(cur)
-			}
-			return &flightResult{link: cur}, nil
+		cur, err := c.cfg.Store.GetLink(ctx, l.UserID, l.ProviderID)
+		if err != nil {
+			return nil, err
 		}
-		c.cfg.Metrics.refreshed(l.ProviderID)
-		c.audit(l, tokenbroker.AuditLinkRefresh, "ok", "")
-		next.Generation = l.Generation + 1
-		next.LeaseOwner, next.LeaseUntil = "", time.Time{}
-		return &flightResult{link: &next}, nil
+		if cur.State == tokenbroker.LinkReauthRequired {
+			return nil, reauthErr(cur)
+		}
+		return cur, nil
 	}
+	c.cfg.Metrics.refreshed(l.ProviderID)
+	if l.Failures > 0 {
+		c.log.Info("link recovered: refreshed after failed attempts", "user", l.UserID, "provider", l.ProviderID, "failures", l.Failures)
+	}
+	if health.Troubled() {
+		c.recordSuccess(ctx, l.ProviderID)
+	}
+	next.Generation = l.Generation + 1
+	next.LeaseOwner, next.LeaseUntil = "", time.Time{}
+	next.Attempts, next.Suspect, next.Failures, next.LastError = 0, "", 0, ""
+	next.FailingSince, next.NextAttemptAt = time.Time{}, time.Time{}
+	next.RefreshedAt = c.cfg.Clock.Now()
+	return &next, nil
+}
 
-	var pe *tokenbroker.ProviderError
-	if !errors.As(perr, &pe) {
-		pe = &tokenbroker.ProviderError{ProviderID: l.ProviderID, Err: perr}
+func recoveredDetail(l *tokenbroker.Link) string {
+	if l.Failures == 0 {
+		return ""
 	}
-	if !pe.Permanent {
-		// Step 7: release (deferred), report; the caller backs off.
-		c.cfg.Metrics.failed(l.ProviderID, "transient")
-		c.log.Warn("provider refresh failed transiently", "user", l.UserID, "provider", l.ProviderID, "err", pe)
-		c.audit(l, tokenbroker.AuditRefreshFailed, "transient", pe.Reason())
-		return &flightResult{transient: pe}, nil
-	}
+	return fmt.Sprintf("recovered after %d failed attempts", l.Failures)
+}
 
-	// Step 6: the provider rejected the grant. Read again: a moved
-	// generation means another writer refreshed; theirs is returned and
-	// nothing is cleared (I4).
-	c.cfg.Metrics.failed(l.ProviderID, "permanent")
+// commit writes a refreshed token by the fenced compare-and-swap (step 5,
+// I3), retrying database errors every CommitRetryInterval at most, for
+// CommitRetryFor. A commit on our own lease epoch is accepted even after
+// the lease expired, as long as nobody took it over: the grace a successor
+// must wait exceeds the retry interval, so a live holder whose database
+// comes back commits first (I2).
+func (c *Coordinator) commit(ctx context.Context, lease tokenbroker.Lease, next *tokenbroker.Link, rec tokenbroker.Record) (bool, error) {
+	deadline := c.cfg.Clock.Now().Add(c.cfg.CommitRetryFor)
+	for attempt := 0; ; attempt++ {
+		ok, err := c.cfg.Store.CommitRefresh(ctx, lease, next, rec)
+		if err == nil {
+			if attempt > 0 {
+				c.log.Info("commit of a refreshed token succeeded after retries", "user", next.UserID, "provider", next.ProviderID, "retries", attempt)
+			}
+			return ok, nil
+		}
+		if !c.cfg.Clock.Now().Before(deadline) {
+			return false, err
+		}
+		c.stats.commitRetries.Add(1)
+		if attempt == 0 {
+			// One line per episode; the outcome is logged when it ends.
+			c.log.Warn("commit of a refreshed token failed; retrying with the token kept in memory",
+				"user", next.UserID, "provider", next.ProviderID, "err", err)
+		}
+		d := min(20*time.Millisecond<<min(attempt, 10), c.cfg.CommitRetryInterval)
+		<-c.cfg.Clock.After(c.jitter(d))
+	}
+}
+
+// onRejected handles a provider that rejected the refresh token (step 6).
+// It reads the link again: a moved generation means another writer
+// refreshed, and theirs is returned (I4). Otherwise the link is marked
+// reauth_required, fenced by our lease: as a lost refresh when an earlier
+// attempt of this generation may already have spent the token (the
+// suspect the store keeps on the row, whoever sees it), else as revoked.
+func (c *Coordinator) onRejected(ctx context.Context, l *tokenbroker.Link, g *tokenbroker.LeaseGrant, pe *tokenbroker.ProviderError) (*tokenbroker.Link, error) {
 	cur, err := c.cfg.Store.GetLink(ctx, l.UserID, l.ProviderID)
 	if err != nil {
 		return nil, err
 	}
-	if cur.Generation != l.Generation {
-		c.log.Info("provider rejected a refresh token already replaced by another writer; using the newer generation",
+	if cur.Generation != l.Generation || cur.State != tokenbroker.LinkActive {
+		c.log.Info("provider rejected a refresh token already replaced by another writer; using the newer state",
 			"user", l.UserID, "provider", l.ProviderID, "generation", cur.Generation)
-		return &flightResult{link: cur}, nil
+		if cur.State == tokenbroker.LinkReauthRequired {
+			return nil, reauthErr(cur)
+		}
+		return cur, nil
 	}
-	reason := pe.Reason()
-	if takeover {
-		// We took over an expired lease: the previous holder may have died
-		// after the provider answered and before its commit. Say so.
+	r := tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked, Detail: pe.Reason()}
+	if pe.Code == "invalid_scope" {
+		r.Reason = tokenbroker.ReasonScopesChanged
+	}
+	var rec tokenbroker.Record
+	if g.Suspect != "" {
+		// The two loss windows of docs/design.md: an earlier attempt of
+		// this generation may have been processed, so this rejection does
+		// not mean the user revoked anything (I2's exception).
 		c.stats.lostRefreshes.Add(1)
-		c.cfg.Metrics.lost("holder_died")
-		reason = tokenbroker.Truncate("lost refresh: a previous lease holder ("+l.LeaseOwner+") stopped while refreshing, and the provider then rejected the refresh token ("+reason+")", 300)
-		c.log.Error("lost refresh: provider rejected the refresh token after a lease takeover; the previous holder most likely died between the provider's answer and its commit",
-			"user", l.UserID, "provider", l.ProviderID, "previous_owner", l.LeaseOwner, "generation", l.Generation, "provider_error", pe.Reason())
-		c.audit(l, tokenbroker.AuditLostRefresh, "holder_died", reason)
+		c.cfg.Metrics.lost(g.Suspect)
+		r.Reason = tokenbroker.ReasonLostRefresh
+		r.Detail = tokenbroker.Truncate(fmt.Sprintf("lost refresh (%s): %s, and the provider then rejected the refresh token (%s)",
+			g.Suspect, lossExplanation(g.Suspect), pe.Reason()), 300)
+		c.log.Error("lost refresh: the provider rejected a refresh token that an earlier attempt may already have spent",
+			"user", l.UserID, "provider", l.ProviderID, "cause", g.Suspect, "attempt", g.Attempt,
+			"generation", l.Generation, "provider_error", pe.Reason())
+		rec.Audit = append(rec.Audit, c.event(l, tokenbroker.AuditLostRefresh, g.Suspect, r.Detail))
 	}
-	// Mark by CAS on the generation: a token written meanwhile is never
+	rec.Audit = append(rec.Audit, c.event(l, tokenbroker.AuditLinkBroken, string(r.Reason), r.Detail))
+	// Marked with our lease: a token written meanwhile is never
 	// overwritten or hidden (I3, I4).
-	marked, err := c.cfg.Store.MarkReauthRequired(ctx, l.ID, l.Generation, reason)
+	marked, err := c.cfg.Store.MarkReauthRequired(ctx, g.Lease, r, rec)
 	if err != nil {
 		return nil, err
 	}
-	released = true
 	if !marked {
 		cur, err := c.cfg.Store.GetLink(ctx, l.UserID, l.ProviderID)
 		if err != nil {
 			return nil, err
 		}
 		if cur.State == tokenbroker.LinkReauthRequired {
-			return nil, c.reauthErr(cur)
+			return nil, reauthErr(cur)
 		}
-		return &flightResult{link: cur}, nil
+		return cur, nil
 	}
-	c.log.Warn("link needs re-authentication: the provider rejected its grant",
-		"user", l.UserID, "provider", l.ProviderID, "reason", reason)
-	c.audit(l, tokenbroker.AuditLinkBroken, "reauth_required", reason)
-	return nil, &tokenbroker.ReauthRequiredError{UserID: l.UserID, ProviderID: l.ProviderID, Reason: reason}
+	if g.Suspect == "" {
+		c.log.Warn("link needs re-authentication: the provider rejected its grant",
+			"user", l.UserID, "provider", l.ProviderID, "reason", r.Detail)
+	}
+	return nil, &tokenbroker.ReauthRequiredError{UserID: l.UserID, ProviderID: l.ProviderID, Code: r.Reason, Reason: r.Detail}
 }
 
-// commit writes a refreshed token by CAS on the generation (step 5, I3). A
-// transient database error does not drop the token: the commit is retried
-// with backoff for CommitRetryFor, since the provider has already rotated
-// the refresh token and this copy is the only one (I2).
-func (c *Coordinator) commit(ctx context.Context, next *tokenbroker.Link) (bool, error) {
-	deadline := time.Now().Add(c.cfg.CommitRetryFor)
-	for attempt := 0; ; attempt++ {
-		ok, err := c.cfg.Store.CommitRefresh(ctx, next)
-		if err == nil {
-			return ok, nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			c.log.Error("refreshed token lost: commit failed until the retry budget ran out",
-				"user", next.UserID, "provider", next.ProviderID, "err", err)
-			c.cfg.Metrics.lost("commit_failed")
-			c.audit(next, tokenbroker.AuditLostRefresh, "commit_failed", "commit failed: "+tokenbroker.ErrorCode(err))
-			return false, err
-		}
-		c.stats.commitRetries.Add(1)
-		c.log.Warn("commit of refreshed token failed; retrying with the token kept in memory",
-			"user", next.UserID, "provider", next.ProviderID, "attempt", attempt+1, "err", err)
-		t := time.NewTimer(c.backoff(attempt, 0))
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-		}
+func lossExplanation(suspect string) string {
+	if suspect == tokenbroker.LossHolderDied {
+		return "a previous lease holder stopped while refreshing, possibly after the provider's answer"
+	}
+	return "an earlier attempt's answer was lost in transit (a timeout or reset after the request was sent)"
+}
+
+// onClientError handles a provider that refused this service's client: the
+// provider is marked misconfigured for every replica, the link keeps its
+// state and tokens (the grant was not processed), and callers get 503
+// provider_misconfigured until a probe succeeds.
+func (c *Coordinator) onClientError(ctx context.Context, l *tokenbroker.Link, g *tokenbroker.LeaseGrant, pe *tokenbroker.ProviderError, health *tokenbroker.ProviderHealth) (*tokenbroker.Link, error) {
+	if _, err := c.cfg.Store.ReleaseLease(ctx, g.Lease, tokenbroker.Release{}, tokenbroker.Record{}); err != nil {
+		c.log.Warn("release lease failed", "user", l.UserID, "provider", l.ProviderID, "err", err)
+	}
+	after, _, err := c.cfg.Store.RecordProviderFailure(ctx, l.ProviderID, tokenbroker.ProviderFailure{
+		Misconfigured: pe.Reason(), OpenFor: c.cfg.MisconfiguredProbe, MaxOpenFor: c.cfg.MisconfiguredProbe, RetryAfter: pe.RetryAfter,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if health.Misconfigured == "" {
+		// One line per state change: a failed probe of a provider already
+		// known to be misconfigured says nothing new.
+		c.cfg.Metrics.misconfigured(l.ProviderID, true)
+		c.log.Error("provider misconfigured: it refused this service's client credentials; no link is marked, refreshes wait for a probe to succeed",
+			"provider", l.ProviderID, "reason", pe.Reason(), "probe_every", c.cfg.MisconfiguredProbe)
+		c.cfg.Auditor.Record(tokenbroker.AuditEvent{Time: c.cfg.Clock.Now(), Actor: c.cfg.Owner, Action: tokenbroker.AuditProviderMisconfigured,
+			ProviderID: l.ProviderID, Outcome: "misconfigured", Detail: pe.Reason()})
+	}
+	return nil, c.healthErr(after, after.OpenUntil.Sub(after.Now))
+}
+
+// onTransient handles a failure of the provider or the network (step 7):
+// the lease is released with the attempt's outcome, which sets the link's
+// backoff for every replica (longer when the provider may have processed
+// the refresh token) and counts the failure against the provider's
+// circuit. One log line and audit event per transition to failing, not per
+// attempt.
+func (c *Coordinator) onTransient(ctx context.Context, l *tokenbroker.Link, g *tokenbroker.LeaseGrant, pe *tokenbroker.ProviderError) (*tokenbroker.Link, error) {
+	backoff := c.linkBackoff(pe.Class, l.Failures+1, pe.RetryAfter)
+	var rec tokenbroker.Record
+	if l.Failures == 0 {
+		c.log.Warn("provider refresh failed; the link backs off and is retried",
+			"user", l.UserID, "provider", l.ProviderID, "class", pe.Class, "backoff", backoff, "err", pe)
+		rec.Audit = append(rec.Audit, c.event(l, tokenbroker.AuditRefreshFailed, string(pe.Class), pe.Reason()))
+	} else {
+		c.log.Debug("provider refresh failed again", "user", l.UserID, "provider", l.ProviderID,
+			"class", pe.Class, "failures", l.Failures+1, "backoff", backoff, "err", pe)
+	}
+	if _, err := c.cfg.Store.ReleaseLease(ctx, g.Lease, tokenbroker.Release{Class: pe.Class, Backoff: backoff, Error: pe.Reason()}, rec); err != nil {
+		c.log.Warn("release lease failed", "user", l.UserID, "provider", l.ProviderID, "err", err)
+	}
+	after, opened, err := c.cfg.Store.RecordProviderFailure(ctx, l.ProviderID, tokenbroker.ProviderFailure{
+		Threshold: c.cfg.CircuitThreshold, OpenFor: c.cfg.CircuitOpenFor, MaxOpenFor: c.cfg.CircuitOpenForMax, RetryAfter: pe.RetryAfter,
+	})
+	if err != nil {
+		c.log.Warn("record provider failure", "provider", l.ProviderID, "err", err)
+	} else if opened {
+		c.cfg.Metrics.circuitOpened(l.ProviderID)
+		c.log.Warn("provider circuit opened: refreshes wait, one call probes it when the time is up",
+			"provider", l.ProviderID, "failures", after.Failures, "open_for", after.OpenUntil.Sub(after.Now).Round(time.Millisecond))
+	}
+	return nil, &tokenbroker.ProviderUnavailableError{ProviderID: l.ProviderID, RetryAfter: retryAfter(backoff), Cause: pe}
+}
+
+// recordSuccess clears the provider's failures and says so when it was
+// open or misconfigured.
+func (c *Coordinator) recordSuccess(ctx context.Context, providerID string) {
+	before, err := c.cfg.Store.RecordProviderSuccess(ctx, providerID)
+	if err != nil {
+		c.log.Warn("record provider success", "provider", providerID, "err", err)
+		return
+	}
+	if before == nil {
+		return
+	}
+	if before.Misconfigured != "" {
+		c.cfg.Metrics.misconfigured(providerID, false)
+		c.log.Info("provider recovered: it accepts this service's client again", "provider", providerID)
+		c.cfg.Auditor.Record(tokenbroker.AuditEvent{Time: c.cfg.Clock.Now(), Actor: c.cfg.Owner, Action: tokenbroker.AuditProviderRecovered,
+			ProviderID: providerID, Outcome: "ok", Detail: "was misconfigured: " + before.Misconfigured})
+	} else if before.Opens > 0 {
+		c.log.Info("provider recovered: its circuit is closed", "provider", providerID, "failures", before.Failures)
 	}
 }
 
-// backoff returns a full-jitter exponential delay, at least retryAfter.
-func (c *Coordinator) backoff(attempt int, retryAfter time.Duration) time.Duration {
-	d := c.cfg.BaseBackoff << min(attempt, 16)
-	if d > c.cfg.MaxBackoff || d <= 0 {
-		d = c.cfg.MaxBackoff
+// healthErr is the error of a provider whose circuit is open or that
+// refuses the client.
+func (c *Coordinator) healthErr(h *tokenbroker.ProviderHealth, wait time.Duration) error {
+	if h.Misconfigured != "" {
+		return &tokenbroker.ProviderMisconfiguredError{ProviderID: h.ProviderID, Reason: h.Misconfigured, RetryAfter: retryAfter(wait)}
 	}
+	return &tokenbroker.ProviderUnavailableError{ProviderID: h.ProviderID, RetryAfter: retryAfter(wait),
+		Cause: fmt.Errorf("the provider failed %d times in a row; its circuit is open", h.Failures)}
+}
+
+// linkBackoff is the link's wait before its next attempt after the
+// failures-th consecutive failure of class: doubling from the class's
+// base, capped, with jitter in [d/2, d), never under retryAfter.
+func (c *Coordinator) linkBackoff(class tokenbroker.FailureClass, failures int, retryAfter time.Duration) time.Duration {
+	base, ceiling := c.cfg.RetryBackoff, c.cfg.RetryBackoffMax
+	if class == tokenbroker.FailureUncertain {
+		base, ceiling = c.cfg.UncertainBackoff, c.cfg.UncertainBackoffMax
+	}
+	d := base << min(max(failures-1, 0), 16)
+	if d > ceiling || d <= 0 {
+		d = ceiling
+	}
+	return max(c.jitter(d), retryAfter)
+}
+
+// jitter returns a duration in [d/2, d).
+func (c *Coordinator) jitter(d time.Duration) time.Duration {
 	c.randMu.Lock()
 	f := c.cfg.Rand()
 	c.randMu.Unlock()
-	d = time.Duration(float64(d) * (0.5 + f/2))
-	return max(d, retryAfter)
+	return time.Duration(float64(d) * (0.5 + f/2))
 }
 
-func (c *Coordinator) reauthErr(l *tokenbroker.Link) error {
-	return &tokenbroker.ReauthRequiredError{UserID: l.UserID, ProviderID: l.ProviderID, Reason: l.FailureReason}
+// retryAfter rounds a wait up to whole seconds, at least one, as
+// Retry-After carries it.
+func retryAfter(d time.Duration) time.Duration {
+	if d <= time.Second {
+		return time.Second
+	}
+	return (d + time.Second - 1).Truncate(time.Second)
 }
 
-func (c *Coordinator) audit(l *tokenbroker.Link, action, outcome, detail string) {
-	c.cfg.Auditor.Record(tokenbroker.AuditEvent{
-		Time: c.cfg.Now(), Actor: c.cfg.Owner, Action: action,
+func lastError(l *tokenbroker.Link) error {
+	if l.LastError == "" {
+		return errors.New("the link backs off after a failed refresh")
+	}
+	return errors.New("the link backs off after a failed refresh: " + l.LastError)
+}
+
+// renewal is the heartbeat that keeps a holder's lease alive while its
+// provider call and commit last (I1: a live holder's lease never expires
+// while the database answers).
+type renewal struct {
+	stopOnce sync.Once
+	done     chan struct{}
+	finished chan struct{}
+	lost     atomic.Bool
+}
+
+func (c *Coordinator) renew(ctx context.Context, lease tokenbroker.Lease) *renewal {
+	r := &renewal{done: make(chan struct{}), finished: make(chan struct{})}
+	go func() {
+		defer close(r.finished)
+		for {
+			select {
+			case <-r.done:
+				return
+			case <-c.cfg.Clock.After(c.cfg.RenewEvery):
+			}
+			rctx, cancel := context.WithTimeout(ctx, c.cfg.RenewEvery)
+			ok, err := c.cfg.Store.RenewLease(rctx, lease, c.cfg.LeaseTTL)
+			cancel()
+			switch {
+			case err != nil:
+				// Keep trying: if the database comes back before another
+				// replica's grace ends, the lease is still ours.
+				c.cfg.Metrics.renewal("error")
+				c.log.Debug("lease renewal failed", "link", lease.LinkID, "err", err)
+			case !ok:
+				c.cfg.Metrics.renewal("lost")
+				r.lost.Store(true)
+				c.log.Warn("refresh lease lost: another replica took it over or the link changed", "link", lease.LinkID)
+				return
+			default:
+				c.cfg.Metrics.renewal("ok")
+			}
+		}
+	}()
+	return r
+}
+
+// stop ends the heartbeat and waits for it.
+func (r *renewal) stop() {
+	r.stopOnce.Do(func() { close(r.done) })
+	<-r.finished
+}
+
+func reauthErr(l *tokenbroker.Link) error {
+	return &tokenbroker.ReauthRequiredError{UserID: l.UserID, ProviderID: l.ProviderID, Code: l.ReauthReason, Reason: l.FailureReason}
+}
+
+// event is an audit event of link l. Its time is left to the database's
+// clock when it is written with a state change.
+func (c *Coordinator) event(l *tokenbroker.Link, action, outcome, detail string) tokenbroker.AuditEvent {
+	return tokenbroker.AuditEvent{
+		Actor: c.cfg.Owner, Action: action,
 		UserID: l.UserID, ProviderID: l.ProviderID, Outcome: outcome, Detail: detail,
-	})
+	}
 }
 
 // tokenOut copies the caller-visible part of a link's token. The refresh

@@ -11,6 +11,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/refresh"
+	"github.com/tokenbroker/tokenbroker/store/storetest"
 )
 
 var kinds = []string{"sqlite", "postgres"}
@@ -119,10 +120,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 			c := e.coordinator(0, nil, func(cfg *refresh.Config) { cfg.PollInterval = time.Hour })
 			l, tok := e.seed("u1")
 			e.clock.Advance(55 * time.Minute) // 5 minutes left: inside the window
-			won, err := e.stores[1].AcquireLease(context.Background(), l.ID, l.Generation, "other-replica", time.Minute)
-			if err != nil || !won {
-				t.Fatalf("acquire: %v %v", won, err)
-			}
+			lease := storetest.MustAcquire(t, e.stores[1], l, "other-replica", time.Minute)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			got, err := c.Token(ctx, providerID, "u1", 0)
@@ -135,7 +133,7 @@ func TestStaleWhileRevalidate(t *testing.T) {
 			if n := e.idp.Stats().RefreshCalls; n != 0 {
 				t.Fatalf("provider calls = %d, want 0", n)
 			}
-			if _, err := e.stores[1].ReleaseLease(context.Background(), l.ID, "other-replica"); err != nil {
+			if _, err := e.stores[1].ReleaseLease(context.Background(), lease, tokenbroker.Release{}, tokenbroker.Record{}); err != nil {
 				t.Fatal(err)
 			}
 			got, err = c.Token(ctx, providerID, "u1", 0)
@@ -160,9 +158,9 @@ func TestWaitersWokenBySignal(t *testing.T) {
 			e := MustEnv(t, envOptions{kind: kind, replicas: 2})
 			gate := newGated(e.prov)
 			holder := e.coordinator(0, gate, func(cfg *refresh.Config) { cfg.LeaseTTL = time.Minute; cfg.ProviderTimeout = 20 * time.Second })
-			subscribed := newSubscribeSpy(e.stores[1])
+			lost := &lostAcquisitionSpy{replicaStore: e.stores[1], first: make(chan struct{})}
 			waiter := e.coordinator(1, nil, func(cfg *refresh.Config) {
-				cfg.Signaler = subscribed
+				cfg.Store = lost
 				cfg.PollInterval = time.Hour
 				cfg.LeaseTTL = time.Minute
 				cfg.ProviderTimeout = 20 * time.Second
@@ -199,9 +197,10 @@ func TestWaitersWokenBySignal(t *testing.T) {
 					results <- tok.AccessToken
 				}()
 			}
-			// Once the waiters' flight has read the expired link and
-			// subscribed, only the commit's signal can wake it in time.
-			recv(t, subscribed.first, "the waiters' flight to subscribe")
+			// Once the waiters' flight has lost the lease to the holder
+			// (it subscribed before its first read), only the commit's
+			// signal can wake it in time.
+			recv(t, lost.first, "the waiters' flight to lose the lease")
 			close(gate.release)
 			want := <-holderTok
 			for range n {
@@ -262,7 +261,7 @@ func TestCommitRetriedAfterDatabaseError(t *testing.T) {
 	fs.commitFailures.Store(2)
 	c := e.coordinator(0, nil, func(cfg *refresh.Config) {
 		cfg.Store = fs
-		cfg.BaseBackoff = time.Millisecond
+		cfg.CommitRetryInterval = time.Millisecond
 	})
 	l, _ := e.seed("u1")
 	e.clock.Advance(2 * time.Hour)
@@ -312,7 +311,7 @@ func TestCommitNeverReplacesNewerGeneration(t *testing.T) {
 				t.Fatal(err)
 			}
 			if _, err := e.stores[0].PutLink(context.Background(), &tokenbroker.Link{UserID: "u1", ProviderID: providerID,
-				Token: tokenbroker.Token{AccessToken: imported.AccessToken, RefreshToken: imported.RefreshToken, Expiry: imported.Expiry}}); err != nil {
+				Token: tokenbroker.Token{AccessToken: imported.AccessToken, RefreshToken: imported.RefreshToken, Expiry: imported.Expiry}}, tokenbroker.Record{}); err != nil {
 				t.Fatal(err)
 			}
 			close(gate.release)
@@ -357,7 +356,7 @@ func TestFailedRefreshKeepsAnotherWritersToken(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.stores[0].PutLink(context.Background(), &tokenbroker.Link{UserID: "u1", ProviderID: providerID, Token: *other}); err != nil {
+			if _, err := e.stores[0].PutLink(context.Background(), &tokenbroker.Link{UserID: "u1", ProviderID: providerID, Token: *other}, tokenbroker.Record{}); err != nil {
 				t.Fatal(err)
 			}
 			close(gate.release) // our refresh now gets invalid_grant
@@ -407,13 +406,16 @@ func TestReauthRequiredWhenGrantRevoked(t *testing.T) {
 }
 
 // TestTransientFailureNeverBreaksLink (step 7): 503s from the provider
-// yield ErrProviderUnavailable for an expired token and the current token
-// for a still-valid one; the link stays active, the lease is released, and
-// the next call after the outage refreshes.
+// yield ErrProviderUnavailable for an expired token, at once and with the
+// link's backoff as Retry-After, and the current token for a still-valid
+// one; the link stays active with the failure counted and the lease
+// released, and the first call after the outage and the backoff refreshes.
 func TestTransientFailureNeverBreaksLink(t *testing.T) {
 	e := MustEnv(t, envOptions{kind: "sqlite", refreshAhead: 10 * time.Minute,
 		idp: fakeidp.Config{Faults: fakeidp.Faults{P503: 1}}})
-	c := e.coordinator(0, nil, func(cfg *refresh.Config) { cfg.BaseBackoff = time.Millisecond; cfg.MaxBackoff = 5 * time.Millisecond })
+	c := e.coordinator(0, nil, func(cfg *refresh.Config) {
+		cfg.RetryBackoff, cfg.RetryBackoffMax = 30*time.Millisecond, 30*time.Millisecond
+	})
 	l, tok := e.seed("u1")
 
 	e.clock.Advance(55 * time.Minute) // inside the window, still valid
@@ -421,29 +423,30 @@ func TestTransientFailureNeverBreaksLink(t *testing.T) {
 	if err != nil || got.AccessToken != tok.AccessToken {
 		t.Fatalf("still-valid token during an outage: %v", err)
 	}
+	cur := e.link("u1")
+	// fakeidp answers 503 temporarily_unavailable: the provider says it
+	// did not act, so the generation is not suspect.
+	if cur.State != tokenbroker.LinkActive || cur.Failures != 1 || cur.LeaseOwner != "" || cur.NextAttemptAt.IsZero() || cur.Suspect != "" {
+		t.Fatalf("after a 503 temporarily_unavailable: %+v", cur)
+	}
 
 	e.clock.Advance(time.Hour) // expired
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_, err = c.Token(ctx, providerID, "u1", 0)
+	_, err = c.Token(context.Background(), providerID, "u1", 0)
 	var pu *tokenbroker.ProviderUnavailableError
-	if !errors.As(err, &pu) || pu.RetryAfter <= 0 {
+	if !errors.As(err, &pu) || pu.RetryAfter < time.Second {
 		t.Fatalf("got %v, want ProviderUnavailableError with a retry-after", err)
 	}
-	// The caller may give up while a detached flight still holds the
-	// lease; its release signals.
-	sig, cancelSig := e.stores[0].Subscribe(l.ID)
-	defer cancelSig()
-	for e.link("u1").LeaseOwner != "" {
-		recv(t, sig, "the lease to be released")
-	}
-	cur := e.link("u1")
+	cur = e.link("u1")
 	if cur.State != tokenbroker.LinkActive || cur.Generation != l.Generation || cur.LeaseOwner != "" {
 		t.Fatalf("transient failure changed the link: state %s gen %d lease %q", cur.State, cur.Generation, cur.LeaseOwner)
 	}
 	e.idp.SetFaults(fakeidp.Faults{})
+	waitPast(t, e.stores[0], e.link("u1").NextAttemptAt)
 	if _, err := c.Token(context.Background(), providerID, "u1", 0); err != nil {
 		t.Fatalf("after the outage: %v", err)
+	}
+	if cur := e.link("u1"); cur.Failures != 0 || cur.Suspect != "" || cur.Generation != l.Generation+1 {
+		t.Fatalf("after the recovery: %+v", cur)
 	}
 }
 
@@ -471,7 +474,7 @@ func TestNoConnectionHeldAcrossProviderCall(t *testing.T) {
 			}
 			tok, _ := e.idp.IssueToken("u2")
 			if _, err := e.stores[0].PutLink(ctx, &tokenbroker.Link{UserID: "u2", ProviderID: providerID,
-				Token: tokenbroker.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry}}); err != nil {
+				Token: tokenbroker.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry}}, tokenbroker.Record{}); err != nil {
 				t.Fatalf("write during the provider call: %v", err)
 			}
 			close(gate.release)
@@ -482,24 +485,29 @@ func TestNoConnectionHeldAcrossProviderCall(t *testing.T) {
 	}
 }
 
-// TestLostRefreshAfterHolderDied covers I2's exception: a holder that stops
-// between the provider's answer and its commit loses the rotated token.
-// Another replica takes the expired lease over, sends the old refresh token,
-// the provider rejects it (and revokes the family); the case is counted and
-// the link's failure reason says what happened.
+// TestLostRefreshAfterHolderDied covers I2's first exception: a holder that
+// stops between the provider's answer and its commit loses the rotated
+// token (in process, "dying" is losing the database: its renewals and its
+// commit fail). Another replica takes the expired lease over after the
+// grace, sends the old refresh token, the provider rejects it (and revokes
+// the family); the loss is counted as holder_died and the link's reason
+// says so. When the "dead" holder's database comes back, its commit is
+// refused by the fence: the link is not resurrected.
 func TestLostRefreshAfterHolderDied(t *testing.T) {
 	e := MustEnv(t, envOptions{kind: "postgres", replicas: 2})
-	stuck := make(chan struct{})
-	unstick := make(chan struct{})
+	cut := &partitionedStore{replicaStore: e.stores[0]}
+	stopped := make(chan struct{})
 	dead := e.coordinator(0, nil, func(cfg *refresh.Config) {
-		cfg.LeaseTTL, cfg.ProviderTimeout = time.Second, 300*time.Millisecond
+		cfg.Store = cut
+		cfg.LeaseTTL, cfg.Grace, cfg.CommitRetryInterval = time.Second, 200*time.Millisecond, 20*time.Millisecond
 		cfg.BeforeCommit = func(context.Context, *tokenbroker.Link) {
-			close(stuck)
-			<-unstick // the process is "dead" until the test ends
+			cut.cut.Store(true)
+			close(stopped)
 		}
 	})
 	heir := e.coordinator(1, nil, func(cfg *refresh.Config) {
-		cfg.LeaseTTL, cfg.ProviderTimeout, cfg.PollInterval = time.Second, 300*time.Millisecond, 50*time.Millisecond
+		cfg.LeaseTTL, cfg.Grace, cfg.PollInterval = time.Second, 200*time.Millisecond, 50*time.Millisecond
+		cfg.CommitRetryInterval = 20 * time.Millisecond
 	})
 	e.seed("u1")
 	e.clock.Advance(2 * time.Hour)
@@ -508,25 +516,35 @@ func TestLostRefreshAfterHolderDied(t *testing.T) {
 		defer close(deadDone)
 		_, _ = dead.Token(context.Background(), providerID, "u1", 0)
 	}()
-	defer func() { close(unstick); <-deadDone }()
-	recv(t, stuck, "the holder to stop before its commit")
+	recv(t, stopped, "the holder to lose its database before its commit")
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	_, err := heir.Token(ctx, providerID, "u1", 0)
 	var re *tokenbroker.ReauthRequiredError
-	if !errors.As(err, &re) {
-		t.Fatalf("got %v, want ReauthRequiredError", err)
+	if !errors.As(err, &re) || re.Code != tokenbroker.ReasonLostRefresh {
+		t.Fatalf("got %v, want ReauthRequiredError lost_refresh", err)
 	}
-	if heir.Stats().LostRefreshes != 1 {
-		t.Fatalf("lost refreshes = %d, want 1", heir.Stats().LostRefreshes)
+	if heir.Stats().LostRefreshes != 1 || heir.Stats().Takeovers != 1 {
+		t.Fatalf("heir stats %+v, want one takeover and one lost refresh", heir.Stats())
 	}
 	cur := e.link("u1")
-	if cur.State != tokenbroker.LinkReauthRequired || !strings.Contains(cur.FailureReason, "lost refresh") {
-		t.Fatalf("failure reason %q does not name the lost refresh", cur.FailureReason)
+	if cur.State != tokenbroker.LinkReauthRequired || cur.ReauthReason != tokenbroker.ReasonLostRefresh ||
+		!strings.Contains(cur.FailureReason, tokenbroker.LossHolderDied) {
+		t.Fatalf("reason %q %q does not name the lost refresh and its cause", cur.ReauthReason, cur.FailureReason)
 	}
 	if st := e.idp.Stats(); st.ReuseDetections != 1 {
 		t.Fatalf("reuse detections = %d, want 1 (the heir re-sent the spent token)", st.ReuseDetections)
+	}
+	// The holder's database returns: its commit must not win over the
+	// mark (no resurrected link holding a revoked token).
+	cut.cut.Store(false)
+	recv(t, deadDone, "the holder's flight to end")
+	if after := e.link("u1"); after.State != tokenbroker.LinkReauthRequired || after.Generation != cur.Generation {
+		t.Fatalf("the late holder resurrected the link: %+v", after)
+	}
+	if dead.Stats().LostCommits != 1 {
+		t.Fatalf("the late holder's lost commit is not counted: %+v", dead.Stats())
 	}
 }
 

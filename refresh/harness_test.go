@@ -18,7 +18,8 @@ import (
 const providerID = "idp"
 
 // clock is a settable clock shared by fakeidp and the coordinators, so
-// token expiry is driven exactly; leases stay on the database's clock.
+// token expiry is driven exactly; leases and backoff stay on the
+// database's clock, and waits (After) on the real one.
 type clock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -31,6 +32,10 @@ func (c *clock) Now() time.Time {
 	defer c.mu.Unlock()
 	return c.t
 }
+
+// After waits on the real clock: the waits of these tests are bounded by
+// the database's lease and backoff times.
+func (c *clock) After(d time.Duration) <-chan time.Time { return time.After(d) }
 
 func (c *clock) Advance(d time.Duration) {
 	c.mu.Lock()
@@ -135,7 +140,7 @@ func (e *env) coordinator(i int, p tokenbroker.Provider, mod func(*refresh.Confi
 	}
 	cfg := refresh.Config{
 		Store: e.stores[i], Signaler: e.stores[i], Providers: providers{p},
-		Owner: "replica-" + string(rune('a'+i)), Now: e.clock.Now,
+		Owner: "replica-" + string(rune('a'+i)), Clock: e.clock,
 		LeaseTTL: 10 * time.Second, ProviderTimeout: 3 * time.Second,
 		Rand: func() float64 { return 0.5 },
 	}
@@ -161,8 +166,9 @@ func (e *env) seed(user string) (*tokenbroker.Link, *fakeidp.Token) {
 	}
 	l, err := e.stores[0].PutLink(context.Background(), &tokenbroker.Link{
 		UserID: user, ProviderID: providerID,
-		Token: tokenbroker.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: "Bearer", Expiry: tok.Expiry},
-	})
+		Token: tokenbroker.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: "Bearer",
+			Expiry: tok.Expiry, IssuedAt: e.clock.Now()},
+	}, tokenbroker.Record{})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -198,28 +204,25 @@ func (g *gatedProvider) Refresh(ctx context.Context, rt string) (*tokenbroker.To
 	select {
 	case <-g.release:
 	case <-ctx.Done():
-		return nil, &tokenbroker.ProviderError{ProviderID: g.ID(), Err: ctx.Err()}
+		return nil, &tokenbroker.ProviderError{ProviderID: g.ID(), Class: tokenbroker.FailureNotProcessed, Err: ctx.Err()}
 	}
 	return g.Provider.Refresh(ctx, rt)
 }
 
-// subscribeSpy is a Signaler that reports, by closing first, the first
-// Subscribe: a flight subscribes right after reading the link and before
-// trying the lease, so from then on only the signal wakes it early.
-type subscribeSpy struct {
-	tokenbroker.Signaler
+// lostAcquisitionSpy is a store that reports, by closing first, the first
+// acquisition that lost to another holder.
+type lostAcquisitionSpy struct {
+	replicaStore
 	once  sync.Once
 	first chan struct{}
 }
 
-func newSubscribeSpy(s tokenbroker.Signaler) *subscribeSpy {
-	return &subscribeSpy{Signaler: s, first: make(chan struct{})}
-}
-
-func (s *subscribeSpy) Subscribe(linkID int64) (<-chan struct{}, func()) {
-	ch, cancel := s.Signaler.Subscribe(linkID)
-	s.once.Do(func() { close(s.first) })
-	return ch, cancel
+func (s *lostAcquisitionSpy) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*tokenbroker.LeaseGrant, error) {
+	g, err := s.replicaStore.AcquireLease(ctx, r)
+	if err == nil && !g.Won && g.LeaseOwner != "" {
+		s.once.Do(func() { close(s.first) })
+	}
+	return g, err
 }
 
 // faultyStore fails CommitRefresh a number of times, as a database that
@@ -231,11 +234,11 @@ type faultyStore struct {
 
 var errDatabaseDown = errors.New("injected: connection reset by peer")
 
-func (f *faultyStore) CommitRefresh(ctx context.Context, l *tokenbroker.Link) (bool, error) {
+func (f *faultyStore) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *tokenbroker.Link, rec tokenbroker.Record) (bool, error) {
 	if f.commitFailures.Add(-1) >= 0 {
 		return false, errDatabaseDown
 	}
-	return f.replicaStore.CommitRefresh(ctx, l)
+	return f.replicaStore.CommitRefresh(ctx, lease, l, rec)
 }
 
 // waitTimeout bounds any wait for an event in these tests.
@@ -247,5 +250,75 @@ func recv(t *testing.T, ch <-chan struct{}, what string) {
 	case <-ch:
 	case <-time.After(waitTimeout):
 		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// partitionedStore fails every call while cut is set: a replica that lost
+// its database (or stands for a dead process: its renewals and commits
+// fail, its lease expires).
+type partitionedStore struct {
+	replicaStore
+	cut atomic.Bool
+}
+
+func (p *partitionedStore) err() error {
+	if p.cut.Load() {
+		return errDatabaseDown
+	}
+	return nil
+}
+
+func (p *partitionedStore) GetLink(ctx context.Context, user, prov string) (*tokenbroker.Link, error) {
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return p.replicaStore.GetLink(ctx, user, prov)
+}
+
+func (p *partitionedStore) RenewLease(ctx context.Context, lease tokenbroker.Lease, ttl time.Duration) (bool, error) {
+	if err := p.err(); err != nil {
+		return false, err
+	}
+	return p.replicaStore.RenewLease(ctx, lease, ttl)
+}
+
+func (p *partitionedStore) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *tokenbroker.Link, rec tokenbroker.Record) (bool, error) {
+	if err := p.err(); err != nil {
+		return false, err
+	}
+	return p.replicaStore.CommitRefresh(ctx, lease, l, rec)
+}
+
+func (p *partitionedStore) MarkReauthRequired(ctx context.Context, lease tokenbroker.Lease, r tokenbroker.Reauth, rec tokenbroker.Record) (bool, error) {
+	if err := p.err(); err != nil {
+		return false, err
+	}
+	return p.replicaStore.MarkReauthRequired(ctx, lease, r, rec)
+}
+
+func (p *partitionedStore) ReleaseLease(ctx context.Context, lease tokenbroker.Lease, r tokenbroker.Release, rec tokenbroker.Record) (bool, error) {
+	if err := p.err(); err != nil {
+		return false, err
+	}
+	return p.replicaStore.ReleaseLease(ctx, lease, r, rec)
+}
+
+// waitPast waits until the database's clock is past t (a backoff or a
+// lease on that clock); there is no event to wait for.
+func waitPast(t *testing.T, s tokenbroker.Store, at time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		now, err := s.Now(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now.After(at) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the database clock did not pass %v", at)
+		}
+		time.Sleep(min(at.Sub(now)+time.Millisecond, 100*time.Millisecond))
 	}
 }

@@ -1,22 +1,38 @@
 package refresh
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"time"
 
-// Metrics are the coordinator's Prometheus counters. A nil *Metrics records
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tokenbroker/tokenbroker"
+)
+
+// Metrics are the coordinator's Prometheus series. A nil *Metrics records
 // nothing. Labels carry provider ids and outcomes, never tokens.
 type Metrics struct {
 	providerCalls *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
 	refreshes     *prometheus.CounterVec
 	failures      *prometheus.CounterVec
 	lostRefreshes *prometheus.CounterVec
+	leases        *prometheus.CounterVec
+	renewals      *prometheus.CounterVec
+	circuitOpens  *prometheus.CounterVec
+	misconfig     *prometheus.GaugeVec
 }
 
-// NewMetrics creates the counters and registers them with reg.
+// NewMetrics creates the series and registers them with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		providerCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenbroker_refresh_provider_calls_total",
 			Help: "Refresh calls sent to a provider's token endpoint.",
+		}, []string{"provider"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "tokenbroker_provider_refresh_duration_seconds",
+			Help:    "Duration of refresh calls to a provider's token endpoint, failed ones included.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"provider"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenbroker_refresh_committed_total",
@@ -24,15 +40,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"provider"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenbroker_refresh_failures_total",
-			Help: "Failed provider refresh calls, by kind (transient or permanent).",
-		}, []string{"provider", "kind"}),
+			Help: "Failed provider refresh calls, by class: rejected, client, not_processed, uncertain.",
+		}, []string{"provider", "class"}),
 		lostRefreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenbroker_refresh_lost_total",
-			Help: "Refreshes whose result was lost: holder_died (a takeover's refresh token was rejected), commit_lost, commit_failed.",
+			Help: "Refreshes whose result was lost: holder_died and answer_lost (a rejection explained by an earlier attempt), lease_lost and commit_failed (an answer that could not be committed).",
 		}, []string{"reason"}),
+		leases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_lease_acquisitions_total",
+			Help: "Refresh lease acquisitions by outcome: won, takeover (won from a holder that did not release it), lost.",
+		}, []string{"outcome"}),
+		renewals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_lease_renewals_total",
+			Help: "Refresh lease renewals by outcome: ok, lost, error.",
+		}, []string{"outcome"}),
+		circuitOpens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "tokenbroker_provider_circuit_opened_total",
+			Help: "Times this replica opened a provider's circuit after repeated failures across its links.",
+		}, []string{"provider"}),
+		misconfig: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "tokenbroker_provider_misconfigured",
+			Help: "1 while this replica last saw the provider refuse this service's client credentials.",
+		}, []string{"provider"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.providerCalls, m.refreshes, m.failures, m.lostRefreshes)
+		reg.MustRegister(m.providerCalls, m.latency, m.refreshes, m.failures, m.lostRefreshes,
+			m.leases, m.renewals, m.circuitOpens, m.misconfig)
 	}
 	return m
 }
@@ -43,20 +76,62 @@ func (m *Metrics) providerCall(provider string) {
 	}
 }
 
+func (m *Metrics) providerLatency(provider string, d time.Duration) {
+	if m != nil {
+		m.latency.WithLabelValues(provider).Observe(d.Seconds())
+	}
+}
+
 func (m *Metrics) refreshed(provider string) {
 	if m != nil {
 		m.refreshes.WithLabelValues(provider).Inc()
 	}
 }
 
-func (m *Metrics) failed(provider, kind string) {
+func (m *Metrics) failed(provider, class string) {
 	if m != nil {
-		m.failures.WithLabelValues(provider, kind).Inc()
+		m.failures.WithLabelValues(provider, class).Inc()
 	}
 }
 
 func (m *Metrics) lost(reason string) {
 	if m != nil {
 		m.lostRefreshes.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) lease(g *tokenbroker.LeaseGrant) {
+	if m == nil {
+		return
+	}
+	switch {
+	case g.Won && g.PreviousOwner != "":
+		m.leases.WithLabelValues("takeover").Inc()
+	case g.Won:
+		m.leases.WithLabelValues("won").Inc()
+	default:
+		m.leases.WithLabelValues("lost").Inc()
+	}
+}
+
+func (m *Metrics) renewal(outcome string) {
+	if m != nil {
+		m.renewals.WithLabelValues(outcome).Inc()
+	}
+}
+
+func (m *Metrics) circuitOpened(provider string) {
+	if m != nil {
+		m.circuitOpens.WithLabelValues(provider).Inc()
+	}
+}
+
+func (m *Metrics) misconfigured(provider string, on bool) {
+	if m != nil {
+		v := 0.0
+		if on {
+			v = 1
+		}
+		m.misconfig.WithLabelValues(provider).Set(v)
 	}
 }

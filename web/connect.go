@@ -378,7 +378,7 @@ func (h *Handler) connect(ctx context.Context, p tokenbroker.Provider, req *toke
 			link.AccountID, link.AccountLogin = acct.ID, acct.Login
 		case tokenbroker.ErrorCode(err) == tokenbroker.ENOTIMPLEMENTED:
 			// The provider cannot tell who the token belongs to.
-		case errors.As(err, &pe) && !pe.Permanent:
+		case errors.As(err, &pe) && pe.Transient():
 			// Rate-limited or unreachable: the token is good, only the
 			// account is unknown for now.
 			h.log.WarnContext(ctx, "web: token validation failed transiently; storing the link without account", "provider", p.ID(), "err", err)
@@ -389,33 +389,43 @@ func (h *Handler) connect(ctx context.Context, p tokenbroker.Provider, req *toke
 				Message: name + " issued a token that it then did not accept. Nothing was connected; please try again."}
 		}
 	}
-	stored, err := h.store.PutLink(ctx, link)
+	detail := "connected in the browser"
+	if link.AccountLogin != "" {
+		detail += " as " + link.AccountLogin
+	}
+	// The link's creation is recorded with it, in the same transaction.
+	stored, err := h.store.PutLink(ctx, link, tokenbroker.Record{Audit: []tokenbroker.AuditEvent{
+		h.event(req, tokenbroker.AuditLinkCreate, "ok", detail),
+	}})
 	if err != nil {
 		h.log.ErrorContext(ctx, "web: store link", "provider", p.ID(), "err", err)
 		h.audit(req, tokenbroker.AuditLinkCreate, tokenbroker.ErrorCode(err), "storing the link failed")
 		return nil, &pageError{Status: http.StatusInternalServerError, Code: codeInternal, Title: "Something went wrong",
 			Message: "The account could not be saved. Please try again in a moment."}
 	}
-	detail := "connected in the browser"
-	if stored.AccountLogin != "" {
-		detail += " as " + stored.AccountLogin
-	}
-	h.audit(req, tokenbroker.AuditLinkCreate, "ok", detail)
-	h.log.InfoContext(ctx, "web: link connected", "user", stored.UserID, "provider", p.ID(), "generation", stored.Generation)
+	h.log.InfoContext(ctx, "web: link connected", "user", req.UserID, "provider", p.ID(), "generation", stored.Generation)
 	return stored, nil
 }
 
-// audit records a connect-flow event; it never carries a token.
+// audit records a connect-flow event that changed nothing; it never
+// carries a token.
 func (h *Handler) audit(req *tokenbroker.AuthRequest, action, outcome, detail string) {
-	h.auditor.Record(tokenbroker.AuditEvent{
-		Time:       h.now(),
+	ev := h.event(req, action, outcome, detail)
+	ev.Time = h.now()
+	h.auditor.Record(ev)
+}
+
+// event is a connect-flow audit event; written with a change, its time is
+// the database's.
+func (h *Handler) event(req *tokenbroker.AuthRequest, action, outcome, detail string) tokenbroker.AuditEvent {
+	return tokenbroker.AuditEvent{
 		Actor:      "browser",
 		Action:     action,
 		UserID:     req.UserID,
 		ProviderID: req.ProviderID,
 		Outcome:    outcome,
 		Detail:     detail,
-	})
+	}
 }
 
 // finish sends the browser on after a link was stored: to the session's

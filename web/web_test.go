@@ -112,10 +112,17 @@ func (e *env) record(ev tokenbroker.AuditEvent) {
 	e.events = append(e.events, ev)
 }
 
+// auditEvents returns the events written with a change (in the store) and
+// those recorded through the auditor, in that order.
 func (e *env) auditEvents() []tokenbroker.AuditEvent {
+	e.tb.Helper()
+	stored, err := e.store.ListAudit(context.Background(), tokenbroker.AuditFilter{})
+	if err != nil {
+		e.tb.Fatal(err)
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return append([]tokenbroker.AuditEvent(nil), e.events...)
+	return append(stored, e.events...)
 }
 
 // MustSession creates a connect session for userID and returns its URL.

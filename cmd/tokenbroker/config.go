@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/refresh"
 )
 
 // serveConfig is the configuration of `tokenbroker serve` (and `dev`). Every
@@ -31,6 +32,7 @@ type serveConfig struct {
 	ReturnURLAllow  []string
 	ReplicaID       string
 	LeaseTTL        time.Duration
+	LeaseGrace      time.Duration
 	ProviderTimeout time.Duration
 	TokenCacheTTL   time.Duration
 	LogRequests     bool
@@ -89,8 +91,9 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.StringVar(&cfg.KeyFile, "key-file", getenv("TOKENBROKER_ENCRYPTION_KEY_FILE"), "encryption key file (env TOKENBROKER_ENCRYPTION_KEY_FILE; or keys in TOKENBROKER_ENCRYPTION_KEYS)")
 	fs.StringSliceVar(&cfg.ReturnURLAllow, "return-url-allow", splitList(getenv("TOKENBROKER_RETURN_URL_ALLOW")), "URL prefixes connect sessions may return to (env TOKENBROKER_RETURN_URL_ALLOW, comma-separated)")
 	fs.StringVar(&cfg.ReplicaID, "replica-id", getenv("TOKENBROKER_REPLICA_ID"), "lease owner id of this replica (env TOKENBROKER_REPLICA_ID; default host-pid-random)")
-	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "TOKENBROKER_LEASE_TTL", 30*time.Second, &cfg.envErr), "refresh lease duration (env TOKENBROKER_LEASE_TTL)")
-	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", envDuration(getenv, "TOKENBROKER_PROVIDER_TIMEOUT", 10*time.Second, &cfg.envErr), "bound of one provider call, well under the lease TTL (env TOKENBROKER_PROVIDER_TIMEOUT)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "TOKENBROKER_LEASE_TTL", refresh.DefaultLeaseTTL, &cfg.envErr), "refresh lease duration; the holder renews it every third of it, so a dead holder is taken over about this long (plus the grace) after its last renewal (env TOKENBROKER_LEASE_TTL)")
+	fs.DurationVar(&cfg.LeaseGrace, "lease-grace", envDuration(getenv, "TOKENBROKER_LEASE_GRACE", refresh.DefaultGrace, &cfg.envErr), "how long an expired, unreleased lease stays protected after another replica first found it expired, so a live holder cut off from the database commits first when it returns (env TOKENBROKER_LEASE_GRACE)")
+	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", envDuration(getenv, "TOKENBROKER_PROVIDER_TIMEOUT", refresh.DefaultProviderTimeout, &cfg.envErr), "bound of one provider call; the lease is renewed meanwhile (env TOKENBROKER_PROVIDER_TIMEOUT)")
 	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", envDuration(getenv, "TOKENBROKER_TOKEN_CACHE_TTL", time.Second, &cfg.envErr), "how long a replica may serve a fresh token from memory; changes invalidate it at once, this bounds it if notifications are lost; 0 disables (env TOKENBROKER_TOKEN_CACHE_TTL)")
 	fs.BoolVar(&cfg.LogRequests, "log-requests", envBool(getenv, "TOKENBROKER_LOG_REQUESTS", &cfg.envErr), "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
@@ -143,11 +146,14 @@ func (c *serveConfig) Validate() error {
 			return fmt.Errorf("invalid --return-url-allow entry %q: want an absolute http(s) URL prefix", p)
 		}
 	}
-	if c.LeaseTTL <= 0 {
-		return fmt.Errorf("invalid --lease-ttl %s: must be positive", c.LeaseTTL)
+	if c.LeaseTTL < time.Second {
+		return fmt.Errorf("invalid --lease-ttl %s: must be at least 1s (it is renewed every third of it)", c.LeaseTTL)
 	}
-	if c.ProviderTimeout <= 0 || c.ProviderTimeout*2 > c.LeaseTTL {
-		return fmt.Errorf("invalid --provider-timeout %s: must be positive and at most half the lease TTL (%s)", c.ProviderTimeout, c.LeaseTTL)
+	if c.LeaseGrace <= refresh.DefaultCommitRetryInterval || c.LeaseGrace > c.LeaseTTL {
+		return fmt.Errorf("invalid --lease-grace %s: must exceed the commit retry interval (%s) and not the lease TTL (%s)", c.LeaseGrace, refresh.DefaultCommitRetryInterval, c.LeaseTTL)
+	}
+	if c.ProviderTimeout <= 0 {
+		return fmt.Errorf("invalid --provider-timeout %s: must be positive", c.ProviderTimeout)
 	}
 	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > time.Minute {
 		return fmt.Errorf("invalid --token-cache-ttl %s: want 0 to 1m", c.TokenCacheTTL)

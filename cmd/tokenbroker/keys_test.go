@@ -50,7 +50,7 @@ func TestKeysRotationThenRekey(t *testing.T) {
 	for i := range n {
 		u := fmt.Sprintf("user%02d", i)
 		if _, err := sealed.PutLink(ctx, &tokenbroker.Link{UserID: u, ProviderID: "github",
-			Token: tokenbroker.Token{AccessToken: "at-" + u, RefreshToken: "rt-" + u}}); err != nil {
+			Token: tokenbroker.Token{AccessToken: "at-" + u, RefreshToken: "rt-" + u}}, tokenbroker.Record{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -106,7 +106,7 @@ func TestKeysWrongRingRefused(t *testing.T) {
 	}
 	_ = h.Migrate(ctx)
 	if _, err := crypt.NewStore(h.Store(), r1).PutLink(ctx, &tokenbroker.Link{UserID: "u", ProviderID: "github",
-		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}); err != nil {
+		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}, tokenbroker.Record{}); err != nil {
 		t.Fatal(err)
 	}
 	h.Close()

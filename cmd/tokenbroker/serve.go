@@ -96,6 +96,11 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 		return nil, err
 	}
 	a.handle = h
+	if ph, isPG := h.(postgresHandle); isPG {
+		// The listener's reconnection warnings go through the configured
+		// handler, like every other line.
+		ph.s.Logger = log.With("component", "postgres")
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -149,7 +154,7 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	} else {
 		rc := refresh.Config{
 			Store: a.store, Signaler: h.Signaler(), Providers: reg, Auditor: a.audit, Logger: log,
-			Owner: cfg.ReplicaID, LeaseTTL: cfg.LeaseTTL, ProviderTimeout: cfg.ProviderTimeout,
+			Owner: cfg.ReplicaID, LeaseTTL: cfg.LeaseTTL, Grace: cfg.LeaseGrace, ProviderTimeout: cfg.ProviderTimeout,
 			Metrics: refresh.NewMetrics(a.registry),
 		}
 		if feed, ok := h.Signaler().(tokenbroker.ChangeFeed); ok && cfg.TokenCacheTTL > 0 {

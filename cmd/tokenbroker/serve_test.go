@@ -62,7 +62,7 @@ func TestServeRefusesWrongRing(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := crypt.NewStore(h.Store(), r1).PutLink(ctx, &tokenbroker.Link{UserID: "u", ProviderID: "github",
-		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}); err != nil {
+		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}, tokenbroker.Record{}); err != nil {
 		t.Fatal(err)
 	}
 	h.Close()
@@ -117,7 +117,10 @@ func TestServeBadDatabaseURL(t *testing.T) {
 
 func TestServeConfigValidate(t *testing.T) {
 	for _, args := range [][]string{
-		{"--lease-ttl", "10s", "--provider-timeout", "8s"},
+		{"--lease-ttl", "500ms"},
+		{"--provider-timeout", "0s"},
+		{"--lease-grace", "100ms"},
+		{"--lease-ttl", "2s", "--lease-grace", "3s"},
 		{"--log-format", "xml"},
 		{"--base-url", "ftp://x"},
 		{"--return-url-allow", "not a url"},

@@ -55,6 +55,10 @@ func (c *Clock) Now() time.Time {
 	return c.now
 }
 
+// After waits on the real clock: waits are bounded by the database's
+// lease and backoff times, which this clock does not move.
+func (c *Clock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
 // Advance moves the clock forward by d.
 func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
@@ -205,8 +209,9 @@ func Start(opts Options) (env *Env, err error) {
 
 	co, err := refresh.New(refresh.Config{
 		Store: e.Sealed, Signaler: e.Store, Providers: reg, Auditor: e.Auditor,
-		Logger: log, Owner: "test", Now: e.Clock.Now,
-		BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
+		Logger: log, Owner: "test", Clock: e.Clock,
+		RetryBackoff: time.Millisecond, RetryBackoffMax: 5 * time.Millisecond,
+		UncertainBackoff: time.Millisecond, UncertainBackoffMax: 5 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("refresh coordinator: %w", err)
@@ -309,10 +314,10 @@ func (e *Env) Link(userID, providerID, account string) (*fakeidp.Token, error) {
 		UserID: userID, ProviderID: providerID, AccountID: t.UserID,
 		Token: tokenbroker.Token{
 			AccessToken: t.AccessToken, TokenType: "Bearer", RefreshToken: t.RefreshToken,
-			Expiry: t.Expiry, Scopes: []string{"read"},
+			Expiry: t.Expiry, IssuedAt: e.Clock.Now(), Scopes: []string{"read"},
 		},
 	}
-	if _, err := e.Sealed.PutLink(context.Background(), l); err != nil {
+	if _, err := e.Sealed.PutLink(context.Background(), l, tokenbroker.Record{}); err != nil {
 		return nil, err
 	}
 	return t, nil

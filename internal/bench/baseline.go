@@ -85,12 +85,14 @@ func (b *Baseline) Token(ctx context.Context, providerID, userID string, minVali
 	tok, perr := p.Refresh(ctx, l.Token.RefreshToken)
 	if perr != nil {
 		var pe *tokenbroker.ProviderError
-		if errors.As(perr, &pe) && pe.Permanent {
+		if errors.As(perr, &pe) && pe.Class == tokenbroker.FailureRejected {
 			if !b.cas {
 				// The careless loser: it marks the link broken whatever
 				// generation is there now, wiping a winner's token.
 				if cur, err := b.store.GetLink(ctx, userID, providerID); err == nil {
-					_, _ = b.store.MarkReauthRequired(ctx, cur.ID, cur.Generation, pe.Reason())
+					if lease, ok := b.grab(ctx, cur.ID, cur.Generation); ok {
+						_, _ = b.store.MarkReauthRequired(ctx, lease, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked, Detail: pe.Reason()}, tokenbroker.Record{})
+					}
 				}
 			}
 			return nil, &tokenbroker.ReauthRequiredError{UserID: userID, ProviderID: providerID, Reason: pe.Reason()}
@@ -103,12 +105,15 @@ func (b *Baseline) Token(ctx context.Context, providerID, userID string, minVali
 	next := *l
 	next.Token = *tok
 	if b.cas {
-		if _, err := b.store.CommitRefresh(ctx, &next); err != nil {
-			return nil, err
+		// Compare-and-swap on the generation read before the call.
+		if lease, ok := b.grab(ctx, l.ID, l.Generation); ok {
+			if _, err := b.store.CommitRefresh(ctx, lease, &next, tokenbroker.Record{}); err != nil {
+				return nil, err
+			}
 		}
 		return tokenOut(&next), nil
 	}
-	if _, err := b.store.PutLink(ctx, &next); err != nil {
+	if _, err := b.store.PutLink(ctx, &next, tokenbroker.Record{}); err != nil {
 		return nil, err
 	}
 	return tokenOut(&next), nil
@@ -119,4 +124,24 @@ func tokenOut(l *tokenbroker.Link) *tokenbroker.Token {
 	t := l.Token
 	t.RefreshToken = ""
 	return &t
+}
+
+// grab takes the lease of a generation without respecting anybody's: the
+// baselines have no lease protocol, and every store write of a refresh is
+// fenced by a lease, so they take one that expired at once (a negative TTL,
+// no grace) and take it over from each other.
+func (b *Baseline) grab(ctx context.Context, id, generation int64) (tokenbroker.Lease, bool) {
+	for range 3 {
+		g, err := b.store.AcquireLease(ctx, tokenbroker.LeaseRequest{LinkID: id, Generation: generation, Owner: "baseline", TTL: -time.Millisecond})
+		if err != nil {
+			return tokenbroker.Lease{}, false
+		}
+		if g.Won {
+			return g.Lease, true
+		}
+		if g.Generation != generation || g.State != tokenbroker.LinkActive {
+			return tokenbroker.Lease{}, false
+		}
+	}
+	return tokenbroker.Lease{}, false
 }

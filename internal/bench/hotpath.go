@@ -99,7 +99,7 @@ func RunHotpath(ctx context.Context, o HotpathOptions) (*HotpathResult, error) {
 		return nil, err
 	}
 	if _, err := a.Store.PutLink(ctx, &tokenbroker.Link{UserID: "hot-user", ProviderID: "bench",
-		Token: tokenbroker.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: "Bearer", Expiry: tok.Expiry}}); err != nil {
+		Token: tokenbroker.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: "Bearer", Expiry: tok.Expiry}}, tokenbroker.Record{}); err != nil {
 		return nil, err
 	}
 	brokerURL := baseURL + "/api/v1/users/hot-user/providers/bench/token"

@@ -18,6 +18,21 @@ func (s *Store) AppendAudit(ctx context.Context, events []tokenbroker.AuditEvent
 	if len(events) == 0 {
 		return nil
 	}
+	for _, e := range events {
+		if e.Action == "" {
+			return tokenbroker.Errorf(tokenbroker.EINVALID, "an audit event needs an action")
+		}
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return insertAudit(ctx, tx, events) })
+	return translate(err, "audit events")
+}
+
+// insertAudit writes events with tx in one round trip. An event without
+// Time gets the database clock.
+func insertAudit(ctx context.Context, tx pgx.Tx, events []tokenbroker.AuditEvent) error {
+	if len(events) == 0 {
+		return nil
+	}
 	var b pgx.Batch
 	for _, e := range events {
 		if e.Action == "" {
@@ -27,10 +42,7 @@ func (s *Store) AppendAudit(ctx context.Context, events []tokenbroker.AuditEvent
 			VALUES (COALESCE($1::timestamptz, now()), $2, $3, $4, $5, $6, $7)`,
 			nullTime(e.Time), e.Actor, e.Action, e.UserID, e.ProviderID, e.Outcome, e.Detail)
 	}
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		return tx.SendBatch(ctx, &b).Close()
-	})
-	return translate(err, "audit events")
+	return tx.SendBatch(ctx, &b).Close()
 }
 
 // auditLimit applies the default and the cap of [tokenbroker.AuditFilter].

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -13,38 +14,45 @@ import (
 )
 
 const linkColumns = `id, user_id, provider_id, account_id, account_login,
-	access_token, token_type, refresh_token, id_token, expiry, scopes, extra, key_id,
-	generation, state, failure_reason, lease_owner, lease_until,
+	access_token, token_type, refresh_token, id_token, expiry, issued_at, scopes, extra, key_id,
+	generation, state, reauth_reason, failure_reason, lease_owner, lease_until, lease_epoch,
+	attempts, suspect, failures, failing_since, last_error, next_attempt_at,
 	created_at, updated_at, refreshed_at`
 
 // scanLink scans linkColumns followed by extra destinations (nil skips).
 func scanLink(r pgx.Row, extra ...any) (*tokenbroker.Link, error) {
 	var (
-		l                             tokenbroker.Link
-		expiry, leaseUntil, refreshed *time.Time
-		created, updated              time.Time
-		extraMap                      map[string]string
-		leaseOwner                    *string
-		state                         string
+		l                                     tokenbroker.Link
+		expiry, issued, leaseUntil, refreshed *time.Time
+		failingSince, nextAttempt             *time.Time
+		created, updated                      time.Time
+		extraMap                              map[string]string
+		leaseOwner                            *string
+		state, reason                         string
 	)
 	dest := []any{&l.ID, &l.UserID, &l.ProviderID, &l.AccountID, &l.AccountLogin,
 		&l.Token.AccessToken, &l.Token.TokenType, &l.Token.RefreshToken, &l.Token.IDToken,
-		&expiry, &l.Token.Scopes, &extraMap, &l.KeyID,
-		&l.Generation, &state, &l.FailureReason, &leaseOwner, &leaseUntil,
+		&expiry, &issued, &l.Token.Scopes, &extraMap, &l.KeyID,
+		&l.Generation, &state, &reason, &l.FailureReason, &leaseOwner, &leaseUntil, &l.LeaseEpoch,
+		&l.Attempts, &l.Suspect, &l.Failures, &failingSince, &l.LastError, &nextAttempt,
 		&created, &updated, &refreshed}
 	if err := r.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
 	l.Token.Expiry = fromNull(expiry)
+	l.Token.IssuedAt = fromNull(issued)
 	l.Token.Scopes = nilIfEmpty(l.Token.Scopes)
 	if len(extraMap) > 0 {
 		l.Token.Extra = extraMap
 	}
 	l.State = tokenbroker.LinkState(state)
+	l.ReauthReason = tokenbroker.ReauthReason(reason)
 	if leaseOwner != nil {
 		l.LeaseOwner = *leaseOwner
 	}
 	l.LeaseUntil = fromNull(leaseUntil)
+	l.FailingSince = fromNull(failingSince)
+	l.NextAttemptAt = fromNull(nextAttempt)
 	l.CreatedAt, l.UpdatedAt = created.UTC(), updated.UTC()
 	l.RefreshedAt = fromNull(refreshed)
 	return &l, nil
@@ -94,8 +102,8 @@ func (s *Store) ListLinks(ctx context.Context, userID string) ([]*tokenbroker.Li
 }
 
 // PutLink implements [tokenbroker.LinkStore] with one upsert that also
-// notifies.
-func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link) (*tokenbroker.Link, error) {
+// notifies, and rec in the same transaction.
+func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroker.Record) (*tokenbroker.Link, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
 	}
@@ -103,34 +111,48 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link) (*tokenbroker.
 	if err != nil {
 		return nil, err
 	}
-	out, err := scanLink(s.pool.QueryRow(ctx, `
-		WITH u AS (
-			INSERT INTO links (user_id, provider_id, account_id, account_login,
-				access_token, token_type, refresh_token, id_token, expiry, scopes, extra, key_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12)
-			ON CONFLICT (user_id, provider_id) DO UPDATE SET
-				account_id     = excluded.account_id,
-				account_login  = excluded.account_login,
-				access_token   = excluded.access_token,
-				token_type     = excluded.token_type,
-				refresh_token  = excluded.refresh_token,
-				id_token       = excluded.id_token,
-				expiry         = excluded.expiry,
-				scopes         = excluded.scopes,
-				extra          = excluded.extra,
-				key_id         = excluded.key_id,
-				generation     = links.generation + 1,
-				state          = 'active',
-				failure_reason = '',
-				lease_owner    = NULL,
-				lease_until    = NULL,
-				updated_at     = now()
-			RETURNING `+linkColumns+`
-		)
-		SELECT `+linkColumns+`, pg_notify('`+Channel+`', u.id::text) FROM u`,
-		l.UserID, l.ProviderID, l.AccountID, l.AccountLogin,
-		l.Token.AccessToken, l.Token.TokenType, l.Token.RefreshToken, l.Token.IDToken,
-		nullTime(l.Token.Expiry), nonNil(l.Token.Scopes), extra, l.KeyID), nil)
+	var out *tokenbroker.Link
+	err = s.inTx(ctx, rec, func(q querier) error {
+		out, err = scanLink(q.QueryRow(ctx, `
+			WITH u AS (
+				INSERT INTO links (user_id, provider_id, account_id, account_login,
+					access_token, token_type, refresh_token, id_token, expiry, issued_at, scopes, extra, key_id, refreshed_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $10, $11::jsonb, $12, now())
+				ON CONFLICT (user_id, provider_id) DO UPDATE SET
+					account_id            = excluded.account_id,
+					account_login         = excluded.account_login,
+					access_token          = excluded.access_token,
+					token_type            = excluded.token_type,
+					refresh_token         = excluded.refresh_token,
+					id_token              = excluded.id_token,
+					expiry                = excluded.expiry,
+					issued_at             = excluded.issued_at,
+					scopes                = excluded.scopes,
+					extra                 = excluded.extra,
+					key_id                = excluded.key_id,
+					generation            = links.generation + 1,
+					state                 = 'active',
+					reauth_reason         = '',
+					failure_reason        = '',
+					lease_owner           = NULL,
+					lease_until           = NULL,
+					lease_expired_seen_at = NULL,
+					attempts              = 0,
+					suspect               = '',
+					failures              = 0,
+					failing_since         = NULL,
+					last_error            = '',
+					next_attempt_at       = NULL,
+					updated_at            = now(),
+					refreshed_at          = now()
+				RETURNING `+linkColumns+`
+			)
+			SELECT `+linkColumns+`, pg_notify('`+Channel+`', u.id::text) FROM u`,
+			l.UserID, l.ProviderID, l.AccountID, l.AccountLogin,
+			l.Token.AccessToken, l.Token.TokenType, l.Token.RefreshToken, l.Token.IDToken,
+			nullTime(l.Token.Expiry), nonNil(l.Token.Scopes), extra, l.KeyID, nullTime(l.Token.IssuedAt)), nil)
+		return err
+	})
 	if err != nil {
 		return nil, translate(err, "link")
 	}
@@ -139,11 +161,13 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link) (*tokenbroker.
 }
 
 // DeleteLink implements [tokenbroker.LinkStore].
-func (s *Store) DeleteLink(ctx context.Context, userID, providerID string) error {
+func (s *Store) DeleteLink(ctx context.Context, userID, providerID string, rec tokenbroker.Record) error {
 	var id int64
-	err := s.pool.QueryRow(ctx, `
-		WITH u AS (DELETE FROM links WHERE user_id = $1 AND provider_id = $2 RETURNING id)
-		SELECT u.id, pg_notify('`+Channel+`', u.id::text) FROM u`, userID, providerID).Scan(&id, nil)
+	err := s.inTx(ctx, rec, func(q querier) error {
+		return q.QueryRow(ctx, `
+			WITH u AS (DELETE FROM links WHERE user_id = $1 AND provider_id = $2 RETURNING id)
+			SELECT u.id, pg_notify('`+Channel+`', u.id::text) FROM u`, userID, providerID).Scan(&id, nil)
+	})
 	if err != nil {
 		return translate(err, "link")
 	}
@@ -154,81 +178,222 @@ func (s *Store) DeleteLink(ctx context.Context, userID, providerID string) error
 // AcquireLease implements [tokenbroker.LinkStore]: one conditional UPDATE
 // judged on the database clock, so that of any number of concurrent
 // callers in any number of replicas exactly one wins a generation's lease
-// (I1). A negative ttl gives a lease that has already expired.
-func (s *Store) AcquireLease(ctx context.Context, id, generation int64, owner string, ttl time.Duration) (bool, error) {
-	if owner == "" {
-		return false, tokenbroker.Errorf(tokenbroker.EINVALID, "lease owner must not be empty")
+// (I1). The row is locked by the statement's own CTE, so the previous
+// owner it reports is the one it replaced. A lost acquisition runs a
+// second statement that starts the grace of an expired, unreleased lease
+// and reports the row. A negative TTL gives a lease that has already
+// expired.
+func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*tokenbroker.LeaseGrant, error) {
+	if r.Owner == "" {
+		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "lease owner must not be empty")
 	}
+	g := &tokenbroker.LeaseGrant{}
+	var (
+		prevOwner  *string
+		until, now time.Time
+	)
+	err := s.pool.QueryRow(ctx, `
+		WITH prev AS (SELECT id, lease_owner FROM links WHERE id = $1 FOR UPDATE)
+		UPDATE links l SET
+			lease_owner           = $3,
+			lease_until           = now() + $4 * interval '1 millisecond',
+			lease_epoch           = l.lease_epoch + 1,
+			lease_expired_seen_at = NULL,
+			attempts              = l.attempts + 1,
+			suspect               = CASE WHEN l.lease_owner IS NOT NULL AND l.suspect = '' THEN 'holder_died' ELSE l.suspect END
+		FROM prev
+		WHERE l.id = prev.id AND l.generation = $2 AND l.state = 'active'
+		  AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= now())
+		  AND (l.lease_owner IS NULL OR (l.lease_until < now()
+		       AND l.lease_expired_seen_at IS NOT NULL AND l.lease_expired_seen_at + $5 * interval '1 millisecond' <= now()))
+		RETURNING l.lease_epoch, l.attempts, l.suspect, l.lease_until, prev.lease_owner, now()`,
+		r.LinkID, r.Generation, r.Owner, r.TTL.Milliseconds(), r.Grace.Milliseconds()).
+		Scan(&g.Lease.Epoch, &g.Attempt, &g.Suspect, &until, &prevOwner, &now)
+	switch {
+	case err == nil:
+		g.Won = true
+		g.Lease.LinkID, g.Lease.Generation, g.Lease.Owner = r.LinkID, r.Generation, r.Owner
+		if prevOwner != nil {
+			g.PreviousOwner = *prevOwner
+		}
+		g.Generation, g.State, g.LeaseOwner, g.LeaseUntil, g.Now = r.Generation, tokenbroker.LinkActive, r.Owner, until.UTC(), now.UTC()
+		return g, nil
+	case !errors.Is(err, pgx.ErrNoRows):
+		return nil, translate(err, "link lease")
+	}
+	// Lost. An expired, unreleased lease starts its grace now, the first
+	// time anybody finds it expired; the row is reported as it was.
+	var (
+		owner                  *string
+		leaseUntil, seen, next *time.Time
+		state                  string
+	)
+	err = s.pool.QueryRow(ctx, `
+		WITH seen AS (
+			UPDATE links SET lease_expired_seen_at = now()
+			WHERE id = $1 AND lease_owner IS NOT NULL AND lease_until < now() AND lease_expired_seen_at IS NULL
+			RETURNING lease_expired_seen_at
+		)
+		SELECT generation, state, lease_owner, lease_until,
+			COALESCE(lease_expired_seen_at, (SELECT lease_expired_seen_at FROM seen)),
+			next_attempt_at, attempts, suspect, now()
+		FROM links WHERE id = $1`, r.LinkID).
+		Scan(&g.Generation, &state, &owner, &leaseUntil, &seen, &next, &g.Attempt, &g.Suspect, &now)
+	if err != nil {
+		return nil, translate(err, "link lease")
+	}
+	g.State = tokenbroker.LinkState(state)
+	if owner != nil {
+		g.LeaseOwner = *owner
+	}
+	g.LeaseUntil, g.NextAttemptAt, g.Now = fromNull(leaseUntil), fromNull(next), now.UTC()
+	if seen != nil {
+		g.GraceUntil = seen.UTC().Add(r.Grace)
+	}
+	return g, nil
+}
+
+// leaseFence is the condition of every write of a lease holder: the row
+// still carries its owner and epoch ($1 id, $2 owner, $3 epoch).
+const leaseFence = `id = $1 AND lease_owner = $2 AND lease_epoch = $3`
+
+// RenewLease implements [tokenbroker.LinkStore].
+func (s *Store) RenewLease(ctx context.Context, lease tokenbroker.Lease, ttl time.Duration) (bool, error) {
 	tag, err := s.pool.Exec(ctx, `
-		UPDATE links SET lease_owner = $3, lease_until = now() + $4 * interval '1 millisecond'
-		WHERE id = $1 AND generation = $2 AND state = 'active'
-		  AND (lease_until IS NULL OR lease_until < now())`,
-		id, generation, owner, ttl.Milliseconds())
+		UPDATE links SET lease_until = now() + $4 * interval '1 millisecond', lease_expired_seen_at = NULL
+		WHERE `+leaseFence, lease.LinkID, lease.Owner, lease.Epoch, ttl.Milliseconds())
 	return won(tag, err, "link lease")
 }
 
-// ReleaseLease implements [tokenbroker.LinkStore]: only the owner's lease
-// is cleared.
-func (s *Store) ReleaseLease(ctx context.Context, id int64, owner string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `
+// ReleaseLease implements [tokenbroker.LinkStore]: only the holder's
+// lease is given back, with the attempt's outcome.
+func (s *Store) ReleaseLease(ctx context.Context, lease tokenbroker.Lease, r tokenbroker.Release, rec tokenbroker.Record) (bool, error) {
+	return s.writeIf(ctx, lease.LinkID, rec, "link lease", `
 		WITH u AS (
-			UPDATE links SET lease_owner = NULL, lease_until = NULL
-			WHERE id = $1 AND lease_owner = $2 RETURNING id
-		) `+notifyFrom, id, owner)
-	return s.signalIf(id, tag, err, "link lease")
+			UPDATE links SET
+				lease_owner = NULL, lease_until = NULL, lease_expired_seen_at = NULL,
+				suspect         = CASE WHEN $4 = 'uncertain' AND suspect = '' THEN 'answer_lost' ELSE suspect END,
+				failures        = CASE WHEN $4 <> '' THEN failures + 1 ELSE failures END,
+				failing_since   = CASE WHEN $4 <> '' AND failing_since IS NULL THEN now() ELSE failing_since END,
+				last_error      = CASE WHEN $4 <> '' THEN $5 ELSE last_error END,
+				next_attempt_at = CASE WHEN $6 > 0 THEN now() + $6 * interval '1 millisecond' ELSE next_attempt_at END
+			WHERE `+leaseFence+`
+			RETURNING id
+		) `+notifyFrom,
+		lease.LinkID, lease.Owner, lease.Epoch, string(r.Class), r.Error, r.Backoff.Milliseconds())
 }
 
-// CommitRefresh implements [tokenbroker.LinkStore]: compare-and-swap on
-// the generation in one UPDATE (I3), with the NOTIFY in the same
-// statement. A won commit also makes the link active again: its tokens
-// are fresh from the provider, even if a successor marked the same
-// generation reauth_required meanwhile (I4).
-func (s *Store) CommitRefresh(ctx context.Context, l *tokenbroker.Link) (bool, error) {
+// CommitRefresh implements [tokenbroker.LinkStore]: a compare-and-swap on
+// the generation fenced by the lease, in one UPDATE (I3), with the NOTIFY
+// in the same statement.
+func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *tokenbroker.Link, rec tokenbroker.Record) (bool, error) {
 	extra, err := extraJSON(l.Token.Extra)
 	if err != nil {
 		return false, err
 	}
-	tag, err := s.pool.Exec(ctx, `
+	return s.writeIf(ctx, lease.LinkID, rec, "link", `
 		WITH u AS (
 			UPDATE links SET
-				access_token   = $3,
-				token_type     = $4,
-				refresh_token  = $5,
-				id_token       = $6,
-				expiry         = $7,
-				scopes         = $8,
-				extra          = $9::jsonb,
-				key_id         = $10,
-				account_id     = CASE WHEN $11 = '' THEN account_id ELSE $11 END,
-				account_login  = CASE WHEN $12 = '' THEN account_login ELSE $12 END,
-				generation     = generation + 1,
-				state          = 'active',
-				failure_reason = '',
-				lease_owner    = NULL,
-				lease_until    = NULL,
-				refreshed_at   = now(),
-				updated_at     = now()
-			WHERE id = $1 AND generation = $2
+				access_token          = $5,
+				token_type            = $6,
+				refresh_token         = $7,
+				id_token              = $8,
+				expiry                = $9,
+				issued_at             = $15,
+				scopes                = $10,
+				extra                 = $11::jsonb,
+				key_id                = $12,
+				account_id            = CASE WHEN $13 = '' THEN account_id ELSE $13 END,
+				account_login         = CASE WHEN $14 = '' THEN account_login ELSE $14 END,
+				generation            = generation + 1,
+				state                 = 'active',
+				reauth_reason         = '',
+				failure_reason        = '',
+				lease_owner           = NULL,
+				lease_until           = NULL,
+				lease_expired_seen_at = NULL,
+				attempts              = 0,
+				suspect               = '',
+				failures              = 0,
+				failing_since         = NULL,
+				last_error            = '',
+				next_attempt_at       = NULL,
+				refreshed_at          = now(),
+				updated_at            = now()
+			WHERE `+leaseFence+` AND generation = $4
 			RETURNING id
 		) `+notifyFrom,
-		l.ID, l.Generation,
+		lease.LinkID, lease.Owner, lease.Epoch, lease.Generation,
 		l.Token.AccessToken, l.Token.TokenType, l.Token.RefreshToken, l.Token.IDToken,
 		nullTime(l.Token.Expiry), nonNil(l.Token.Scopes), extra, l.KeyID,
-		l.AccountID, l.AccountLogin)
-	return s.signalIf(l.ID, tag, err, "link")
+		l.AccountID, l.AccountLogin, nullTime(l.Token.IssuedAt))
 }
 
-// MarkReauthRequired implements [tokenbroker.LinkStore]: CAS on the
-// generation, tokens untouched (I4).
-func (s *Store) MarkReauthRequired(ctx context.Context, id, generation int64, reason string) (bool, error) {
-	tag, err := s.pool.Exec(ctx, `
+// MarkReauthRequired implements [tokenbroker.LinkStore]: fenced by the
+// lease, tokens untouched (I4).
+func (s *Store) MarkReauthRequired(ctx context.Context, lease tokenbroker.Lease, r tokenbroker.Reauth, rec tokenbroker.Record) (bool, error) {
+	return s.writeIf(ctx, lease.LinkID, rec, "link", `
 		WITH u AS (
-			UPDATE links SET state = 'reauth_required', failure_reason = $3,
-				lease_owner = NULL, lease_until = NULL, updated_at = now()
-			WHERE id = $1 AND generation = $2
+			UPDATE links SET state = 'reauth_required', reauth_reason = $5, failure_reason = $6,
+				lease_owner = NULL, lease_until = NULL, lease_expired_seen_at = NULL, updated_at = now()
+			WHERE `+leaseFence+` AND generation = $4
 			RETURNING id
-		) `+notifyFrom, id, generation, reason)
-	return s.signalIf(id, tag, err, "link")
+		) `+notifyFrom,
+		lease.LinkID, lease.Owner, lease.Epoch, lease.Generation, string(r.Reason), r.Detail)
+}
+
+// querier is what a write needs of a pool or a transaction.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// inTx runs fn on the pool when rec is empty (one statement), else in one
+// transaction that also writes rec.
+func (s *Store) inTx(ctx context.Context, rec tokenbroker.Record, fn func(q querier) error) error {
+	if len(rec.Audit) == 0 {
+		return fn(s.pool)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := fn(tx); err != nil {
+			return err
+		}
+		return insertAudit(ctx, tx, rec.Audit)
+	})
+}
+
+// writeIf runs the conditional, notifying statement q and, if it changed
+// a row, writes rec in the same transaction. It reports whether it won
+// and then wakes this process's subscribers of id at once; other replicas
+// learn of it from the NOTIFY, delivered at commit.
+func (s *Store) writeIf(ctx context.Context, id int64, rec tokenbroker.Record, what, q string, args ...any) (bool, error) {
+	ok := false
+	run := func(qr querier) (bool, error) {
+		tag, err := qr.Exec(ctx, q, args...)
+		if err != nil {
+			return false, err
+		}
+		return tag.RowsAffected() > 0, nil
+	}
+	var err error
+	if len(rec.Audit) == 0 {
+		ok, err = run(s.pool)
+	} else {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			var err error
+			if ok, err = run(tx); err != nil || !ok {
+				return err
+			}
+			return insertAudit(ctx, tx, rec.Audit)
+		})
+	}
+	if err != nil {
+		return false, translate(err, what)
+	}
+	if ok {
+		s.hub.Signal(id)
+	}
+	return ok, nil
 }
 
 // ListLinksExpiringBefore implements [tokenbroker.LinkStore] on the
@@ -293,14 +458,4 @@ func won(tag pgconn.CommandTag, err error, what string) (bool, error) {
 		return false, translate(err, what)
 	}
 	return tag.RowsAffected() > 0, nil
-}
-
-// signalIf also wakes this process's subscribers at once when the write
-// won; other replicas learn of it from the NOTIFY.
-func (s *Store) signalIf(id int64, tag pgconn.CommandTag, err error, what string) (bool, error) {
-	ok, err := won(tag, err, what)
-	if ok {
-		s.hub.Signal(id)
-	}
-	return ok, err
 }

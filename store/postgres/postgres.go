@@ -5,6 +5,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -319,7 +320,33 @@ func translate(err error, what string) error {
 	if errors.As(err, &pe) && pe.Code == "23505" {
 		return tokenbroker.Errorf(tokenbroker.ECONFLICT, "%s already exists", what)
 	}
+	if unavailable(err) {
+		return &tokenbroker.StoreUnavailableError{Op: what, Err: fmt.Errorf("postgres: %w", err)}
+	}
 	return fmt.Errorf("postgres: %s: %w", what, err)
+}
+
+// unavailable reports whether err means the database could not be reached
+// or went away, rather than that a statement failed: connecting failed, the
+// connection broke, or the server is shutting down or starting.
+func unavailable(err error) bool {
+	var (
+		ce *pgconn.ConnectError
+		pe *pgconn.PgError
+		ne net.Error
+	)
+	switch {
+	case errors.As(err, &ce), pgconn.SafeToRetry(err),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+		return true
+	case errors.As(err, &pe):
+		// Class 08: connection exception; 57P01-57P03: admin shutdown,
+		// crash shutdown, cannot connect now.
+		return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" || pe.Code == "57P03"
+	case errors.As(err, &ne):
+		return true
+	}
+	return false
 }
 
 // nullTime is nil for the zero time.

@@ -130,18 +130,16 @@ func TestSignalAcrossReplicas(t *testing.T) {
 	// The listener wakes every subscriber once LISTEN is in place.
 	waitSignal(t, "listener connected", ch)
 
-	ok, err := a.CommitRefresh(context.Background(), l)
-	if err != nil || !ok {
-		t.Fatalf("CommitRefresh = %v, %v", ok, err)
-	}
+	storetest.MustRefresh(t, a, l, 2)
 	waitSignal(t, "CommitRefresh on another replica", ch)
 
-	// Only the lease changing hands by release signals; a lost CAS does not.
-	ok, err = a.MarkReauthRequired(context.Background(), l.ID, l.Generation, "stale")
+	// A lost write does not signal; a won mark does.
+	ok, err := a.MarkReauthRequired(context.Background(), tokenbroker.Lease{LinkID: l.ID, Generation: l.Generation, Owner: "x", Epoch: 99}, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked}, tokenbroker.Record{})
 	if err != nil || ok {
 		t.Fatalf("stale MarkReauthRequired = %v, %v", ok, err)
 	}
-	ok, err = a.MarkReauthRequired(context.Background(), l.ID, l.Generation+1, "invalid_grant")
+	cur := storetest.MustGetLink(t, a, "alice", "github")
+	ok, err = a.MarkReauthRequired(context.Background(), storetest.MustAcquire(t, a, cur, "a", time.Minute), tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked, Detail: "invalid_grant"}, tokenbroker.Record{})
 	if err != nil || !ok {
 		t.Fatalf("MarkReauthRequired = %v, %v", ok, err)
 	}
@@ -173,10 +171,7 @@ func TestListenerReconnects(t *testing.T) {
 		t.Fatalf("listener connected %d times, want a reconnection", n)
 	}
 	// And it listens again.
-	ok, err := a.CommitRefresh(ctx, l)
-	if err != nil || !ok {
-		t.Fatalf("CommitRefresh = %v, %v", ok, err)
-	}
+	storetest.MustRefresh(t, a, l, 2)
 	waitSignal(t, "CommitRefresh after reconnection", ch)
 }
 
@@ -194,7 +189,7 @@ func TestNoConnectionHeld(t *testing.T) {
 	ctx := context.Background()
 	l := storetest.MustPutLink(t, s, storetest.NewLink("alice", "github", time.Now().Add(time.Hour)))
 	for i := range 20 {
-		if _, err := s.AcquireLease(ctx, l.ID, l.Generation, fmt.Sprint(i), -time.Second); err != nil {
+		if _, err := s.AcquireLease(ctx, tokenbroker.LeaseRequest{LinkID: l.ID, Generation: l.Generation, Owner: fmt.Sprint(i), TTL: -time.Second}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -20,15 +20,16 @@ func (s *Store) AppendAudit(ctx context.Context, events []tokenbroker.AuditEvent
 			return tokenbroker.Errorf(tokenbroker.EINVALID, "an audit event needs an action")
 		}
 	}
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return translate(err, "audit events")
-	}
-	defer tx.Rollback()
-	// Multi-row INSERTs: the audit trail is written once per token handed
-	// out, so per-statement overhead is the hot path's largest write cost.
+	return s.write(ctx, "audit events", func(tx *sql.Tx) error { return insertAudit(ctx, tx, events) })
+}
+
+// insertAudit writes events with tx, in multi-row INSERTs: the audit
+// trail is written once per token handed out, so per-statement overhead
+// is the hot path's largest write cost. An event without Time gets the
+// database clock.
+func insertAudit(ctx context.Context, tx *sql.Tx, events []tokenbroker.AuditEvent) error {
 	const rowsPerInsert = 100
-	args := make([]any, 0, 7*rowsPerInsert)
+	args := make([]any, 0, 7*min(rowsPerInsert, len(events)))
 	var q strings.Builder
 	for start := 0; start < len(events); start += rowsPerInsert {
 		batch := events[start:min(start+rowsPerInsert, len(events))]
@@ -36,6 +37,9 @@ func (s *Store) AppendAudit(ctx context.Context, events []tokenbroker.AuditEvent
 		args = args[:0]
 		q.WriteString(`INSERT INTO audit_events (time, actor, action, user_id, provider_id, outcome, detail) VALUES `)
 		for i, e := range batch {
+			if e.Action == "" {
+				return tokenbroker.Errorf(tokenbroker.EINVALID, "an audit event needs an action")
+			}
 			if i > 0 {
 				q.WriteByte(',')
 			}
@@ -43,10 +47,10 @@ func (s *Store) AppendAudit(ctx context.Context, events []tokenbroker.AuditEvent
 			args = append(args, toMS(e.Time), e.Actor, e.Action, e.UserID, e.ProviderID, e.Outcome, e.Detail)
 		}
 		if _, err := tx.ExecContext(ctx, q.String(), args...); err != nil {
-			return translate(err, "audit events")
+			return err
 		}
 	}
-	return translate(tx.Commit(), "audit events")
+	return nil
 }
 
 // auditLimit applies the default and the cap of [tokenbroker.AuditFilter].

@@ -249,6 +249,13 @@ func translate(err error, what string) error {
 		case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
 			return tokenbroker.Errorf(tokenbroker.ECONFLICT, "%s already exists", what)
 		}
+		// Busy past busy_timeout (another process holds the file), an I/O
+		// error, a full disk: the database is unavailable, not the request
+		// wrong.
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN:
+			return &tokenbroker.StoreUnavailableError{Op: what, Err: fmt.Errorf("sqlite: %w", err)}
+		}
 	}
 	return fmt.Errorf("sqlite: %s: %w", what, err)
 }

@@ -105,10 +105,12 @@ func TestTwoStoresOneFile(t *testing.T) {
 		}
 		wg.Go(func() {
 			<-start
-			ok, err := s.AcquireLease(ctx, l.ID, l.Generation, fmt.Sprint(i), time.Minute)
+			g, err := s.AcquireLease(ctx, tokenbroker.LeaseRequest{LinkID: l.ID, Generation: l.Generation, Owner: fmt.Sprint(i), TTL: time.Minute})
 			if err != nil {
 				t.Errorf("AcquireLease: %v", err)
+				return
 			}
+			ok := g.Won
 			// Interleave other writes and reads.
 			if _, err := s.ListLinks(ctx, "alice"); err != nil {
 				t.Errorf("ListLinks: %v", err)

@@ -62,7 +62,8 @@ func mustConsoleFixture(t *testing.T, s tokenbroker.Store) *consoleFixture {
 			put := MustPutLink(t, s, l)
 			if i%3 == 1 {
 				reason := fixtureReasons[i%len(fixtureReasons)]
-				if ok, err := s.MarkReauthRequired(c, put.ID, put.Generation, reason); err != nil || !ok {
+				lease := MustAcquire(t, s, put, "fixture", time.Minute)
+				if ok, err := s.MarkReauthRequired(c, lease, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked, Detail: reason}, tokenbroker.Record{}); err != nil || !ok {
 					t.Fatalf("MarkReauthRequired: %v, %v", ok, err)
 				}
 			}
@@ -265,9 +266,7 @@ func testConsoleBothCursors(t *testing.T, s tokenbroker.Store) {
 func testConsoleGetSummary(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	l := mustLink(t, s)
-	if ok, err := s.AcquireLease(c, l.ID, l.Generation, "replica-1", time.Minute); err != nil || !ok {
-		t.Fatalf("AcquireLease: %v, %v", ok, err)
-	}
+	MustAcquire(t, s, l, "replica-1", time.Minute)
 	got, err := s.GetLinkSummary(c, "alice", "github")
 	if err != nil {
 		t.Fatal(err)

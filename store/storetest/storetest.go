@@ -31,15 +31,24 @@ func RunConformance(t *testing.T, open func(t *testing.T) tokenbroker.Store) {
 		{"DeleteLink", testDeleteLink},
 		{"AcquireLease", testAcquireLease},
 		{"AcquireLeaseRace64", testAcquireLeaseRace},
-		{"ExpiredLeaseTakeover", testExpiredLeaseTakeover},
-		{"ReleaseLeaseOnlyByOwner", testReleaseLease},
+		{"ExpiredLeaseTakeoverAfterGrace", testExpiredLeaseTakeover},
+		{"ExpiredLeaseGraceKeepsLiveHolder", testExpiredLeaseGrace},
+		{"RenewLeaseOnlyByHolder", testRenewLease},
+		{"ReleaseLeaseOnlyByHolder", testReleaseLease},
+		{"ReleaseRecordsOutcomeAndBackoff", testReleaseOutcome},
+		{"AttemptsAndSuspectAreDurable", testAttemptsAndSuspect},
 		{"CommitRefresh", testCommitRefresh},
 		{"CommitRefreshStaleGenerationChangesNothing", testCommitRefreshStale},
+		{"CommitRefreshFencedByLease", testCommitRefreshFenced},
 		{"CommitRefreshRace", testCommitRefreshRace},
 		{"CommitRefreshKeepsAccountWhenEmpty", testCommitRefreshAccount},
 		{"MarkReauthRequired", testMarkReauth},
-		{"MarkReauthRequiredStaleGenerationChangesNothing", testMarkReauthStale},
-		{"CommitAfterMarkReactivates", testCommitAfterMark},
+		{"MarkReauthRequiredStaleLeaseChangesNothing", testMarkReauthStale},
+		{"CommitAfterMarkChangesNothing", testCommitAfterMark},
+		{"RecordWrittenOnlyWithTheChange", testRecordWithChange},
+		{"ProviderHealthCircuit", testProviderHealthCircuit},
+		{"ProviderHealthMisconfigured", testProviderHealthMisconfigured},
+		{"ProviderProbeRace", testProviderProbeRace},
 		{"ListLinksExpiringBefore", testListLinksExpiringBefore},
 		{"ResealLink", testResealLink},
 		{"ResealLinkLosesToCommit", testResealLinkLosesToCommit},
@@ -99,6 +108,7 @@ func NewLink(user, provider string, expiry time.Time) *tokenbroker.Link {
 			RefreshToken: "rt-1",
 			IDToken:      "idt-1",
 			Expiry:       expiry.Truncate(time.Second),
+			IssuedAt:     expiry.Truncate(time.Second).Add(-time.Hour),
 			Scopes:       []string{"repo", "read:user"},
 			Extra:        map[string]string{"refresh_token_expires_in": "15897600"},
 		},
@@ -108,11 +118,48 @@ func NewLink(user, provider string, expiry time.Time) *tokenbroker.Link {
 // MustPutLink puts l and returns the stored link.
 func MustPutLink(t testing.TB, s tokenbroker.Store, l *tokenbroker.Link) *tokenbroker.Link {
 	t.Helper()
-	out, err := s.PutLink(context.Background(), l)
+	out, err := s.PutLink(context.Background(), l, tokenbroker.Record{})
 	if err != nil {
 		t.Fatalf("PutLink(%s/%s): %v", l.UserID, l.ProviderID, err)
 	}
 	return out
+}
+
+// Acquire asks for the lease of l's generation for owner (no grace).
+func Acquire(t testing.TB, s tokenbroker.Store, l *tokenbroker.Link, owner string, ttl time.Duration) *tokenbroker.LeaseGrant {
+	t.Helper()
+	g, err := s.AcquireLease(context.Background(), tokenbroker.LeaseRequest{LinkID: l.ID, Generation: l.Generation, Owner: owner, TTL: ttl})
+	if err != nil {
+		t.Fatalf("AcquireLease(%s/%s, gen %d, %s): %v", l.UserID, l.ProviderID, l.Generation, owner, err)
+	}
+	return g
+}
+
+// MustAcquire takes the lease of l's generation for owner and returns its
+// fencing token; it fails the test unless the lease was won.
+func MustAcquire(t testing.TB, s tokenbroker.Store, l *tokenbroker.Link, owner string, ttl time.Duration) tokenbroker.Lease {
+	t.Helper()
+	g := Acquire(t, s, l, owner, ttl)
+	if !g.Won {
+		t.Fatalf("AcquireLease(%s/%s, gen %d, %s) lost: %+v", l.UserID, l.ProviderID, l.Generation, owner, g)
+	}
+	return g.Lease
+}
+
+// MustCommit commits r (a refreshed copy of the leased link) with lease.
+func MustCommit(t testing.TB, s tokenbroker.Store, lease tokenbroker.Lease, r *tokenbroker.Link) {
+	t.Helper()
+	ok, err := s.CommitRefresh(context.Background(), lease, r, tokenbroker.Record{})
+	if err != nil || !ok {
+		t.Fatalf("CommitRefresh = %v, %v; want won", ok, err)
+	}
+}
+
+// MustRefresh takes the lease of l's current generation and commits a
+// refreshed token n, as a lease holder does.
+func MustRefresh(t testing.TB, s tokenbroker.Store, l *tokenbroker.Link, n int) {
+	t.Helper()
+	MustCommit(t, s, MustAcquire(t, s, l, fmt.Sprintf("refresher-%d", n), time.Minute), refreshed(l, n))
 }
 
 // MustGetLink reads a link.
@@ -151,7 +198,7 @@ func sameToken(t *testing.T, got, want tokenbroker.Token) {
 	t.Helper()
 	if got.AccessToken != want.AccessToken || got.TokenType != want.TokenType ||
 		got.RefreshToken != want.RefreshToken || got.IDToken != want.IDToken ||
-		!got.Expiry.Equal(want.Expiry) || !slices.Equal(got.Scopes, want.Scopes) ||
+		!got.Expiry.Equal(want.Expiry) || !got.IssuedAt.Equal(want.IssuedAt) || !slices.Equal(got.Scopes, want.Scopes) ||
 		!maps.Equal(got.Extra, want.Extra) {
 		t.Fatalf("token = %+v, want %+v", got, want)
 	}
@@ -212,7 +259,7 @@ func testPutLinkRoundTrip(t *testing.T, s tokenbroker.Store) {
 	if out.ID == 0 || out.Generation != 1 || out.State != tokenbroker.LinkActive {
 		t.Fatalf("PutLink = id %d gen %d state %q; want an id, generation 1, active", out.ID, out.Generation, out.State)
 	}
-	if out.CreatedAt.IsZero() || out.UpdatedAt.IsZero() || !out.RefreshedAt.IsZero() || !out.LeaseUntil.IsZero() || out.LeaseOwner != "" {
+	if out.CreatedAt.IsZero() || out.UpdatedAt.IsZero() || out.RefreshedAt.IsZero() || !out.LeaseUntil.IsZero() || out.LeaseOwner != "" {
 		t.Fatalf("PutLink times/lease = %+v", out)
 	}
 	sameToken(t, out.Token, in.Token)
@@ -236,7 +283,7 @@ func testPutLinkValidates(t *testing.T, s tokenbroker.Store) {
 		{UserID: "u", ProviderID: "Bad Provider", Token: tokenbroker.Token{AccessToken: "x"}},
 		{UserID: "u", ProviderID: "github"},
 	} {
-		_, err := s.PutLink(ctx(t), l)
+		_, err := s.PutLink(ctx(t), l, tokenbroker.Record{})
 		wantCode(t, err, tokenbroker.EINVALID)
 	}
 }
@@ -244,9 +291,13 @@ func testPutLinkValidates(t *testing.T, s tokenbroker.Store) {
 func testPutLinkExisting(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	first := mustLink(t, s)
-	ok, err := s.AcquireLease(c, first.ID, first.Generation, "replica-a", time.Minute)
-	wantBool(t, "AcquireLease", ok, err, true)
-	ok, err = s.MarkReauthRequired(c, first.ID, first.Generation, "invalid_grant")
+	// An uncertain attempt, then a mark: the generation's accounting and
+	// state that a reconnect must clear.
+	lease := MustAcquire(t, s, first, "replica-a", time.Minute)
+	ok, err := s.ReleaseLease(c, lease, tokenbroker.Release{Class: tokenbroker.FailureUncertain, Error: "timeout"}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease", ok, err, true)
+	lease = MustAcquire(t, s, first, "replica-a", time.Minute)
+	ok, err = s.MarkReauthRequired(c, lease, tokenbroker.Reauth{Reason: tokenbroker.ReasonLostRefresh, Detail: "invalid_grant"}, tokenbroker.Record{})
 	wantBool(t, "MarkReauthRequired", ok, err, true)
 
 	again := NewLink("alice", "github", MustNow(t, s).Add(2*time.Hour))
@@ -256,8 +307,14 @@ func testPutLinkExisting(t *testing.T, s tokenbroker.Store) {
 	if out.ID != first.ID || out.Generation != first.Generation+1 {
 		t.Fatalf("PutLink again = id %d gen %d; want id %d gen %d", out.ID, out.Generation, first.ID, first.Generation+1)
 	}
-	if out.State != tokenbroker.LinkActive || out.FailureReason != "" || out.LeaseOwner != "" || !out.LeaseUntil.IsZero() {
+	if out.State != tokenbroker.LinkActive || out.FailureReason != "" || out.ReauthReason != "" || out.LeaseOwner != "" || !out.LeaseUntil.IsZero() {
 		t.Fatalf("PutLink again did not reactivate and clear the lease: %+v", out)
+	}
+	if out.Attempts != 0 || out.Suspect != "" || out.Failures != 0 || out.LastError != "" || !out.FailingSince.IsZero() || out.LeaseEpoch != lease.Epoch {
+		t.Fatalf("PutLink again kept the old generation's accounting or changed the epoch: %+v", out)
+	}
+	if out.RefreshedAt.Before(first.RefreshedAt) {
+		t.Fatalf("PutLink again: refreshed_at %v before %v", out.RefreshedAt, first.RefreshedAt)
 	}
 	if !out.CreatedAt.Equal(first.CreatedAt) || out.AccountLogin != "renamed" {
 		t.Fatalf("PutLink again = %+v", out)
@@ -290,12 +347,18 @@ func testListLinks(t *testing.T, s tokenbroker.Store) {
 
 func testDeleteLink(t *testing.T, s tokenbroker.Store) {
 	mustLink(t, s)
-	if err := s.DeleteLink(ctx(t), "alice", "github"); err != nil {
+	rec := tokenbroker.Record{Audit: []tokenbroker.AuditEvent{{Action: tokenbroker.AuditLinkDelete, UserID: "alice", ProviderID: "github", Outcome: "ok"}}}
+	if err := s.DeleteLink(ctx(t), "alice", "github", rec); err != nil {
 		t.Fatal(err)
 	}
 	_, err := s.GetLink(ctx(t), "alice", "github")
 	wantCode(t, err, tokenbroker.ENOTFOUND)
-	wantCode(t, s.DeleteLink(ctx(t), "alice", "github"), tokenbroker.ENOTFOUND)
+	wantCode(t, s.DeleteLink(ctx(t), "alice", "github", rec), tokenbroker.ENOTFOUND)
+	// The record was written once, with the delete that happened.
+	evs, err := s.ListAudit(ctx(t), tokenbroker.AuditFilter{Action: tokenbroker.AuditLinkDelete})
+	if err != nil || len(evs) != 1 {
+		t.Fatalf("audit after delete = %v, %v; want one event", evs, err)
+	}
 }
 
 func testAcquireLease(t *testing.T, s tokenbroker.Store) {
@@ -303,31 +366,40 @@ func testAcquireLease(t *testing.T, s tokenbroker.Store) {
 	l := mustLink(t, s)
 	before := MustNow(t, s)
 
-	ok, err := s.AcquireLease(c, l.ID, l.Generation+1, "a", time.Minute)
-	wantBool(t, "AcquireLease(wrong generation)", ok, err, false)
-	ok, err = s.AcquireLease(c, l.ID+1000, l.Generation, "a", time.Minute)
-	wantBool(t, "AcquireLease(missing link)", ok, err, false)
+	g, err := s.AcquireLease(c, tokenbroker.LeaseRequest{LinkID: l.ID, Generation: l.Generation + 1, Owner: "a", TTL: time.Minute})
+	if err != nil || g.Won || g.Generation != l.Generation || g.State != tokenbroker.LinkActive {
+		t.Fatalf("AcquireLease(wrong generation) = %+v, %v; want lost, reporting generation %d", g, err, l.Generation)
+	}
+	_, err = s.AcquireLease(c, tokenbroker.LeaseRequest{LinkID: l.ID + 1000, Generation: l.Generation, Owner: "a", TTL: time.Minute})
+	wantCode(t, err, tokenbroker.ENOTFOUND)
 
-	ok, err = s.AcquireLease(c, l.ID, l.Generation, "a", time.Minute)
-	wantBool(t, "AcquireLease", ok, err, true)
+	g = Acquire(t, s, l, "a", time.Minute)
+	if !g.Won || g.Lease.Owner != "a" || g.Lease.LinkID != l.ID || g.Lease.Generation != l.Generation || g.Lease.Epoch <= l.LeaseEpoch {
+		t.Fatalf("AcquireLease = %+v; want won with a fencing token above epoch %d", g, l.LeaseEpoch)
+	}
+	if g.Attempt != 1 || g.Suspect != "" || g.PreviousOwner != "" {
+		t.Fatalf("first acquisition: attempt %d suspect %q previous %q; want 1, none, none", g.Attempt, g.Suspect, g.PreviousOwner)
+	}
 	got := MustGetLink(t, s, "alice", "github")
-	if got.LeaseOwner != "a" || got.Generation != l.Generation {
-		t.Fatalf("lease owner %q gen %d, want a, %d", got.LeaseOwner, got.Generation, l.Generation)
+	if got.LeaseOwner != "a" || got.Generation != l.Generation || got.LeaseEpoch != g.Lease.Epoch || got.Attempts != 1 {
+		t.Fatalf("stored lease owner %q gen %d epoch %d attempts %d", got.LeaseOwner, got.Generation, got.LeaseEpoch, got.Attempts)
 	}
 	if d := got.LeaseUntil.Sub(before); d < 55*time.Second || d > 2*time.Minute {
 		t.Fatalf("lease_until is %v after the database's now, want about a minute", d)
 	}
 
-	// A live lease excludes everyone, its owner too.
-	ok, err = s.AcquireLease(c, l.ID, l.Generation, "b", time.Minute)
-	wantBool(t, "AcquireLease(live lease, other owner)", ok, err, false)
-	ok, err = s.AcquireLease(c, l.ID, l.Generation, "a", time.Minute)
-	wantBool(t, "AcquireLease(live lease, same owner)", ok, err, false)
-	if got := MustGetLink(t, s, "alice", "github"); got.LeaseOwner != "a" {
-		t.Fatalf("lease owner = %q after lost acquisitions, want a", got.LeaseOwner)
+	// A live lease excludes everyone, its owner too; the grant says whose.
+	for _, owner := range []string{"b", "a"} {
+		g2 := Acquire(t, s, l, owner, time.Minute)
+		if g2.Won || g2.LeaseOwner != "a" || !g2.LeaseUntil.Equal(got.LeaseUntil) || g2.Now.IsZero() {
+			t.Fatalf("AcquireLease(live lease, %s) = %+v; want lost, reporting a's lease until %v", owner, g2, got.LeaseUntil)
+		}
+	}
+	if now := MustGetLink(t, s, "alice", "github"); now.LeaseOwner != "a" || now.LeaseEpoch != g.Lease.Epoch {
+		t.Fatalf("lease owner %q epoch %d after lost acquisitions, want a, %d", now.LeaseOwner, now.LeaseEpoch, g.Lease.Epoch)
 	}
 
-	_, err = s.AcquireLease(c, l.ID, l.Generation, "", time.Minute)
+	_, err = s.AcquireLease(c, tokenbroker.LeaseRequest{LinkID: l.ID, Generation: l.Generation, TTL: time.Minute})
 	wantCode(t, err, tokenbroker.EINVALID)
 }
 
@@ -346,12 +418,12 @@ func testAcquireLeaseRace(t *testing.T, s tokenbroker.Store) {
 		wg.Go(func() {
 			<-start
 			owner := fmt.Sprintf("replica-%d", i)
-			ok, err := s.AcquireLease(c, l.ID, l.Generation, owner, time.Minute)
+			g, err := s.AcquireLease(c, tokenbroker.LeaseRequest{LinkID: l.ID, Generation: l.Generation, Owner: owner, TTL: time.Minute})
 			if err != nil {
 				errs <- err
 				return
 			}
-			if ok {
+			if g.Won {
 				wins.Add(1)
 				winner.Store(owner)
 			}
@@ -366,8 +438,8 @@ func testAcquireLeaseRace(t *testing.T, s tokenbroker.Store) {
 	if got := wins.Load(); got != 1 {
 		t.Fatalf("%d of %d racing AcquireLease calls won, want exactly 1", got, n)
 	}
-	if got := MustGetLink(t, s, "alice", "github"); got.LeaseOwner != winner.Load() {
-		t.Fatalf("lease owner = %q, want the winner %q", got.LeaseOwner, winner.Load())
+	if got := MustGetLink(t, s, "alice", "github"); got.LeaseOwner != winner.Load() || got.Attempts != 1 {
+		t.Fatalf("lease owner = %q attempts %d, want the winner %q and one attempt", got.LeaseOwner, got.Attempts, winner.Load())
 	}
 }
 
@@ -375,38 +447,201 @@ func testExpiredLeaseTakeover(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	l := mustLink(t, s)
 	// A negative TTL makes a lease that is already past its expiry: a
-	// holder that died.
-	ok, err := s.AcquireLease(c, l.ID, l.Generation, "dead", -time.Second)
-	wantBool(t, "AcquireLease(dead holder)", ok, err, true)
-	ok, err = s.AcquireLease(c, l.ID, l.Generation, "b", time.Minute)
-	wantBool(t, "AcquireLease(take over expired lease)", ok, err, true)
-	if got := MustGetLink(t, s, "alice", "github"); got.LeaseOwner != "b" {
-		t.Fatalf("lease owner = %q, want b", got.LeaseOwner)
+	// holder that died without releasing it.
+	dead := MustAcquire(t, s, l, "dead", -time.Second)
+
+	// The first acquisition that finds it expired starts its grace and
+	// loses; with no grace the next one takes it over.
+	g := Acquire(t, s, l, "b", time.Minute)
+	if g.Won || g.LeaseOwner != "dead" || g.GraceUntil.IsZero() {
+		t.Fatalf("first look at an expired lease = %+v; want lost with the grace started", g)
 	}
-	// The dead holder's release no longer applies.
-	ok, err = s.ReleaseLease(c, l.ID, "dead")
-	wantBool(t, "ReleaseLease(previous owner)", ok, err, false)
+	g = Acquire(t, s, l, "b", time.Minute)
+	if !g.Won || g.PreviousOwner != "dead" || g.Suspect != tokenbroker.LossHolderDied || g.Attempt != 2 || g.Lease.Epoch <= dead.Epoch {
+		t.Fatalf("takeover = %+v; want won from dead, suspect holder_died, attempt 2, epoch above %d", g, dead.Epoch)
+	}
+	if got := MustGetLink(t, s, "alice", "github"); got.LeaseOwner != "b" || got.Suspect != tokenbroker.LossHolderDied {
+		t.Fatalf("lease owner %q suspect %q, want b, holder_died", got.LeaseOwner, got.Suspect)
+	}
+	// The dead holder's writes no longer apply, whatever they are.
+	before := MustGetLink(t, s, "alice", "github")
+	ok, err := s.RenewLease(c, dead, time.Minute)
+	wantBool(t, "RenewLease(previous holder)", ok, err, false)
+	ok, err = s.ReleaseLease(c, dead, tokenbroker.Release{Class: tokenbroker.FailureUncertain, Backoff: time.Hour}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease(previous holder)", ok, err, false)
+	ok, err = s.CommitRefresh(c, dead, refreshed(l, 2), tokenbroker.Record{})
+	wantBool(t, "CommitRefresh(previous holder)", ok, err, false)
+	ok, err = s.MarkReauthRequired(c, dead, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked}, tokenbroker.Record{})
+	wantBool(t, "MarkReauthRequired(previous holder)", ok, err, false)
+	sameLink(t, MustGetLink(t, s, "alice", "github"), before)
+}
+
+func testExpiredLeaseGrace(t *testing.T, s tokenbroker.Store) {
+	c := ctx(t)
+	l := mustLink(t, s)
+	holder := MustAcquire(t, s, l, "holder", -time.Second)
+	req := tokenbroker.LeaseRequest{LinkID: l.ID, Generation: l.Generation, Owner: "successor", TTL: time.Minute, Grace: time.Hour}
+	for range 3 {
+		g, err := s.AcquireLease(c, req)
+		if err != nil || g.Won {
+			t.Fatalf("AcquireLease within the grace = %+v, %v; want lost", g, err)
+		}
+		if d := g.GraceUntil.Sub(g.Now); d < 59*time.Minute {
+			t.Fatalf("grace ends %v after now, want about an hour", d)
+		}
+	}
+	// The live holder, back from its outage, renews its expired lease
+	// (nobody took it over) and then commits on its own epoch.
+	ok, err := s.RenewLease(c, holder, time.Minute)
+	wantBool(t, "RenewLease(expired, not taken over)", ok, err, true)
+	if g, err := s.AcquireLease(c, req); err != nil || g.Won || !g.GraceUntil.IsZero() {
+		t.Fatalf("AcquireLease after the renewal = %+v, %v; want lost to a live lease, no grace", g, err)
+	}
+	MustCommit(t, s, holder, refreshed(l, 2))
+	if got := MustGetLink(t, s, "alice", "github"); got.Generation != l.Generation+1 || got.Token.AccessToken != "at-2" {
+		t.Fatalf("after the holder's commit: gen %d token %q", got.Generation, got.Token.AccessToken)
+	}
+
+	// A holder whose lease expired and was never renewed still commits
+	// while nobody took it over.
+	cur := MustGetLink(t, s, "alice", "github")
+	late := MustAcquire(t, s, cur, "late", -time.Second)
+	req.Generation = cur.Generation
+	if g, err := s.AcquireLease(c, req); err != nil || g.Won {
+		t.Fatalf("AcquireLease within the grace = %+v, %v; want lost", g, err)
+	}
+	MustCommit(t, s, late, refreshed(cur, 3))
+}
+
+func testRenewLease(t *testing.T, s tokenbroker.Store) {
+	c := ctx(t)
+	l := mustLink(t, s)
+	lease := MustAcquire(t, s, l, "a", time.Second)
+	first := MustGetLink(t, s, "alice", "github").LeaseUntil
+	for _, wrong := range []tokenbroker.Lease{
+		{LinkID: lease.LinkID, Generation: lease.Generation, Owner: "b", Epoch: lease.Epoch},
+		{LinkID: lease.LinkID, Generation: lease.Generation, Owner: "a", Epoch: lease.Epoch + 1},
+		{LinkID: lease.LinkID, Generation: lease.Generation, Owner: "a", Epoch: lease.Epoch - 1},
+	} {
+		ok, err := s.RenewLease(c, wrong, time.Hour)
+		wantBool(t, fmt.Sprintf("RenewLease(%+v)", wrong), ok, err, false)
+	}
+	if got := MustGetLink(t, s, "alice", "github").LeaseUntil; !got.Equal(first) {
+		t.Fatalf("a refused renewal moved lease_until from %v to %v", first, got)
+	}
+	ok, err := s.RenewLease(c, lease, time.Hour)
+	wantBool(t, "RenewLease", ok, err, true)
+	got := MustGetLink(t, s, "alice", "github")
+	if d := got.LeaseUntil.Sub(first); d < 50*time.Minute {
+		t.Fatalf("renewal moved lease_until by %v, want about an hour", d)
+	}
+	if got.LeaseEpoch != lease.Epoch || got.Attempts != 1 {
+		t.Fatalf("renewal changed epoch %d or attempts %d", got.LeaseEpoch, got.Attempts)
+	}
 }
 
 func testReleaseLease(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	l := mustLink(t, s)
-	ok, err := s.AcquireLease(c, l.ID, l.Generation, "a", time.Minute)
-	wantBool(t, "AcquireLease", ok, err, true)
+	lease := MustAcquire(t, s, l, "a", time.Minute)
 	leased := MustGetLink(t, s, "alice", "github")
 
-	ok, err = s.ReleaseLease(c, l.ID, "b")
-	wantBool(t, "ReleaseLease(non-owner)", ok, err, false)
+	other := lease
+	other.Owner = "b"
+	ok, err := s.ReleaseLease(c, other, tokenbroker.Release{}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease(non-holder)", ok, err, false)
+	stale := lease
+	stale.Epoch--
+	ok, err = s.ReleaseLease(c, stale, tokenbroker.Release{}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease(old epoch)", ok, err, false)
 	sameLink(t, MustGetLink(t, s, "alice", "github"), leased)
 
-	ok, err = s.ReleaseLease(c, l.ID, "a")
-	wantBool(t, "ReleaseLease(owner)", ok, err, true)
+	ok, err = s.ReleaseLease(c, lease, tokenbroker.Release{}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease(holder)", ok, err, true)
 	got := MustGetLink(t, s, "alice", "github")
 	if got.LeaseOwner != "" || !got.LeaseUntil.IsZero() || got.Generation != l.Generation {
 		t.Fatalf("after release: owner %q until %v gen %d", got.LeaseOwner, got.LeaseUntil, got.Generation)
 	}
-	ok, err = s.AcquireLease(c, l.ID, l.Generation, "b", time.Minute)
-	wantBool(t, "AcquireLease after release", ok, err, true)
+	// Nothing was sent: no failure, no backoff, no suspect.
+	if got.Failures != 0 || !got.NextAttemptAt.IsZero() || got.Suspect != "" || got.LastError != "" {
+		t.Fatalf("a plain release recorded a failure: %+v", got)
+	}
+	ok, err = s.ReleaseLease(c, lease, tokenbroker.Release{}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease(twice)", ok, err, false)
+	// A released lease is free at once, with no grace and no suspect.
+	g := Acquire(t, s, l, "b", time.Minute)
+	if !g.Won || g.Suspect != "" || g.PreviousOwner != "" || g.Attempt != 2 {
+		t.Fatalf("AcquireLease after release = %+v; want won, attempt 2, no suspect", g)
+	}
+}
+
+func testReleaseOutcome(t *testing.T, s tokenbroker.Store) {
+	c := ctx(t)
+	l := mustLink(t, s)
+	lease := MustAcquire(t, s, l, "a", time.Minute)
+	before := MustNow(t, s)
+	ok, err := s.ReleaseLease(c, lease, tokenbroker.Release{Class: tokenbroker.FailureNotProcessed, Backoff: time.Hour, Error: "connection refused"}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease(not processed)", ok, err, true)
+	got := MustGetLink(t, s, "alice", "github")
+	if got.Failures != 1 || got.FailingSince.IsZero() || got.LastError != "connection refused" || got.Suspect != "" {
+		t.Fatalf("after a not-processed failure: %+v", got)
+	}
+	if d := got.NextAttemptAt.Sub(before); d < 59*time.Minute || d > 61*time.Minute {
+		t.Fatalf("next_attempt_at is %v after now, want an hour", d)
+	}
+	// The backoff holds every replica off, and the grant says until when.
+	g := Acquire(t, s, l, "b", time.Minute)
+	if g.Won || !g.NextAttemptAt.Equal(got.NextAttemptAt) || g.LeaseOwner != "" {
+		t.Fatalf("AcquireLease during the backoff = %+v; want lost, reporting next_attempt_at %v", g, got.NextAttemptAt)
+	}
+
+	// An uncertain attempt (after the backoff) makes the generation
+	// suspect; a later not-processed one does not clear it.
+	l2 := MustPutLink(t, s, NewLink("bob", "github", MustNow(t, s).Add(time.Hour)))
+	lease = MustAcquire(t, s, l2, "a", time.Minute)
+	ok, err = s.ReleaseLease(c, lease, tokenbroker.Release{Class: tokenbroker.FailureUncertain, Error: "timeout"}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease(uncertain)", ok, err, true)
+	lease = MustAcquire(t, s, l2, "b", time.Minute)
+	ok, err = s.ReleaseLease(c, lease, tokenbroker.Release{Class: tokenbroker.FailureNotProcessed, Error: "refused"}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease(not processed)", ok, err, true)
+	got = MustGetLink(t, s, "bob", "github")
+	if got.Suspect != tokenbroker.LossAnswerLost || got.Failures != 2 || got.LastError != "refused" || !got.NextAttemptAt.IsZero() {
+		t.Fatalf("after uncertain then not processed: %+v", got)
+	}
+	g = Acquire(t, s, l2, "c", time.Minute)
+	if !g.Won || g.Suspect != tokenbroker.LossAnswerLost || g.Attempt != 3 {
+		t.Fatalf("third attempt = %+v; want won, suspect answer_lost, attempt 3", g)
+	}
+}
+
+func testAttemptsAndSuspect(t *testing.T, s tokenbroker.Store) {
+	c := ctx(t)
+	l := mustLink(t, s)
+	// A holder dies (its lease is found expired); its successor's grant
+	// says so whoever the successor is - the dead holder's own id too.
+	MustAcquire(t, s, l, "r0", -time.Second)
+	Acquire(t, s, l, "r0", time.Minute) // finds it expired: grace starts
+	g := Acquire(t, s, l, "r0", time.Minute)
+	if !g.Won || g.Suspect != tokenbroker.LossHolderDied || g.PreviousOwner != "r0" {
+		t.Fatalf("restart under the same owner = %+v; want won with suspect holder_died", g)
+	}
+	// A takeover that then fails as not processed keeps the suspect for
+	// its own successor: the loss stays attributed.
+	ok, err := s.ReleaseLease(c, g.Lease, tokenbroker.Release{Class: tokenbroker.FailureNotProcessed}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease", ok, err, true)
+	g2 := Acquire(t, s, l, "r1", time.Minute)
+	if !g2.Won || g2.Suspect != tokenbroker.LossHolderDied || g2.Attempt != 3 || g2.PreviousOwner != "" {
+		t.Fatalf("attempt after a released takeover = %+v; want suspect holder_died kept, attempt 3", g2)
+	}
+	// A commit starts the next generation clean.
+	MustCommit(t, s, g2.Lease, refreshed(l, 2))
+	cur := MustGetLink(t, s, "alice", "github")
+	if cur.Attempts != 0 || cur.Suspect != "" || cur.Failures != 0 || !cur.FailingSince.IsZero() || cur.LastError != "" {
+		t.Fatalf("after a commit: %+v", cur)
+	}
+	if g := Acquire(t, s, cur, "r1", time.Minute); !g.Won || g.Attempt != 1 || g.Suspect != "" {
+		t.Fatalf("first attempt of the new generation = %+v", g)
+	}
 }
 
 func refreshed(l *tokenbroker.Link, n int) *tokenbroker.Link {
@@ -415,6 +650,7 @@ func refreshed(l *tokenbroker.Link, n int) *tokenbroker.Link {
 	r.Token.RefreshToken = fmt.Sprintf("rt-%d", n)
 	r.Token.IDToken = ""
 	r.Token.Expiry = l.Token.Expiry.Add(time.Duration(n) * time.Hour)
+	r.Token.IssuedAt = r.Token.Expiry.Add(-time.Hour)
 	r.Token.Scopes = []string{"repo"}
 	r.Token.Extra = map[string]string{"n": fmt.Sprint(n)}
 	r.KeyID = "k2"
@@ -424,45 +660,74 @@ func refreshed(l *tokenbroker.Link, n int) *tokenbroker.Link {
 func testCommitRefresh(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	l := mustLink(t, s)
-	ok, err := s.AcquireLease(c, l.ID, l.Generation, "a", time.Minute)
-	wantBool(t, "AcquireLease", ok, err, true)
+	lease := MustAcquire(t, s, l, "a", time.Minute)
+	ok, err := s.ReleaseLease(c, lease, tokenbroker.Release{Class: tokenbroker.FailureUncertain, Error: "timeout"}, tokenbroker.Record{})
+	wantBool(t, "ReleaseLease", ok, err, true)
+	lease = MustAcquire(t, s, l, "a", time.Minute)
 	r := refreshed(l, 2)
-	ok, err = s.CommitRefresh(c, r)
-	wantBool(t, "CommitRefresh", ok, err, true)
+	MustCommit(t, s, lease, r)
 	got := MustGetLink(t, s, "alice", "github")
 	if got.Generation != l.Generation+1 {
 		t.Fatalf("generation = %d, want %d", got.Generation, l.Generation+1)
 	}
-	if got.LeaseOwner != "" || !got.LeaseUntil.IsZero() {
-		t.Fatalf("lease not cleared: %q %v", got.LeaseOwner, got.LeaseUntil)
+	if got.LeaseOwner != "" || !got.LeaseUntil.IsZero() || got.LeaseEpoch != lease.Epoch {
+		t.Fatalf("lease not cleared (or epoch lost): %q %v %d", got.LeaseOwner, got.LeaseUntil, got.LeaseEpoch)
+	}
+	if got.Attempts != 0 || got.Suspect != "" || got.Failures != 0 || got.LastError != "" || !got.NextAttemptAt.IsZero() {
+		t.Fatalf("the generation's accounting was not cleared: %+v", got)
 	}
 	if got.RefreshedAt.IsZero() || got.KeyID != "k2" {
 		t.Fatalf("refreshed_at %v key %q", got.RefreshedAt, got.KeyID)
 	}
 	sameToken(t, got.Token, r.Token)
 	// The new generation can be leased again.
-	ok, err = s.AcquireLease(c, l.ID, got.Generation, "b", time.Minute)
-	wantBool(t, "AcquireLease(new generation)", ok, err, true)
+	MustAcquire(t, s, got, "b", time.Minute)
 }
 
 func testCommitRefreshStale(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	l := mustLink(t, s)
-	ok, err := s.CommitRefresh(c, refreshed(l, 2))
-	wantBool(t, "CommitRefresh", ok, err, true)
-	ok, err = s.AcquireLease(c, l.ID, l.Generation+1, "a", time.Minute)
-	wantBool(t, "AcquireLease", ok, err, true)
+	MustRefresh(t, s, l, 2)
+	cur := MustGetLink(t, s, "alice", "github")
+	lease := MustAcquire(t, s, cur, "a", time.Minute)
 	before := MustGetLink(t, s, "alice", "github")
 
-	// A loser commits with the generation it read before the winner.
-	ok, err = s.CommitRefresh(c, refreshed(l, 3))
+	// A commit naming the generation read before the winner's changes
+	// nothing, even with the current lease.
+	stale := lease
+	stale.Generation = l.Generation
+	ok, err := s.CommitRefresh(c, stale, refreshed(l, 3), tokenbroker.Record{})
 	wantBool(t, "CommitRefresh(stale generation)", ok, err, false)
 	sameLink(t, MustGetLink(t, s, "alice", "github"), before)
+}
+
+func testCommitRefreshFenced(t *testing.T, s tokenbroker.Store) {
+	c := ctx(t)
+	l := mustLink(t, s)
+	// No lease at all.
+	ok, err := s.CommitRefresh(c, tokenbroker.Lease{LinkID: l.ID, Generation: l.Generation, Owner: "a", Epoch: l.LeaseEpoch}, refreshed(l, 2), tokenbroker.Record{})
+	wantBool(t, "CommitRefresh(no lease)", ok, err, false)
+	// Another owner's lease, and an older epoch of the same owner.
+	lease := MustAcquire(t, s, l, "a", time.Minute)
+	before := MustGetLink(t, s, "alice", "github")
+	for _, wrong := range []tokenbroker.Lease{
+		{LinkID: l.ID, Generation: l.Generation, Owner: "b", Epoch: lease.Epoch},
+		{LinkID: l.ID, Generation: l.Generation, Owner: "a", Epoch: lease.Epoch - 1},
+	} {
+		ok, err := s.CommitRefresh(c, wrong, refreshed(l, 2), tokenbroker.Record{})
+		wantBool(t, fmt.Sprintf("CommitRefresh(%+v)", wrong), ok, err, false)
+	}
+	sameLink(t, MustGetLink(t, s, "alice", "github"), before)
+	MustCommit(t, s, lease, refreshed(l, 2))
+	// The same lease cannot commit twice.
+	ok, err = s.CommitRefresh(c, lease, refreshed(l, 3), tokenbroker.Record{})
+	wantBool(t, "CommitRefresh(twice)", ok, err, false)
 }
 
 func testCommitRefreshRace(t *testing.T, s tokenbroker.Store) {
 	l := mustLink(t, s)
 	c := ctx(t)
+	lease := MustAcquire(t, s, l, "a", time.Minute)
 	const n = 16
 	var (
 		wg    sync.WaitGroup
@@ -472,7 +737,7 @@ func testCommitRefreshRace(t *testing.T, s tokenbroker.Store) {
 	for i := range n {
 		wg.Go(func() {
 			<-start
-			ok, err := s.CommitRefresh(c, refreshed(l, i+2))
+			ok, err := s.CommitRefresh(c, lease, refreshed(l, i+2), tokenbroker.Record{})
 			if err != nil {
 				t.Errorf("CommitRefresh: %v", err)
 			}
@@ -498,20 +763,17 @@ func testCommitRefreshRace(t *testing.T, s tokenbroker.Store) {
 }
 
 func testCommitRefreshAccount(t *testing.T, s tokenbroker.Store) {
-	c := ctx(t)
 	l := mustLink(t, s)
 	r := refreshed(l, 2)
 	r.AccountID, r.AccountLogin = "", ""
-	ok, err := s.CommitRefresh(c, r)
-	wantBool(t, "CommitRefresh", ok, err, true)
+	MustCommit(t, s, MustAcquire(t, s, l, "a", time.Minute), r)
 	got := MustGetLink(t, s, "alice", "github")
 	if got.AccountID != l.AccountID || got.AccountLogin != l.AccountLogin {
 		t.Fatalf("account = %q %q, want kept %q %q", got.AccountID, got.AccountLogin, l.AccountID, l.AccountLogin)
 	}
 	r = refreshed(got, 3)
 	r.AccountLogin = "renamed"
-	ok, err = s.CommitRefresh(c, r)
-	wantBool(t, "CommitRefresh", ok, err, true)
+	MustCommit(t, s, MustAcquire(t, s, got, "a", time.Minute), r)
 	if got := MustGetLink(t, s, "alice", "github"); got.AccountLogin != "renamed" || got.AccountID != l.AccountID {
 		t.Fatalf("account = %q %q", got.AccountID, got.AccountLogin)
 	}
@@ -520,21 +782,21 @@ func testCommitRefreshAccount(t *testing.T, s tokenbroker.Store) {
 func testMarkReauth(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	l := mustLink(t, s)
-	ok, err := s.AcquireLease(c, l.ID, l.Generation, "a", time.Minute)
-	wantBool(t, "AcquireLease", ok, err, true)
-	ok, err = s.MarkReauthRequired(c, l.ID, l.Generation, "invalid_grant: revoked")
+	lease := MustAcquire(t, s, l, "a", time.Minute)
+	ok, err := s.MarkReauthRequired(c, lease, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked, Detail: "invalid_grant: revoked"}, tokenbroker.Record{})
 	wantBool(t, "MarkReauthRequired", ok, err, true)
 	got := MustGetLink(t, s, "alice", "github")
-	if got.State != tokenbroker.LinkReauthRequired || got.FailureReason != "invalid_grant: revoked" {
-		t.Fatalf("state %q reason %q", got.State, got.FailureReason)
+	if got.State != tokenbroker.LinkReauthRequired || got.ReauthReason != tokenbroker.ReasonRevoked || got.FailureReason != "invalid_grant: revoked" {
+		t.Fatalf("state %q reason %q %q", got.State, got.ReauthReason, got.FailureReason)
 	}
 	if got.Generation != l.Generation || got.LeaseOwner != "" || !got.LeaseUntil.IsZero() {
 		t.Fatalf("gen %d lease %q %v; want generation kept and lease cleared", got.Generation, got.LeaseOwner, got.LeaseUntil)
 	}
 	sameToken(t, got.Token, l.Token)
 	// A broken link cannot be leased.
-	ok, err = s.AcquireLease(c, l.ID, l.Generation, "b", time.Minute)
-	wantBool(t, "AcquireLease(reauth_required)", ok, err, false)
+	if g := Acquire(t, s, l, "b", time.Minute); g.Won || g.State != tokenbroker.LinkReauthRequired {
+		t.Fatalf("AcquireLease(reauth_required) = %+v; want lost, reporting the state", g)
+	}
 	// It stays out of the expiry scan.
 	links, err := s.ListLinksExpiringBefore(c, l.Token.Expiry.Add(time.Hour), 10)
 	if err != nil || len(links) != 0 {
@@ -545,29 +807,208 @@ func testMarkReauth(t *testing.T, s tokenbroker.Store) {
 func testMarkReauthStale(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	l := mustLink(t, s)
-	ok, err := s.CommitRefresh(c, refreshed(l, 2))
-	wantBool(t, "CommitRefresh", ok, err, true)
+	old := MustAcquire(t, s, l, "a", -time.Second)
+	Acquire(t, s, l, "b", time.Minute) // grace starts
+	winner := MustAcquire(t, s, l, "b", time.Minute)
+	MustCommit(t, s, winner, refreshed(l, 2))
 	before := MustGetLink(t, s, "alice", "github")
-	// A loser whose refresh failed with invalid_grant must not break the
-	// winner's fresh token (I4).
-	ok, err = s.MarkReauthRequired(c, l.ID, l.Generation, "invalid_grant")
-	wantBool(t, "MarkReauthRequired(stale generation)", ok, err, false)
+	// A holder whose refresh failed with invalid_grant after it lost its
+	// lease must not break the winner's fresh token (I4).
+	ok, err := s.MarkReauthRequired(c, old, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked}, tokenbroker.Record{})
+	wantBool(t, "MarkReauthRequired(stale lease)", ok, err, false)
 	sameLink(t, MustGetLink(t, s, "alice", "github"), before)
 }
 
 func testCommitAfterMark(t *testing.T, s tokenbroker.Store) {
-	// A lease holder that outlived its lease commits after a successor,
-	// whose refresh token was already spent, marked the same generation:
-	// the tokens are fresh, so the commit wins and reactivates the link.
+	// A holder that outlived its lease commits after a successor, whose
+	// refresh token was already spent, marked the same generation: the
+	// successor's lease fenced the holder out, so the commit changes
+	// nothing and the link is not resurrected with a token the provider
+	// may already have revoked (its family).
 	c := ctx(t)
 	l := mustLink(t, s)
-	ok, err := s.MarkReauthRequired(c, l.ID, l.Generation, "invalid_grant")
+	holder := MustAcquire(t, s, l, "holder", -time.Second)
+	Acquire(t, s, l, "successor", time.Minute) // grace starts
+	successor := MustAcquire(t, s, l, "successor", time.Minute)
+	ok, err := s.MarkReauthRequired(c, successor, tokenbroker.Reauth{Reason: tokenbroker.ReasonLostRefresh, Detail: "lost refresh"}, tokenbroker.Record{})
 	wantBool(t, "MarkReauthRequired", ok, err, true)
-	ok, err = s.CommitRefresh(c, refreshed(l, 2))
-	wantBool(t, "CommitRefresh after mark", ok, err, true)
+	before := MustGetLink(t, s, "alice", "github")
+	ok, err = s.CommitRefresh(c, holder, refreshed(l, 2), tokenbroker.Record{})
+	wantBool(t, "CommitRefresh after mark", ok, err, false)
 	got := MustGetLink(t, s, "alice", "github")
-	if got.State != tokenbroker.LinkActive || got.FailureReason != "" || got.Generation != l.Generation+1 {
-		t.Fatalf("state %q reason %q gen %d", got.State, got.FailureReason, got.Generation)
+	if got.State != tokenbroker.LinkReauthRequired || got.ReauthReason != tokenbroker.ReasonLostRefresh {
+		t.Fatalf("state %q reason %q; want reauth_required, lost_refresh", got.State, got.ReauthReason)
+	}
+	sameLink(t, got, before)
+}
+
+func testRecordWithChange(t *testing.T, s tokenbroker.Store) {
+	c := ctx(t)
+	l := mustLink(t, s)
+	rec := func(action string) tokenbroker.Record {
+		return tokenbroker.Record{Audit: []tokenbroker.AuditEvent{{Actor: "r1", Action: action, UserID: "alice", ProviderID: "github", Outcome: "ok", Detail: action}}}
+	}
+	count := func(action string) int {
+		t.Helper()
+		evs, err := s.ListAudit(c, tokenbroker.AuditFilter{Action: action})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(evs)
+	}
+	lease := MustAcquire(t, s, l, "a", time.Minute)
+	stale := lease
+	stale.Epoch--
+	// Lost writes write no record.
+	if ok, err := s.CommitRefresh(c, stale, refreshed(l, 2), rec(tokenbroker.AuditLinkRefresh)); err != nil || ok {
+		t.Fatalf("CommitRefresh(stale) = %v, %v", ok, err)
+	}
+	if ok, err := s.ReleaseLease(c, stale, tokenbroker.Release{}, rec(tokenbroker.AuditRefreshFailed)); err != nil || ok {
+		t.Fatalf("ReleaseLease(stale) = %v, %v", ok, err)
+	}
+	if ok, err := s.MarkReauthRequired(c, stale, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked}, rec(tokenbroker.AuditLinkBroken)); err != nil || ok {
+		t.Fatalf("MarkReauthRequired(stale) = %v, %v", ok, err)
+	}
+	for _, a := range []string{tokenbroker.AuditLinkRefresh, tokenbroker.AuditRefreshFailed, tokenbroker.AuditLinkBroken} {
+		if n := count(a); n != 0 {
+			t.Fatalf("%d %s events after lost writes, want 0", n, a)
+		}
+	}
+	// Won writes write theirs.
+	ok, err := s.ReleaseLease(c, lease, tokenbroker.Release{Class: tokenbroker.FailureNotProcessed}, rec(tokenbroker.AuditRefreshFailed))
+	wantBool(t, "ReleaseLease", ok, err, true)
+	lease = MustAcquire(t, s, l, "a", time.Minute)
+	ok, err = s.CommitRefresh(c, lease, refreshed(l, 2), rec(tokenbroker.AuditLinkRefresh))
+	wantBool(t, "CommitRefresh", ok, err, true)
+	cur := MustGetLink(t, s, "alice", "github")
+	ok, err = s.MarkReauthRequired(c, MustAcquire(t, s, cur, "a", time.Minute), tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked}, rec(tokenbroker.AuditLinkBroken))
+	wantBool(t, "MarkReauthRequired", ok, err, true)
+	if _, err := s.PutLink(c, NewLink("alice", "github", l.Token.Expiry), rec(tokenbroker.AuditLinkCreate)); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{tokenbroker.AuditLinkRefresh, tokenbroker.AuditRefreshFailed, tokenbroker.AuditLinkBroken, tokenbroker.AuditLinkCreate} {
+		if n := count(a); n != 1 {
+			t.Fatalf("%d %s events after the won write, want 1", n, a)
+		}
+	}
+	// A record that cannot be written undoes the change with it.
+	cur = MustGetLink(t, s, "alice", "github")
+	bad := tokenbroker.Record{Audit: []tokenbroker.AuditEvent{{UserID: "alice"}}} // no action
+	_, err = s.CommitRefresh(c, MustAcquire(t, s, cur, "a", time.Minute), refreshed(cur, 3), bad)
+	wantCode(t, err, tokenbroker.EINVALID)
+	if got := MustGetLink(t, s, "alice", "github"); got.Generation != cur.Generation {
+		t.Fatalf("a commit whose record failed moved the generation %d -> %d", cur.Generation, got.Generation)
+	}
+}
+
+func testProviderHealthCircuit(t *testing.T, s tokenbroker.Store) {
+	c := ctx(t)
+	h, err := s.GetProviderHealth(c, "github")
+	if err != nil || h.ProviderID != "github" || h.Troubled() || h.Open() || h.Now.IsZero() {
+		t.Fatalf("GetProviderHealth(new) = %+v, %v; want healthy with the database's now", h, err)
+	}
+	if before, err := s.RecordProviderSuccess(c, "github"); err != nil || before != nil {
+		t.Fatalf("RecordProviderSuccess(healthy) = %+v, %v; want nothing cleared", before, err)
+	}
+	f := tokenbroker.ProviderFailure{Threshold: 3, OpenFor: time.Hour, MaxOpenFor: 4 * time.Hour}
+	for i := 1; i <= 2; i++ {
+		after, opened, err := s.RecordProviderFailure(c, "github", f)
+		if err != nil || opened || after.Open() || after.Failures != i {
+			t.Fatalf("failure %d = %+v, %v, %v; want counted, closed", i, after, opened, err)
+		}
+	}
+	after, opened, err := s.RecordProviderFailure(c, "github", f)
+	if err != nil || !opened || !after.Open() || after.Opens != 1 {
+		t.Fatalf("failure 3 = %+v, %v, %v; want the circuit opened", after, opened, err)
+	}
+	if d := after.OpenUntil.Sub(after.Now); d < 59*time.Minute || d > 61*time.Minute {
+		t.Fatalf("open for %v, want an hour", d)
+	}
+	again, opened, err := s.RecordProviderFailure(c, "github", f)
+	if err != nil || opened || !again.OpenUntil.Equal(after.OpenUntil) {
+		t.Fatalf("failure while open = %+v, %v, %v; want counted, same opening", again, opened, err)
+	}
+	// An open circuit admits no probe before it ends.
+	ok, err := s.AcquireProviderProbe(c, "github", "r1", time.Minute)
+	wantBool(t, "AcquireProviderProbe(open)", ok, err, false)
+	// Other providers are not affected.
+	if h, err := s.GetProviderHealth(c, "gitlab"); err != nil || h.Troubled() {
+		t.Fatalf("gitlab health = %+v, %v", h, err)
+	}
+	list, err := s.ListProviderHealth(c)
+	if err != nil || len(list) != 1 || list[0].ProviderID != "github" || !list[0].Open() {
+		t.Fatalf("ListProviderHealth = %+v, %v", list, err)
+	}
+	before, err := s.RecordProviderSuccess(c, "github")
+	if err != nil || before == nil || before.Failures != 4 || !before.Open() {
+		t.Fatalf("RecordProviderSuccess = %+v, %v; want the cleared state", before, err)
+	}
+	if h, err := s.GetProviderHealth(c, "github"); err != nil || h.Troubled() || h.Opens != 0 {
+		t.Fatalf("after success = %+v, %v; want healthy", h, err)
+	}
+	// A provider's Retry-After keeps the circuit open at least that long.
+	f = tokenbroker.ProviderFailure{Threshold: 1, OpenFor: time.Second, MaxOpenFor: time.Minute, RetryAfter: 2 * time.Hour}
+	after, opened, err = s.RecordProviderFailure(c, "github", f)
+	if err != nil || !opened || after.OpenUntil.Sub(after.Now) < 119*time.Minute {
+		t.Fatalf("failure with Retry-After = %+v, %v, %v; want open for two hours", after, opened, err)
+	}
+}
+
+func testProviderHealthMisconfigured(t *testing.T, s tokenbroker.Store) {
+	c := ctx(t)
+	f := tokenbroker.ProviderFailure{Threshold: 5, OpenFor: time.Minute, MaxOpenFor: time.Hour}
+	if _, _, err := s.RecordProviderFailure(c, "github", f); err != nil {
+		t.Fatal(err)
+	}
+	f.Misconfigured = "invalid_client: bad secret"
+	after, changed, err := s.RecordProviderFailure(c, "github", f)
+	if err != nil || !changed || after.Misconfigured != f.Misconfigured || after.MisconfiguredSince.IsZero() || !after.Open() {
+		t.Fatalf("misconfigured = %+v, %v, %v; want open at once, misconfigured", after, changed, err)
+	}
+	since := after.MisconfiguredSince
+	after, changed, err = s.RecordProviderFailure(c, "github", f)
+	if err != nil || changed || !after.MisconfiguredSince.Equal(since) {
+		t.Fatalf("misconfigured again = %+v, %v, %v; want no change", after, changed, err)
+	}
+	before, err := s.RecordProviderSuccess(c, "github")
+	if err != nil || before == nil || before.Misconfigured == "" {
+		t.Fatalf("RecordProviderSuccess = %+v, %v; want the misconfiguration cleared", before, err)
+	}
+	if h, _ := s.GetProviderHealth(c, "github"); h.Misconfigured != "" || h.Open() {
+		t.Fatalf("after success: %+v", h)
+	}
+}
+
+func testProviderProbeRace(t *testing.T, s tokenbroker.Store) {
+	c := ctx(t)
+	f := tokenbroker.ProviderFailure{Threshold: 1, OpenFor: time.Millisecond, MaxOpenFor: time.Millisecond}
+	after, opened, err := s.RecordProviderFailure(c, "github", f)
+	if err != nil || !opened {
+		t.Fatalf("RecordProviderFailure = %+v, %v, %v", after, opened, err)
+	}
+	// Wait on the database's clock for the opening to end.
+	for MustNow(t, s).Before(after.OpenUntil.Add(2 * time.Millisecond)) {
+		time.Sleep(time.Millisecond)
+	}
+	const n = 16
+	var (
+		wg   sync.WaitGroup
+		wins atomic.Int32
+	)
+	for i := range n {
+		wg.Go(func() {
+			ok, err := s.AcquireProviderProbe(c, "github", fmt.Sprintf("r%d", i), time.Minute)
+			if err != nil {
+				t.Errorf("AcquireProviderProbe: %v", err)
+			}
+			if ok {
+				wins.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := wins.Load(); got != 1 {
+		t.Fatalf("%d of %d racing probes won, want exactly 1", got, n)
 	}
 }
 
@@ -581,7 +1022,7 @@ func testListLinksExpiringBefore(t *testing.T, s tokenbroker.Store) {
 	noExpiry := NewLink("u", "p4", time.Time{})
 	MustPutLink(t, s, noExpiry)
 	broken := MustPutLink(t, s, NewLink("u", "p5", now.Add(10*time.Second)))
-	ok, err := s.MarkReauthRequired(c, broken.ID, broken.Generation, "x")
+	ok, err := s.MarkReauthRequired(c, MustAcquire(t, s, broken, "a", time.Minute), tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked}, tokenbroker.Record{})
 	wantBool(t, "MarkReauthRequired", ok, err, true)
 
 	names := func(links []*tokenbroker.Link) (out []string) {
@@ -650,23 +1091,23 @@ func testResealLinkLosesToCommit(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	l := mustLink(t, s)
 	// The rekey read l; then a refresh commits.
-	ok, err := s.CommitRefresh(c, refreshed(l, 2))
-	wantBool(t, "CommitRefresh", ok, err, true)
+	MustRefresh(t, s, l, 2)
 	before := MustGetLink(t, s, "alice", "github")
 	r := *l
 	r.KeyID = "k9"
 	r.Token.AccessToken = "resealed-old"
-	ok, err = s.ResealLink(c, &r)
+	ok, err := s.ResealLink(c, &r)
 	wantBool(t, "ResealLink(stale generation)", ok, err, false)
 	sameLink(t, MustGetLink(t, s, "alice", "github"), before)
 
 	// And a reseal does not make a concurrent commit lose.
 	cur := MustGetLink(t, s, "alice", "github")
+	lease := MustAcquire(t, s, cur, "a", time.Minute)
 	r = *cur
 	r.KeyID = "k9"
 	ok, err = s.ResealLink(c, &r)
 	wantBool(t, "ResealLink", ok, err, true)
-	ok, err = s.CommitRefresh(c, refreshed(cur, 3))
+	ok, err = s.CommitRefresh(c, lease, refreshed(cur, 3), tokenbroker.Record{})
 	wantBool(t, "CommitRefresh after reseal", ok, err, true)
 }
 
@@ -1089,19 +1530,35 @@ func testSignaler(t *testing.T, s tokenbroker.Store) {
 	otherCh, cancelOther := sig.Subscribe(other.ID)
 	defer cancelOther()
 
+	var lease tokenbroker.Lease
+	acquire := func() (bool, error) {
+		cur := MustGetLink(t, s, "alice", "github")
+		g, err := s.AcquireLease(c, tokenbroker.LeaseRequest{LinkID: cur.ID, Generation: cur.Generation, Owner: "a", TTL: time.Minute})
+		if err != nil {
+			return false, err
+		}
+		lease = g.Lease
+		return g.Won, nil
+	}
 	steps := []struct {
 		name string
 		do   func() (bool, error)
 	}{
-		{"AcquireLease", func() (bool, error) { return s.AcquireLease(c, l.ID, l.Generation, "a", time.Minute) }},
-		{"ReleaseLease", func() (bool, error) { return s.ReleaseLease(c, l.ID, "a") }},
-		{"CommitRefresh", func() (bool, error) { return s.CommitRefresh(c, refreshed(l, 2)) }},
-		{"MarkReauthRequired", func() (bool, error) { return s.MarkReauthRequired(c, l.ID, l.Generation+1, "x") }},
+		{"AcquireLease", acquire},
+		{"ReleaseLease", func() (bool, error) { return s.ReleaseLease(c, lease, tokenbroker.Release{}, tokenbroker.Record{}) }},
+		{"AcquireLease", acquire},
+		{"CommitRefresh", func() (bool, error) {
+			return s.CommitRefresh(c, lease, refreshed(l, 2), tokenbroker.Record{})
+		}},
+		{"AcquireLease", acquire},
+		{"MarkReauthRequired", func() (bool, error) {
+			return s.MarkReauthRequired(c, lease, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked}, tokenbroker.Record{})
+		}},
 		{"PutLink", func() (bool, error) {
-			_, err := s.PutLink(c, NewLink("alice", "github", l.Token.Expiry))
+			_, err := s.PutLink(c, NewLink("alice", "github", l.Token.Expiry), tokenbroker.Record{})
 			return true, err
 		}},
-		{"DeleteLink", func() (bool, error) { return true, s.DeleteLink(c, "alice", "github") }},
+		{"DeleteLink", func() (bool, error) { return true, s.DeleteLink(c, "alice", "github", tokenbroker.Record{}) }},
 	}
 	for _, st := range steps {
 		drain(ch)
@@ -1116,7 +1573,6 @@ func testSignaler(t *testing.T, s tokenbroker.Store) {
 	// is woken only by its own changes.
 	cancel()
 	drain(otherCh)
-	ok, err := s.CommitRefresh(c, refreshed(other, 2))
-	wantBool(t, "CommitRefresh(other)", ok, err, true)
+	MustRefresh(t, s, other, 2)
 	wait(t, "CommitRefresh(other)", otherCh)
 }
