@@ -55,7 +55,7 @@ type Token struct {
 	// computed Expiry from the provider's expires_in (zero: unknown), so
 	// that Expiry-IssuedAt is the access token's lifetime.
 	IssuedAt time.Time
-	Scopes []string
+	Scopes   []string
 	// Extra holds provider-specific members of the token response that the
 	// provider configuration asks to keep (for example GitHub's
 	// refresh_token_expires_in). Values are sealed like the tokens.
