@@ -1,11 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/go-json-experiment/json"
 	"github.com/spf13/cobra"
 
 	"github.com/tokenbroker/tokenbroker/client"
@@ -45,12 +46,14 @@ over its API (GET /api/v1/users/{user}/providers/{provider}/token). The API key
 needs the tokens:read scope; prefer the TOKENBROKER_API_KEY environment variable
 to --api-key, which other users of the machine may see in the process list.
 
-Prints the bare access token, or with --json one JSON object with access_token,
-token_type, expiry and scopes. Never prints a refresh token.
+Prints the bare access token, or with --json the API's token object
+(access_token, token_type, expiry, scopes, extra). Never prints a refresh token.
 
-Exit codes: 0 success; 3 the link needs re-authentication (the connect URL, when
-the key may create one, is printed to stderr); 4 the provider is unavailable,
-retry later; 1 any other failure.`,
+Exit codes: 0 success; 1 any other failure (unreachable server, refused key,
+no such link); 2 bad usage (a missing flag or API key, a negative
+--min-valid); 3 the link needs re-authentication (the connect URL, when the key
+may create one, is printed to stderr); 4 the provider is unavailable, retry
+later.`,
 		Example: `  export TOKENBROKER_API_KEY=tbk_...
   tokenbroker token get --user alice --provider github
   curl -H "Authorization: Bearer $(tokenbroker token get --user alice --provider github)" https://api.github.com/user
@@ -98,26 +101,16 @@ func runTokenGet(cmd *cobra.Command, f *tokenGetFlags) error {
 			}
 			return exitf(1, "%s: %s", e.Code, e.Detail)
 		}
-		return exitf(1, "%v", err)
+		// The client's errors start with "tokenbroker: ", which run
+		// prints already.
+		return exitf(1, "%s", strings.TrimPrefix(err.Error(), "tokenbroker: "))
 	}
 	out := cmd.OutOrStdout()
 	if !f.json {
 		fmt.Fprintln(out, tok.AccessToken)
 		return nil
 	}
-	v := struct {
-		AccessToken string     `json:"access_token"`
-		TokenType   string     `json:"token_type"`
-		Expiry      *time.Time `json:"expiry,omitempty"`
-		Scopes      []string   `json:"scopes"`
-	}{AccessToken: tok.AccessToken, TokenType: tok.TokenType, Scopes: tok.Scopes}
-	if !tok.Expiry.IsZero() {
-		v.Expiry = &tok.Expiry
-	}
-	if v.Scopes == nil {
-		v.Scopes = []string{}
-	}
-	b, _ := json.Marshal(v)
+	b, _ := json.Marshal(tok)
 	fmt.Fprintln(out, string(b))
 	return nil
 }

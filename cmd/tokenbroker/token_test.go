@@ -37,8 +37,13 @@ func TestTokenGet(t *testing.T) {
 		t.Fatalf("reauth: exit %d: %s", code, errs)
 	}
 	code, _, errs = runCLI(t, "token", "get", "--url", env.URL, "--api-key", key+"x", "--user", "alice", "--provider", "demo")
-	if code != 1 || !strings.Contains(errs, "unauthorized") {
+	if code != 1 || !strings.Contains(errs, "unauthorized") || strings.Count(errs, "tokenbroker:") != 1 {
 		t.Fatalf("bad key: exit %d: %s", code, errs)
+	}
+	// An unreachable server: one line, one prefix.
+	code, _, errs = runCLI(t, "token", "get", "--url", "http://127.0.0.1:1", "--api-key", key, "--user", "alice", "--provider", "demo")
+	if code != 1 || strings.Count(errs, "tokenbroker:") != 1 || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Fatalf("unreachable server: exit %d: %q", code, errs)
 	}
 	env.Logs.AssertNoSecrets(t)
 }
