@@ -88,15 +88,10 @@ users and providers.`,
 					"created key "+created.Prefix+" ("+strings.Join(created.Scopes, ",")+")")
 				out := cmd.OutOrStdout()
 				if asJSON {
-					return printAPIKeysJSON(out, struct {
-						ID     int64    `json:"id"`
-						Prefix string   `json:"prefix"`
-						Name   string   `json:"name"`
-						Scopes []string `json:"scopes"`
-						Key    string   `json:"key"`
-					}{created.ID, created.Prefix, created.Name, created.Scopes, plaintext})
+					return printAPIKeysJSON(out, apiv1.CreatedAPIKey{APIKey: httpapi.NewAPIKeyInfo(created), Key: plaintext})
 				}
-				fmt.Fprintf(out, "Created API key %d (%s, prefix %s, scopes %s).\n", created.ID, created.Name, created.Prefix, strings.Join(created.Scopes, ","))
+				fmt.Fprintf(out, "Created API key %d (%s, prefix %s) with scopes %s, %s.\n", created.ID, created.Name, created.Prefix,
+					strings.Join(created.Scopes, ","), restrictions(created))
 				fmt.Fprintln(out, "Store it now; it is not shown again:")
 				fmt.Fprintln(out)
 				fmt.Fprintf(out, "  %s\n", plaintext)
@@ -197,6 +192,18 @@ func printAPIKeysJSON(w io.Writer, v any) error {
 	}
 	_, err = fmt.Fprintln(w, string(b))
 	return err
+}
+
+// restrictions says, in words, which users and providers a key may act on.
+func restrictions(k *tokenbroker.APIKey) string {
+	users, providers := "any user", "any provider"
+	if len(k.Users) > 0 {
+		users = "users " + strings.Join(k.Users, ",")
+	}
+	if len(k.Providers) > 0 {
+		providers = "providers " + strings.Join(k.Providers, ",")
+	}
+	return "for " + users + " and " + providers
 }
 
 func apikeysOrAny(s []string) string {

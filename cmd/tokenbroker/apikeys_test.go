@@ -83,3 +83,30 @@ func TestAPIKeysCreateListRevoke(t *testing.T) {
 		t.Errorf("revoke unknown: exit %d: %s", code, errs)
 	}
 }
+
+// TestAPIKeysCreateRepeatsRestrictions: apikeys create says which users
+// and providers the stored key is restricted to; a bad id or a name with
+// a control character is refused.
+func TestAPIKeysCreateRepeatsRestrictions(t *testing.T) {
+	db := []string{"--data-dir", t.TempDir(), "--database-url", ""}
+	code, out, errs := runCLI(t, append([]string{"apikeys", "create", "--name", "ci", "--scopes", "tokens:read", "--users", "u2,u1", "--providers", "github"}, db...)...)
+	if code != 0 || !strings.Contains(out, "for users u1,u2 and providers github") {
+		t.Fatalf("create: exit %d: %s%s", code, out, errs)
+	}
+	code, out, _ = runCLI(t, append([]string{"apikeys", "create", "--name", "admin", "--scopes", "admin"}, db...)...)
+	if code != 0 || !strings.Contains(out, "for any user and any provider") {
+		t.Fatalf("create: exit %d: %s", code, out)
+	}
+	for _, id := range []string{"+1", "01", "1.0"} {
+		if code, _, errs := runCLI(t, append([]string{"apikeys", "revoke", id}, db...)...); code != 2 {
+			t.Fatalf("revoke %s: exit %d: %s", id, code, errs)
+		}
+	}
+	if code, _, errs := runCLI(t, append([]string{"apikeys", "create", "--name", "ci\x1b[2J", "--scopes", "admin"}, db...)...); code != 2 {
+		t.Fatalf("create with a control character: exit %d: %s", code, errs)
+	}
+	code, out, _ = runCLI(t, append([]string{"apikeys", "list"}, db...)...)
+	if code != 0 || strings.Count(out, "\n") != 3 || strings.Count(out, " -\n") != 2 {
+		t.Fatalf("list after the refused commands:\n%s", out)
+	}
+}
