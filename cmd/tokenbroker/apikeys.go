@@ -40,6 +40,9 @@ func newAPIKeysCmd() *cobra.Command {
 		Long: `Create, list and revoke API keys. These commands work on the database directly,
 not through the API, so the first admin key can be made before anything else.
 A running server notices a revocation made here within its key cache TTL (10s).`,
+		Example: `  tokenbroker apikeys create --name admin --scopes admin
+  tokenbroker apikeys list
+  tokenbroker apikeys revoke 3`,
 	}
 	db.bind(cmd)
 	cmd.AddCommand(newAPIKeysCreateCmd(db), newAPIKeysListCmd(db), newAPIKeysRevokeCmd(db))

@@ -87,7 +87,7 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.StringVar(&cfg.Addr, "addr", envOr(getenv, "TOKENBROKER_ADDR", "127.0.0.1:8080"), "listen address (env TOKENBROKER_ADDR)")
 	fs.StringVar(&cfg.BaseURL, "base-url", getenv("TOKENBROKER_BASE_URL"), "public URL of this service (env TOKENBROKER_BASE_URL; default http://<addr>)")
 	bindDBFlags(fs, &cfg.DatabaseURL, &cfg.DataDir, getenv)
-	fs.StringVar(&cfg.ProvidersFile, "providers", getenv("TOKENBROKER_PROVIDERS_FILE"), "provider configuration file, YAML (env TOKENBROKER_PROVIDERS_FILE)")
+	bindConfigFlag(fs, &cfg.ProvidersFile, getenv)
 	fs.StringVar(&cfg.KeyFile, "key-file", getenv("TOKENBROKER_ENCRYPTION_KEY_FILE"), "encryption key file (env TOKENBROKER_ENCRYPTION_KEY_FILE; or keys in TOKENBROKER_ENCRYPTION_KEYS)")
 	fs.StringSliceVar(&cfg.ReturnURLAllow, "return-url-allow", splitList(getenv("TOKENBROKER_RETURN_URL_ALLOW")), "URL prefixes connect sessions may return to (env TOKENBROKER_RETURN_URL_ALLOW, comma-separated)")
 	fs.StringVar(&cfg.ReplicaID, "replica-id", getenv("TOKENBROKER_REPLICA_ID"), "lease owner id of this replica (env TOKENBROKER_REPLICA_ID; default host-pid-random)")
@@ -98,6 +98,18 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.BoolVar(&cfg.LogRequests, "log-requests", envBool(getenv, "TOKENBROKER_LOG_REQUESTS", &cfg.envErr), "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(getenv, "TOKENBROKER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env TOKENBROKER_LOG_LEVEL)")
+}
+
+// bindConfigFlag declares --config FILE, the configuration file (YAML:
+// providers and the other sections of docs/providers.md), with its
+// default from TOKENBROKER_CONFIG, for every command that reads it.
+// --providers and TOKENBROKER_PROVIDERS_FILE are the older names, kept as
+// aliases.
+func bindConfigFlag(fs *pflag.FlagSet, file *string, getenv func(string) string) {
+	def := envOr(getenv, "TOKENBROKER_CONFIG", getenv("TOKENBROKER_PROVIDERS_FILE"))
+	fs.StringVar(file, "config", def, "configuration file, YAML (env TOKENBROKER_CONFIG); empty: environment only")
+	fs.StringVar(file, "providers", def, "alias of --config")
+	_ = fs.MarkHidden("providers")
 }
 
 // defaultServeConfig returns serve's defaults as its flags declare them,

@@ -42,6 +42,9 @@ TOKENBROKER_ENCRYPTION_KEYS (or the key file) of every replica and restart them,
 so every replica can open it; then move it first everywhere and restart again;
 run "keys rekey"; when "keys status" shows no rows on the old key, drop it.
 See docs/keys.md.`,
+		Example: `  tokenbroker keys generate
+  tokenbroker keys status --database-url postgres://tb@db/tokenbroker
+  tokenbroker keys rekey --database-url postgres://tb@db/tokenbroker`,
 	}
 	f.bind(cmd)
 	cmd.AddCommand(newKeysGenerateCmd(), newKeysStatusCmd(f), newKeysRekeyCmd(f))

@@ -10,9 +10,12 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/tokenbroker/tokenbroker/provider"
 )
 
 // commands lists the subcommand constructors. Each subcommand lives in its
@@ -51,10 +54,15 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "tokenbroker",
 		Short: "Keeps users' OAuth2 links and hands out valid access tokens",
-		Long: `tokenbroker keeps users' OAuth2 links to external providers (GitHub, GitLab,
-Google, Microsoft, Bitbucket, any OIDC issuer) and hands a valid access token to
-any internal caller that asks, refreshing each token exactly once per generation
-across all replicas.`,
+		Long: `tokenbroker keeps users' OAuth2 links to external providers and hands a valid
+access token to any internal caller that asks, refreshing each token exactly
+once per generation across all replicas.
+
+Provider kinds: ` + strings.Join(provider.Kinds(), ", ") + `
+(see docs/providers.md). Start with "tokenbroker dev" for a first look.`,
+		Example: `  tokenbroker dev
+  tokenbroker serve --config tokenbroker.yaml
+  tokenbroker apikeys create --name admin --scopes admin`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -29,7 +29,9 @@ func newProvidersCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "providers",
 		Short: "Inspect the provider configuration",
-		Args:  cobra.NoArgs,
+		Example: `  tokenbroker providers check --config tokenbroker.yaml
+  tokenbroker providers check --config tokenbroker.yaml --online`,
+		Args: cobra.NoArgs,
 	}
 	cmd.AddCommand(newProvidersCheckCmd())
 	return cmd
@@ -63,7 +65,7 @@ for the fields.`,
 			return providersCheck(cmd.Context(), cmd.OutOrStdout(), file, online, timeout)
 		},
 	}
-	cmd.Flags().StringVar(&file, "config", getenvFrom("TOKENBROKER_PROVIDERS_FILE"), "configuration file, YAML (env TOKENBROKER_PROVIDERS_FILE); empty: environment only")
+	bindConfigFlag(cmd.Flags(), &file, getenvFrom)
 	cmd.Flags().BoolVar(&online, "online", false, "also fetch each oidc provider's discovery document and each workload identity issuer's keys")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "bound of each discovery request with --online")
 	return cmd

@@ -39,7 +39,7 @@ func newServeCmd() *cobra.Command {
 database in ./tokenbroker-data (created if missing), listening on 127.0.0.1:8080.
 --database-url postgres://... selects PostgreSQL, where any number of replicas
 can serve together. Migrations are applied at start.`,
-		Example: `  tokenbroker serve --providers providers.yaml
+		Example: `  tokenbroker serve --config tokenbroker.yaml
   TOKENBROKER_DATABASE_URL=postgres://tb@db/tokenbroker TOKENBROKER_ENCRYPTION_KEYS=... tokenbroker serve --addr 0.0.0.0:8080`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -140,7 +140,7 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 		return nil, err
 	}
 	if len(reg.List()) == 0 {
-		log.Warn("no providers configured: set --providers or TOKENBROKER_PROVIDER_<ID>_KIND (see docs/providers.md)")
+		log.Warn("no providers configured: set --config or TOKENBROKER_PROVIDER_<ID>_KIND (see docs/providers.md)")
 	}
 
 	a.registry = prometheus.NewRegistry()

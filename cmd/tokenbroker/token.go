@@ -25,6 +25,8 @@ func newTokenCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "token",
 		Short: "Get access tokens from a running tokenbroker",
+		Example: `  export TOKENBROKER_API_KEY=tbk_...
+  tokenbroker token get --url http://127.0.0.1:8080 --user alice --provider github`,
 	}
 	cmd.AddCommand(newTokenGetCmd())
 	return cmd
