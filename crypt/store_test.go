@@ -18,6 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/internal/testdb"
+	"github.com/tokenbroker/tokenbroker/internal/testenv"
 )
 
 // backend names a real store for the table of [forEachStore].
@@ -50,7 +51,7 @@ func dumpSQLite(tb testing.TB, s tokenbroker.Store) string {
 	tb.Helper()
 	bin, err := exec.LookPath("sqlite3")
 	if err != nil {
-		tb.Skip("sqlite3 not installed")
+		testenv.Missing(tb, "sqlite3 not installed (apt-get install -y sqlite3)")
 	}
 	p, ok := s.(interface{ Path() string })
 	if !ok {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tokenbroker/tokenbroker/internal/testenv"
 )
 
 // TestBinaryHasNoTestMachinery: the tokenbroker binary links no package
@@ -15,7 +17,7 @@ import (
 func TestBinaryHasNoTestMachinery(t *testing.T) {
 	gobin, err := exec.LookPath("go")
 	if err != nil {
-		t.Skip("the go command is not on PATH")
+		testenv.Missing(t, "the go command is not on PATH")
 	}
 	out, err := exec.Command(gobin, "list", "-deps", "-f", "{{.ImportPath}}\t{{.Dir}}\t{{join .GoFiles \",\"}}\t{{with .Module}}{{.Path}}{{end}}", ".").Output()
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
+	"github.com/tokenbroker/tokenbroker/internal/testenv"
 )
 
 // TestDumpHoldsNoIssuedToken runs a real `tokenbroker serve` on SQLite and
@@ -35,10 +36,7 @@ func TestDumpHoldsNoIssuedToken(t *testing.T) {
 			case "sqlite":
 				bin, err := exec.LookPath("sqlite3")
 				if err != nil {
-					if pgtest.Required() {
-						t.Fatal("sqlite3 not installed (apt-get install -y sqlite3)")
-					}
-					t.Skip("sqlite3 not installed (apt-get install -y sqlite3)")
+					testenv.Missing(t, "sqlite3 not installed (apt-get install -y sqlite3)")
 				}
 				dump = func() string {
 					out, err := exec.Command(bin, "-readonly", filepath.Join(dataDir, "tokenbroker.db"), ".dump").Output()

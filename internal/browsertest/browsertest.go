@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/tokenbroker/tokenbroker/internal/testenv"
 )
 
 // ChromiumPath is where the tests expect the browser.
@@ -25,10 +27,7 @@ const ChromiumPath = "/usr/bin/chromium"
 func MustStart(tb testing.TB, limit time.Duration) context.Context {
 	tb.Helper()
 	if _, err := os.Stat(ChromiumPath); err != nil {
-		if os.Getenv("CI") == "true" {
-			tb.Fatalf("CI=true but no browser at %s: %v", ChromiumPath, err)
-		}
-		tb.Skipf("no %s (apt-get install chromium)", ChromiumPath)
+		testenv.Missing(tb, "no %s (apt-get install -y chromium)", ChromiumPath)
 	}
 	dir := tb.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)

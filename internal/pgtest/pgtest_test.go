@@ -46,7 +46,10 @@ func TestNewDatabase(t *testing.T) {
 
 func TestStartClusterStop(t *testing.T) {
 	if _, err := pgtest.FindBinaries(); err != nil {
-		t.Skip(err)
+		if pgtest.Required() {
+			t.Fatalf("pgtest: %v", err)
+		}
+		t.Skipf("pgtest: PostgreSQL not installed; install it with: %s", pgtest.InstallHint)
 	}
 	ctx := context.Background()
 	c, err := pgcluster.StartCluster(ctx)
