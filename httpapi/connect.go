@@ -12,7 +12,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/apiv1"
-	"github.com/tokenbroker/tokenbroker/web"
+	"github.com/tokenbroker/tokenbroker/internal/returnurl"
 )
 
 func (s *Server) createConnectSession(w http.ResponseWriter, r *http.Request, k *caller) error {
@@ -58,7 +58,7 @@ func (s *Server) createConnectSession(w http.ResponseWriter, r *http.Request, k 
 			return tokenbroker.Errorf(tokenbroker.EFORBIDDEN, "this API key may not act on any configured provider")
 		}
 	}
-	if q.ReturnURL != "" && !web.ReturnURLAllowed(q.ReturnURL, s.cfg.ReturnURLAllowList) {
+	if q.ReturnURL != "" && !returnurl.Allowed(q.ReturnURL, s.cfg.ReturnURLAllowList) {
 		return tokenbroker.Errorf(tokenbroker.EINVALID, "return_url is not on the server's allow-list")
 	}
 	sess, err := s.newConnectSession(r.Context(), k, q.UserID, providers, q.ReturnURL)

@@ -33,7 +33,7 @@ type Config struct {
 	ConnectSessionTTL time.Duration
 	// ReturnURLAllowList lists where a connect session may send the
 	// browser back: origins ("https://app.example.com") or URL prefixes
-	// ("https://app.example.com/settings/"). See [ReturnURLAllowed].
+	// ("https://app.example.com/settings/"). See internal/returnurl.
 	ReturnURLAllowList []string
 	// APIKeyCacheTTL is how long a verified key is trusted without reading
 	// the store again (default [DefaultAPIKeyCacheTTL]); it bounds how long

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/returnurl"
 )
 
 // validSessionID reports whether id has the shape of a connect session id
@@ -148,7 +149,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 		UserID:    s.UserID,
 		ExpiresAt: s.ExpiresAt.UTC().Format("15:04 MST, 2 Jan 2006"),
 	}
-	if s.ReturnURL != "" && h.returnURLAllowed(s.ReturnURL) {
+	if s.ReturnURL != "" && h.allow.Allows(s.ReturnURL) {
 		data.ReturnURL = s.ReturnURL
 	}
 	var formOrigins []string
@@ -206,7 +207,7 @@ func (h *Handler) authOrigin(p tokenbroker.Provider) string {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return ""
 	}
-	return origin(u)
+	return returnurl.Origin(u)
 }
 
 // serveStart serves POST /connect/{session}/start/{provider}: it checks the
@@ -445,11 +446,11 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, sessionID strin
 		h.render(w, r, http.StatusOK, doneTmpl, data)
 		return
 	}
-	if s.ReturnURL != "" && h.returnURLAllowed(s.ReturnURL) && h.allConnected(r.Context(), s) {
+	if s.ReturnURL != "" && h.allow.Allows(s.ReturnURL) && h.allConnected(r.Context(), s) {
 		http.Redirect(w, r, s.ReturnURL, http.StatusSeeOther)
 		return
 	}
-	if s.ReturnURL != "" && !h.returnURLAllowed(s.ReturnURL) {
+	if s.ReturnURL != "" && !h.allow.Allows(s.ReturnURL) {
 		h.log.WarnContext(r.Context(), "web: return URL not on the allow-list; not redirecting", "session", sessionTag(s.ID))
 	}
 	http.Redirect(w, r, h.connectPath(s.ID)+"?connected="+url.QueryEscape(p.ID()), http.StatusSeeOther)

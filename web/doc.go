@@ -36,7 +36,7 @@
 //
 // # Where the browser goes next
 //
-// To the session's return URL when it passes [ReturnURLAllowed] against
+// To the session's return URL when it passes the rule of internal/returnurl against
 // [Config.ReturnURLAllowList] and every provider of the session is
 // connected; otherwise back to the connect page, with a banner. There is no
 // open redirect: the allow-list is matched on the exact origin and a path

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/returnurl"
 )
 
 // DefaultStateTTL is how long an OAuth2 state (and its PKCE verifier) waits
@@ -37,7 +38,7 @@ type Config struct {
 	// ReturnURLAllowList lists where a connect session may send the browser
 	// back to: absolute http(s) URLs without user info, query or fragment.
 	// A return URL matches an entry with the same origin whose path is the
-	// entry's path or lies under it. See [ReturnURLAllowed].
+	// entry's path or lies under it. See internal/returnurl.
 	ReturnURLAllowList []string
 
 	// StateTTL bounds the time between "Connect" and the provider's
@@ -82,7 +83,7 @@ type Handler struct {
 	auditor     tokenbroker.Auditor
 	basePath    string // path prefix of BaseURL, without trailing slash
 	redirectURI string
-	allow       []allowEntry
+	allow       returnurl.AllowList
 	stateTTL    time.Duration
 	validate    bool
 	key         []byte
@@ -145,13 +146,11 @@ func New(cfg Config) (*Handler, error) {
 	if h.rand == nil {
 		h.rand = rand.Reader
 	}
-	for _, s := range cfg.ReturnURLAllowList {
-		e, err := parseAllowEntry(s)
-		if err != nil {
-			return nil, err
-		}
-		h.allow = append(h.allow, e)
+	allow, err := returnurl.Parse(cfg.ReturnURLAllowList)
+	if err != nil {
+		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "web: %s", tokenbroker.ErrorMessage(err))
 	}
+	h.allow = allow
 	switch {
 	case cfg.CookieKey == nil:
 		h.key = make([]byte, 32)

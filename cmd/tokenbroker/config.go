@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/returnurl"
 	"github.com/tokenbroker/tokenbroker/refresh"
 )
 
@@ -152,11 +153,8 @@ func (c *serveConfig) Validate() error {
 		}
 		c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	}
-	for _, p := range c.ReturnURLAllow {
-		u, err := url.Parse(p)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("invalid --return-url-allow entry %q: want an absolute http(s) URL prefix", p)
-		}
+	if _, err := returnurl.Parse(c.ReturnURLAllow); err != nil {
+		return fmt.Errorf("invalid --return-url-allow: %s", tokenbroker.ErrorMessage(err))
 	}
 	if c.LeaseTTL < time.Second {
 		return fmt.Errorf("invalid --lease-ttl %s: must be at least 1s (it is renewed every third of it)", c.LeaseTTL)

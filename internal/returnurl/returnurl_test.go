@@ -1,8 +1,8 @@
-package web
+package returnurl
 
 import "testing"
 
-func TestReturnURLAllowed(t *testing.T) {
+func TestAllowed(t *testing.T) {
 	allow := []string{
 		"https://app.example.com/settings/integrations",
 		"http://127.0.0.1:8080/",
@@ -49,8 +49,8 @@ func TestReturnURLAllowed(t *testing.T) {
 		{"", false},
 	}
 	for _, tt := range tests {
-		if got := ReturnURLAllowed(tt.raw, allow); got != tt.want {
-			t.Errorf("ReturnURLAllowed(%q) = %v, want %v", tt.raw, got, tt.want)
+		if got := Allowed(tt.raw, allow); got != tt.want {
+			t.Errorf("Allowed(%q) = %v, want %v", tt.raw, got, tt.want)
 		}
 	}
 }

@@ -1,4 +1,9 @@
-package web
+// Package returnurl is the one rule for where a connect session may send
+// the browser back: the API (httpapi) checks it when a session is created,
+// the connect pages (web) check it again before redirecting, and serve
+// checks the allow-list's entries at start-up, so the connect flow is never
+// an open redirect.
+package returnurl
 
 import (
 	"net"
@@ -7,6 +12,35 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 )
+
+// AllowList is a parsed return URL allow-list.
+type AllowList struct{ entries []allowEntry }
+
+// Parse parses an allow-list: entries are origins
+// ("https://app.example.com") or URL prefixes
+// ("https://app.example.com/settings/"), absolute http(s) URLs without
+// user info, query or fragment.
+func Parse(list []string) (AllowList, error) {
+	var a AllowList
+	for _, s := range list {
+		e, err := parseAllowEntry(s)
+		if err != nil {
+			return AllowList{}, err
+		}
+		a.entries = append(a.entries, e)
+	}
+	return a, nil
+}
+
+// Allows reports whether raw may be a return URL under a (see [Allowed]).
+func (a AllowList) Allows(raw string) bool {
+	for _, e := range a.entries {
+		if e.allows(raw) {
+			return true
+		}
+	}
+	return false
+}
 
 // allowEntry is one parsed entry of the return URL allow-list.
 type allowEntry struct {
@@ -20,20 +54,17 @@ func parseAllowEntry(s string) (allowEntry, error) {
 	u, ok := parseStrictURL(s)
 	if !ok || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return allowEntry{}, tokenbroker.Errorf(tokenbroker.EINVALID,
-			"web: return URL allow-list entry %q: want an absolute http(s) URL without user info, query or fragment", tokenbroker.Truncate(s, 100))
+			"return URL allow-list entry %q: want an absolute http(s) URL without user info, query or fragment", tokenbroker.Truncate(s, 100))
 	}
 	p := u.Path
 	if p == "" {
 		p = "/"
 	}
-	return allowEntry{origin: origin(u), path: p}, nil
+	return allowEntry{origin: Origin(u), path: p}, nil
 }
 
-// ReturnURLAllowed reports whether raw may be used as a connect session's
-// return URL under allowList (entries as in [Config.ReturnURLAllowList]).
-// It is the one rule for both sides: the API checks it when a session is
-// created and the callback checks it again before redirecting, so the
-// connect flow is never an open redirect.
+// Allowed reports whether raw may be used as a connect session's return
+// URL under allowList (entries as in [Parse]; a bad entry allows nothing).
 //
 // raw must be an absolute http or https URL with a host, without user info,
 // backslashes, control characters, spaces, encoded slashes, backslashes or
@@ -41,7 +72,7 @@ func parseAllowEntry(s string) (allowEntry, error) {
 // and port, compared case-insensitively with default ports normalized) must
 // equal an entry's, and its path must equal the entry's path or lie under
 // it ("/app" allows "/app" and "/app/x", not "/application").
-func ReturnURLAllowed(raw string, allowList []string) bool {
+func Allowed(raw string, allowList []string) bool {
 	for _, s := range allowList {
 		e, err := parseAllowEntry(s)
 		if err == nil && e.allows(raw) {
@@ -51,19 +82,9 @@ func ReturnURLAllowed(raw string, allowList []string) bool {
 	return false
 }
 
-// returnURLAllowed is [ReturnURLAllowed] against the parsed allow-list.
-func (h *Handler) returnURLAllowed(raw string) bool {
-	for _, e := range h.allow {
-		if e.allows(raw) {
-			return true
-		}
-	}
-	return false
-}
-
 func (e allowEntry) allows(raw string) bool {
 	u, ok := parseStrictURL(raw)
-	if !ok || origin(u) != e.origin {
+	if !ok || Origin(u) != e.origin {
 		return false
 	}
 	p := u.Path
@@ -129,9 +150,9 @@ func parseStrictURL(s string) (*url.URL, bool) {
 	return u, true
 }
 
-// origin returns scheme://host[:port] of u in lower case, without a
-// default port.
-func origin(u *url.URL) string {
+// Origin returns scheme://host[:port] of u in lower case, without a
+// default port (RFC 6454 §4, as the allow-list compares them).
+func Origin(u *url.URL) string {
 	scheme := strings.ToLower(u.Scheme)
 	host := strings.ToLower(u.Hostname())
 	port := u.Port()
