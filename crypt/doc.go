@@ -21,8 +21,8 @@
 // A [Ring] is an ordered list of keys: the first (primary) seals, every key
 // opens what it sealed. It comes from TOKENBROKER_ENCRYPTION_KEYS (comma
 // separated standard base64, see [ParseKeys]) or a key file
-// ([LoadKeyFile]); the embedded default keeps a generated key in its data
-// directory ([LoadOrCreateDevKey]).
+// ([LoadKeyFile]); the embedded default keeps a generated key file in its
+// data directory (a policy of cmd/tokenbroker, devkey.go).
 //
 // Rotation with replicas is three rolling restarts, so that no replica
 // ever reads a value sealed by a key it lacks: add the new key last

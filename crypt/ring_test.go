@@ -358,35 +358,6 @@ func TestLoadKeyFile(t *testing.T) {
 	}
 }
 
-func TestLoadOrCreateDevKey(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	r1, created, err := crypt.LoadOrCreateDevKey(dir)
-	if err != nil || !created {
-		t.Fatalf("first LoadOrCreateDevKey = created %v, %v; want created", created, err)
-	}
-	fi, err := os.Stat(crypt.DevKeyPath(dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("key file mode = %v, want 0600", fi.Mode().Perm())
-	}
-	if di, _ := os.Stat(dir); di.Mode().Perm() != 0o700 {
-		t.Errorf("data dir mode = %v, want 0700", di.Mode().Perm())
-	}
-	r2, created, err := crypt.LoadOrCreateDevKey(dir)
-	if err != nil || created {
-		t.Fatalf("second LoadOrCreateDevKey = created %v, %v; want loaded", created, err)
-	}
-	if r1.PrimaryID() != r2.PrimaryID() {
-		t.Errorf("second load has key %s, want %s", r2.PrimaryID(), r1.PrimaryID())
-	}
-	entries, _ := os.ReadDir(dir)
-	if len(entries) != 1 {
-		t.Errorf("data dir holds %d entries, want only the key file (temporary file left behind?)", len(entries))
-	}
-}
-
 var benchToken = "gho_16C7e42F292c6912E7710c838347Ae178B4a" // 40 bytes, a GitHub-sized token
 
 func BenchmarkSeal(b *testing.B) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"os"
 	"os/exec"
 	"reflect"
 	"strings"
@@ -644,31 +643,6 @@ func TestDumpHoldsNoToken(t *testing.T) {
 			if strings.Contains(dump, sec) {
 				t.Errorf("dump contains the secret %q", sec)
 			}
-		}
-	})
-}
-
-func TestLoadOrCreateDevRing(t *testing.T) {
-	forEachStore(t, func(t *testing.T, b backend, inner tokenbroker.Store) {
-		ctx := context.Background()
-		dir := t.TempDir()
-		ring, created, err := crypt.LoadOrCreateDevRing(ctx, inner, dir)
-		if err != nil || !created {
-			t.Fatalf("empty database: created %v, %v; want a new key", created, err)
-		}
-		MustPutLink(t, crypt.NewStore(inner, ring), &tokenbroker.Link{UserID: "alice", ProviderID: "github", Token: testToken("alice", "github", 1)})
-		again, created, err := crypt.LoadOrCreateDevRing(ctx, inner, dir)
-		if err != nil || created || again.PrimaryID() != ring.PrimaryID() {
-			t.Fatalf("second start: %v, created %v, %v; want the same key", again, created, err)
-		}
-		// The key file is lost: refuse, and create nothing.
-		other := t.TempDir()
-		_, _, err = crypt.LoadOrCreateDevRing(ctx, inner, other)
-		if err == nil || !strings.Contains(err.Error(), ring.PrimaryID()) || !strings.Contains(err.Error(), "does not exist") {
-			t.Fatalf("lost key file: %v; want a refusal naming key %s", err, ring.PrimaryID())
-		}
-		if _, err := os.Stat(crypt.DevKeyPath(other)); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("a key file was created despite the refusal: %v", err)
 		}
 	})
 }

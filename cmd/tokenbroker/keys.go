@@ -126,7 +126,7 @@ func loadKeysRing(f *keysFlags, kind string) (*crypt.Ring, error) {
 		return ring, err
 	}
 	if kind == "sqlite" {
-		return crypt.LoadKeyFile(crypt.DevKeyPath(f.dataDir))
+		return crypt.LoadKeyFile(devKeyPath(f.dataDir))
 	}
 	return nil, fmt.Errorf("set TOKENBROKER_ENCRYPTION_KEYS or --key-file")
 }

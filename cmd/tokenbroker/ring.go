@@ -24,12 +24,12 @@ func loadServeRing(ctx context.Context, h storeHandle, keyFile, dataDir string, 
 		}
 	case h.Kind() == "sqlite":
 		var created bool
-		if ring, created, err = crypt.LoadOrCreateDevRing(ctx, h.Store(), dataDir); err != nil {
+		if ring, created, err = loadOrCreateDevRing(ctx, h.Store(), dataDir); err != nil {
 			return nil, fmt.Errorf("encryption key in the data directory: %w", err)
 		}
 		if created {
 			log.Warn("generated a new encryption key; back it up, tokens cannot be read without it",
-				"path", crypt.DevKeyPath(dataDir), "key_id", ring.PrimaryID())
+				"path", devKeyPath(dataDir), "key_id", ring.PrimaryID())
 		}
 	default:
 		return nil, errors.New("no encryption key: set TOKENBROKER_ENCRYPTION_KEYS or --key-file (make one with `tokenbroker keys generate`)")

@@ -79,7 +79,7 @@ func TestServeRefusesWrongRing(t *testing.T) {
 	if code == 0 || !strings.Contains(lastLine(stderr), r1.PrimaryID()) {
 		t.Fatalf("dev key: code %d, stderr:\n%s", code, stderr)
 	}
-	if _, err := os.Stat(filepath.Join(dir, crypt.DevKeyFile)); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, devKeyFile)); err == nil {
 		t.Fatal("a useless dev key was generated over rows sealed by another key")
 	}
 	// On an empty database the dev key is generated, 0600.
@@ -96,7 +96,7 @@ func TestServeRefusesWrongRing(t *testing.T) {
 	if err := serveWith(ctx2, cfg, &out, &errb, appOptions{onStart: func(context.Context, *app) error { cancel(); return nil }}); err != nil {
 		t.Fatalf("fresh data dir: %v\n%s", err, errb.String())
 	}
-	if fi, err := os.Stat(filepath.Join(fresh, crypt.DevKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
+	if fi, err := os.Stat(filepath.Join(fresh, devKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("dev key file: %v %v", fi, err)
 	}
 	if !strings.Contains(errb.String(), "generated a new encryption key") {
