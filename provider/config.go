@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -277,7 +278,7 @@ func (pc *ProviderConfig) validate(i int) []*FieldError {
 			bad("scopes", "%q: a scope is a non-empty token without spaces, commas or quotes", s)
 		}
 	}
-	if len(pc.PKCEMethods) > 1 && containsString(pc.PKCEMethods, "none") {
+	if len(pc.PKCEMethods) > 1 && slices.Contains(pc.PKCEMethods, "none") {
 		bad("pkce_methods", `"none" cannot be combined with other methods`)
 	}
 	for _, m := range pc.PKCEMethods {
@@ -426,13 +427,4 @@ func (pc *ProviderConfig) LoadSecret() (string, error) {
 		return "", &FieldError{Provider: pc.ID, Field: "client_secret_file", Msg: pc.ClientSecretFile + " holds more than one line"}
 	}
 	return s, nil
-}
-
-func containsString(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

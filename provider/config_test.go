@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,7 +52,7 @@ func TestParseConfig(t *testing.T) {
 		t.Errorf("gitlab resolved = %+v", r)
 	}
 	m := cfg.Providers[2].Resolve()
-	if m.TokenURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token" || !containsString(m.Scopes, "offline_access") {
+	if m.TokenURL != "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token" || !slices.Contains(m.Scopes, "offline_access") {
 		t.Errorf("microsoft resolved = %+v", m)
 	}
 

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // EnvPrefix starts every provider environment variable.
@@ -23,7 +24,7 @@ var envFields = map[string]func(pc *ProviderConfig, v string) error{
 	"CLIENT_SECRET":       func(pc *ProviderConfig, v string) error { pc.ClientSecret, pc.ClientSecretFile = v, ""; return nil },
 	"CLIENT_SECRET_FILE":  func(pc *ProviderConfig, v string) error { pc.ClientSecretFile, pc.ClientSecret = v, ""; return nil },
 	"AUTH_STYLE":          func(pc *ProviderConfig, v string) error { pc.AuthStyle = v; return nil },
-	"SCOPES":              func(pc *ProviderConfig, v string) error { pc.Scopes = splitList(v); return nil },
+	"SCOPES":              func(pc *ProviderConfig, v string) error { pc.Scopes = strings.FieldsFunc(v, isListSep); return nil },
 	"BASE_URL":            func(pc *ProviderConfig, v string) error { pc.BaseURL = v; return nil },
 	"TENANT":              func(pc *ProviderConfig, v string) error { pc.Tenant = v; return nil },
 	"ISSUER":              func(pc *ProviderConfig, v string) error { pc.Issuer = v; return nil },
@@ -35,9 +36,15 @@ var envFields = map[string]func(pc *ProviderConfig, v string) error{
 	"ACCOUNT_ID_FIELD":    func(pc *ProviderConfig, v string) error { pc.AccountIDField = v; return nil },
 	"ACCOUNT_LOGIN_FIELD": func(pc *ProviderConfig, v string) error { pc.AccountLoginField = v; return nil },
 	"ACCOUNT_EMAIL_FIELD": func(pc *ProviderConfig, v string) error { pc.AccountEmailField = v; return nil },
-	"PKCE_METHODS":        func(pc *ProviderConfig, v string) error { pc.PKCEMethods = splitList(v); return nil },
-	"EXTRA_TOKEN_KEYS":    func(pc *ProviderConfig, v string) error { pc.ExtraTokenKeys = splitList(v); return nil },
-	"HOSTS":               func(pc *ProviderConfig, v string) error { pc.Hosts = v; return nil },
+	"PKCE_METHODS": func(pc *ProviderConfig, v string) error {
+		pc.PKCEMethods = strings.FieldsFunc(v, isListSep)
+		return nil
+	},
+	"EXTRA_TOKEN_KEYS": func(pc *ProviderConfig, v string) error {
+		pc.ExtraTokenKeys = strings.FieldsFunc(v, isListSep)
+		return nil
+	},
+	"HOSTS": func(pc *ProviderConfig, v string) error { pc.Hosts = v; return nil },
 	"REFRESH_AHEAD": func(pc *ProviderConfig, v string) error {
 		d, err := time.ParseDuration(strings.TrimSpace(v))
 		if err != nil {
@@ -186,11 +193,5 @@ func splitEnvName(rest string, known map[string]int) (key, field string) {
 	return key, field
 }
 
-// splitList splits a list given as "a,b c".
-func splitList(v string) []string {
-	fields := strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' })
-	if fields == nil {
-		return []string{}
-	}
-	return fields
-}
+// isListSep separates the items of a list given as "a,b c".
+func isListSep(r rune) bool { return r == ',' || unicode.IsSpace(r) }

@@ -3,6 +3,7 @@ package provider
 import (
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -281,7 +282,7 @@ func (pc ProviderConfig) Resolve() ProviderConfig {
 		r.Scopes = append(r.Scopes, spec.scopes...)
 	}
 	for _, s := range spec.requiredScopes {
-		if !containsString(r.Scopes, s) {
+		if !slices.Contains(r.Scopes, s) {
 			r.Scopes = append(r.Scopes, s)
 		}
 	}

@@ -125,7 +125,7 @@ func (p *oauthProvider) authStyle(methods []string) oauth2.AuthStyle {
 		return oauth2.AuthStyleInHeader
 	case p.pc.AuthStyle == authStyleParams:
 		return oauth2.AuthStyleInParams
-	case len(methods) > 0 && !containsString(methods, "client_secret_basic") && containsString(methods, "client_secret_post"):
+	case len(methods) > 0 && !slices.Contains(methods, "client_secret_basic") && slices.Contains(methods, "client_secret_post"):
 		return oauth2.AuthStyleInParams
 	}
 	return p.spec.authStyle
@@ -363,7 +363,7 @@ func (p *oauthProvider) checkIDToken(ctx context.Context, tok *tokenbroker.Token
 		return nil
 	}
 	if tok.IDToken == "" {
-		if containsString(p.pc.Scopes, "openid") {
+		if slices.Contains(p.pc.Scopes, "openid") {
 			return &tokenbroker.ProviderError{ProviderID: p.pc.ID, StatusCode: http.StatusOK, Code: "invalid_id_token",
 				Description: "the token response has no id_token although the openid scope was requested", Class: tokenbroker.FailureRejected}
 		}

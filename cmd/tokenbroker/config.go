@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/spf13/pflag"
 
@@ -90,7 +91,7 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	bindDBFlags(fs, &cfg.DatabaseURL, &cfg.DataDir, getenv)
 	bindConfigFlag(fs, &cfg.ProvidersFile, getenv)
 	fs.StringVar(&cfg.KeyFile, "key-file", getenv("TOKENBROKER_ENCRYPTION_KEY_FILE"), "encryption key file (env TOKENBROKER_ENCRYPTION_KEY_FILE; or keys in TOKENBROKER_ENCRYPTION_KEYS)")
-	fs.StringSliceVar(&cfg.ReturnURLAllow, "return-url-allow", splitList(getenv("TOKENBROKER_RETURN_URL_ALLOW")), "URL prefixes connect sessions may return to (env TOKENBROKER_RETURN_URL_ALLOW, comma-separated)")
+	fs.StringSliceVar(&cfg.ReturnURLAllow, "return-url-allow", strings.FieldsFunc(getenv("TOKENBROKER_RETURN_URL_ALLOW"), func(r rune) bool { return r == ',' || unicode.IsSpace(r) }), "URL prefixes connect sessions may return to (env TOKENBROKER_RETURN_URL_ALLOW, comma-separated)")
 	fs.StringVar(&cfg.ReplicaID, "replica-id", getenv("TOKENBROKER_REPLICA_ID"), "lease owner id of this replica (env TOKENBROKER_REPLICA_ID; default host-pid-random)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "TOKENBROKER_LEASE_TTL", refresh.DefaultLeaseTTL, &cfg.envErr), "refresh lease duration; the holder renews it every third of it, so a dead holder is taken over about this long (plus the grace) after its last renewal (env TOKENBROKER_LEASE_TTL)")
 	fs.DurationVar(&cfg.LeaseGrace, "lease-grace", envDuration(getenv, "TOKENBROKER_LEASE_GRACE", refresh.DefaultGrace, &cfg.envErr), "how long an expired, unreleased lease stays protected after another replica first found it expired, so a live holder cut off from the database commits first when it returns (env TOKENBROKER_LEASE_GRACE)")
@@ -126,16 +127,6 @@ func defaultServeConfig() *serveConfig {
 func bindDBFlags(fs *pflag.FlagSet, databaseURL, dataDir *string, getenv func(string) string) {
 	fs.StringVar(databaseURL, "database-url", getenv("TOKENBROKER_DATABASE_URL"), "postgres://... for PostgreSQL (env TOKENBROKER_DATABASE_URL); empty: SQLite in the data dir")
 	fs.StringVar(dataDir, "data-dir", envOr(getenv, "TOKENBROKER_DATA_DIR", "./tokenbroker-data"), "directory of the embedded SQLite database (env TOKENBROKER_DATA_DIR)")
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // Validate checks the configuration and fills derived defaults.
