@@ -51,7 +51,7 @@ func TestLoadOrCreateDevRing(t *testing.T) {
 		t.Fatalf("empty database: created %v, %v; want a new key", created, err)
 	}
 	if _, err := crypt.NewStore(inner, ring).PutLink(ctx, &tokenbroker.Link{UserID: "alice", ProviderID: "github",
-		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}); err != nil {
+		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}, tokenbroker.Record{}); err != nil {
 		t.Fatal(err)
 	}
 	again, created, err := loadOrCreateDevRing(ctx, inner, dir)
