@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -74,20 +73,14 @@ func (s *Server) revokeAPIKey(w http.ResponseWriter, r *http.Request, k *caller)
 	if id == k.ID && r.URL.Query().Get("allow_self") != "true" {
 		return tokenbroker.Errorf(tokenbroker.ECONFLICT, "key %d is the key making this request; to revoke it anyway, add ?allow_self=true", id)
 	}
-	keys, err := s.store.ListAPIKeys(r.Context())
+	revoked, err := s.RevokeKey(r.Context(), id)
+	if revoked == nil {
+		return err
+	}
+	s.audit(k, tokenbroker.AuditAPIKeyRevoke, "", "", err, "revoked key "+revoked.Prefix)
 	if err != nil {
 		return err
 	}
-	i := slices.IndexFunc(keys, func(k *tokenbroker.APIKey) bool { return k.ID == id })
-	if i < 0 {
-		return tokenbroker.Errorf(tokenbroker.ENOTFOUND, "no API key with id %d", id)
-	}
-	err = s.store.RevokeAPIKey(r.Context(), id)
-	s.audit(k, tokenbroker.AuditAPIKeyRevoke, "", "", err, "revoked key "+keys[i].Prefix)
-	if err != nil {
-		return err
-	}
-	s.keys.forget(keys[i].Prefix)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

@@ -242,6 +242,7 @@ func (s *Server) verifyBearer(r *http.Request) (*caller, *authFailure, error) {
 	if k.Revoked() {
 		return nil, &authFailure{reason: authRevokedKey, keyPrefix: prefix}, nil
 	}
+	s.usage.note(r.Context(), s, k)
 	return &caller{APIKey: k}, nil, nil
 }
 

@@ -239,14 +239,12 @@ func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, k *caller) e
 	if err := authorize(k, tokenbroker.ScopeLinksWrite, userID, providerID); err != nil {
 		return err
 	}
-	l, err := s.store.GetLink(r.Context(), userID, providerID)
-	if err != nil {
-		return err
+	revocation, err := s.DeleteLinkRevoking(r.Context(), userID, providerID, func(revocation string) tokenbroker.AuditEvent {
+		return s.event(k, tokenbroker.AuditLinkDelete, userID, providerID, "revocation: "+revocation)
+	})
+	if err != nil && revocation == "" {
+		return err // no link, nothing done
 	}
-	revocation := s.revoke(r.Context(), providerID, &l.Token)
-	err = s.store.DeleteLink(r.Context(), userID, providerID, tokenbroker.Record{Audit: []tokenbroker.AuditEvent{
-		s.event(k, tokenbroker.AuditLinkDelete, userID, providerID, "revocation: "+revocation),
-	}})
 	if err != nil {
 		s.audit(k, tokenbroker.AuditLinkDelete, userID, providerID, err, "revocation: "+revocation)
 		return err

@@ -79,6 +79,7 @@ type Server struct {
 	workloads WorkloadVerifier
 	metrics   *Metrics
 	authLog   *logLimiter
+	usage     keyUsage
 	mux       *http.ServeMux
 	reauth    reauthSessions
 	// operations lists the "METHOD /path" of every /api/v1 route.

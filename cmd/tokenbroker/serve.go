@@ -21,6 +21,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/audit"
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/crypt"
+	"github.com/tokenbroker/tokenbroker/docs"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/identity"
 	"github.com/tokenbroker/tokenbroker/provider"
@@ -46,7 +47,7 @@ can serve together. Migrations are applied at start.`,
 			if err := cfg.Validate(); err != nil {
 				return exitf(2, "%v", err)
 			}
-			return serveWith(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), appOptions{})
+			return serveWith(cmd.Context(), cfg, cmd.OutOrStdout(), cmd.ErrOrStderr(), appOptions{banner: true})
 		},
 	}
 	bindServeFlags(cmd.Flags(), cfg, getenvFrom)
@@ -77,6 +78,9 @@ type appOptions struct {
 	tokens func(tokenbroker.Store, tokenbroker.Providers) (tokenbroker.TokenService, error)
 	// onStart, if set, runs once the server listens.
 	onStart func(context.Context, *app) error
+	// banner prints the URLs and the first-key hint (printBanner) once
+	// the server listens.
+	banner bool
 }
 
 // listeningPrefix starts the line serve prints on stdout once it listens,
@@ -206,7 +210,22 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	if err != nil {
 		return nil, err
 	}
+	consoleKey, err := ring.DeriveKey("tokenbroker web console v1")
+	if err != nil {
+		return nil, err
+	}
+	console, err := web.NewConsole(web.ConsoleConfig{
+		Store: a.store, Providers: reg, Backend: api, Auditor: a.audit, BaseURL: baseURL,
+		CookieKey: consoleKey, Logger: log, Docs: docs.FS, Version: version(),
+	})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
+	mux.Handle("GET /{$}", console)
+	mux.Handle("/admin", console)
+	mux.Handle("/admin/", console)
+	mux.Handle("/docs/", console)
 	mux.Handle("/connect/", pages)
 	mux.Handle("/oauth/", pages)
 	mux.Handle("/metrics", noSniff(promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{})))
@@ -282,6 +301,9 @@ func serveWith(ctx context.Context, cfg *serveConfig, stdout, stderr io.Writer, 
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("tokenbroker started", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "store", a.handle.Kind(), "replica", cfg.ReplicaID)
 	fmt.Fprintf(stdout, "%s%s\n", listeningPrefix, "http://"+ln.Addr().String())
+	if opts.banner {
+		printBanner(ctx, stdout, a)
+	}
 	if opts.onStart != nil {
 		if err := opts.onStart(ctx, a); err != nil {
 			_ = srv.Close()
