@@ -10,7 +10,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
-// listAudit serves GET /api/v1/audit?user=&provider=&action=&since=&until=&before_id=&limit=.
+// listAudit serves GET /api/v1/audit?user=&provider=&action=&actor=&since=&until=&before_id=&limit=.
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, k *caller) error {
 	if err := authorizeAdmin(k); err != nil {
 		return err
@@ -60,6 +60,12 @@ func parseAuditFilter(q url.Values) (tokenbroker.AuditFilter, error) {
 			return f, tokenbroker.Errorf(tokenbroker.EINVALID, "action is too long")
 		}
 		f.Action = v
+	}
+	if v := q.Get("actor"); v != "" {
+		if len(v) > 200 {
+			return f, tokenbroker.Errorf(tokenbroker.EINVALID, "actor is too long")
+		}
+		f.Actor = v
 	}
 	var err error
 	if f.Since, err = parseTime(q.Get("since"), "since"); err != nil {

@@ -171,7 +171,7 @@ func (s *Server) routes() {
 	authed("POST", "/api/v1/api-keys", s.createAPIKey)
 	authed("GET", "/api/v1/api-keys", s.listAPIKeys)
 	authed("DELETE", "/api/v1/api-keys/{id}", s.revokeAPIKey, "allow_self")
-	authed("GET", "/api/v1/audit", s.listAudit, "user", "provider", "action", "since", "until", "before_id", "limit")
+	authed("GET", "/api/v1/audit", s.listAudit, "user", "provider", "action", "actor", "since", "until", "before_id", "limit")
 
 	handle("POST", "/oauth2/token", s.tokenExchange)
 
