@@ -3,9 +3,12 @@ package web_test
 import (
 	"database/sql"
 	"encoding/base64"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"testing"
 
 	_ "modernc.org/sqlite" // the driver store/sqlite uses, to seed in bulk
@@ -13,6 +16,8 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/store/sqlite"
 )
+
+var benchLinks = flag.String("console-links", "1000,100000", "BenchmarkConsolePages: comma-separated store sizes")
 
 // seedConsole writes n links (users u0000000.., provider demo, every
 // seventh reauth_required with one of three reasons) and, per link, one
@@ -58,8 +63,18 @@ func seedConsole(tb testing.TB, e *consoleEnv, n int) {
 // costs each page. docs/benchmarks.md has the figures.
 //
 //	go test ./web -run '^$' -bench ConsolePages -benchtime 200x
+//
+// -console-links sets the store sizes (default 1000,100000).
 func BenchmarkConsolePages(b *testing.B) {
-	for _, n := range []int{1_000, 100_000} {
+	var sizes []int
+	for _, s := range strings.Split(*benchLinks, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 2 {
+			b.Fatalf("-console-links: %q is not a number of links", s)
+		}
+		sizes = append(sizes, n)
+	}
+	for _, n := range sizes {
 		e := mustStartConsole(b, consoleOptions{})
 		seedConsole(b, e, n)
 		key, _ := e.mustKey("bench", []string{tokenbroker.ScopeAdmin}, nil)

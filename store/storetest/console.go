@@ -145,7 +145,6 @@ func walk(t *testing.T, s tokenbroker.Store, q tokenbroker.LinkQuery, size int) 
 	c := ctx(t)
 	q.Limit = size
 	var all []*tokenbroker.LinkSummary
-	var pages [][]*tokenbroker.LinkSummary
 	for n := 0; ; n++ {
 		if n > 1000 {
 			t.Fatal("pagination does not end")
@@ -160,13 +159,12 @@ func walk(t *testing.T, s tokenbroker.Store, q tokenbroker.LinkQuery, size int) 
 		if len(page) == 0 {
 			break
 		}
-		pages = append(pages, page)
 		all = append(all, page...)
 		last := page[len(page)-1]
 		q.After = &tokenbroker.LinkCursor{UserID: last.UserID, ProviderID: last.ProviderID}
 	}
-	// Backward: from after the last link, each Before page must be the
-	// forward page in reverse page order.
+	// Backward: from after the last link, the Before pages, put back in
+	// order, must be the same links.
 	q.After = nil
 	if len(all) > 0 {
 		last := all[len(all)-1]
