@@ -173,9 +173,10 @@ type OutboxStore interface {
 	// never get the same row.
 	ClaimDeliveries(ctx context.Context, owner string, ttl time.Duration, limit int) ([]*Delivery, error)
 	// RouteDelivery replaces the claimed unrouted delivery d by one
-	// delivery per endpoint (same event, same CreatedAt), leased to d's
-	// owner like d was, in one transaction, and returns them. No endpoints:
-	// d is simply removed. It returns nil, nil if d's lease was lost.
+	// pending delivery per endpoint (same event, same CreatedAt, due now,
+	// not leased, no attempt yet), in one transaction, and returns them.
+	// No endpoints: d is simply removed. It returns nil, nil if d's lease
+	// was lost.
 	RouteDelivery(ctx context.Context, d *Delivery, endpoints []string) ([]*Delivery, error)
 	// CompleteDelivery removes the delivered d. Reports whether d's holder
 	// still held it.

@@ -153,11 +153,11 @@ func (s *Store) RouteDelivery(ctx context.Context, d *tokenbroker.Delivery, endp
 		for _, ep := range endpoints {
 			nd, err := scanDelivery(tx.QueryRow(ctx, `
 				INSERT INTO webhook_outbox (event_id, type, event_time, user_id, provider_id, reason, detail,
-					endpoint, attempts, next_attempt_at, lease_owner, lease_until, created_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, now(), $9, $10, $11)
+					endpoint, created_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 				RETURNING `+deliveryColumns,
 				d.Event.ID, string(d.Event.Type), d.Event.Time, d.Event.UserID, d.Event.ProviderID,
-				d.Event.Reason, d.Event.Detail, ep, d.LeaseOwner, d.LeaseUntil, d.CreatedAt))
+				d.Event.Reason, d.Event.Detail, ep, d.CreatedAt))
 			if err != nil {
 				return err
 			}

@@ -153,11 +153,11 @@ func (s *Store) RouteDelivery(ctx context.Context, d *tokenbroker.Delivery, endp
 	for _, ep := range endpoints {
 		nd, err := scanDelivery(tx.QueryRowContext(ctx, `
 			INSERT INTO webhook_outbox (event_id, type, event_time, user_id, provider_id, reason, detail,
-				endpoint, attempts, next_attempt_at, lease_owner, lease_until, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, `+nowMS+`, ?, ?, ?)
+				endpoint, next_attempt_at, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, `+nowMS+`, ?)
 			RETURNING `+deliveryColumns,
 			d.Event.ID, string(d.Event.Type), toMS(d.Event.Time), d.Event.UserID, d.Event.ProviderID,
-			d.Event.Reason, d.Event.Detail, ep, d.LeaseOwner, toMS(d.LeaseUntil), toMS(d.CreatedAt)))
+			d.Event.Reason, d.Event.Detail, ep, toMS(d.CreatedAt)))
 		if err != nil {
 			return nil, translate(err, "webhook delivery")
 		}
