@@ -24,6 +24,9 @@ const (
 
 	AuditProviderMisconfigured = "provider.misconfigured"
 	AuditProviderRecovered     = "provider.recovered"
+	// AuditWebhookRetry: an operator sent a webhook dead letter back to
+	// the outbox.
+	AuditWebhookRetry = "webhook.retry"
 )
 
 // AuditEvent is one row of the audit trail. It never holds a token or a

@@ -187,6 +187,10 @@ type OutboxStore interface {
 	// KillDelivery makes d a dead letter, recording why. Reports whether it
 	// held d.
 	KillDelivery(ctx context.Context, d *Delivery, status int, lastErr string) (bool, error)
+	// RetryDeadLetter makes the dead letter id pending again, due now,
+	// with a fresh retry window (CreatedAt set to now()) and its attempts
+	// reset, and returns it; [ENOTFOUND] if there is no such dead letter.
+	RetryDeadLetter(ctx context.Context, id int64) (*Delivery, error)
 	// ListDeadLetters returns dead letters matching f, newest first.
 	ListDeadLetters(ctx context.Context, f DeadLetterFilter) ([]*Delivery, error)
 	// OutboxStats counts pending deliveries and dead letters (indexed).

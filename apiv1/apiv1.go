@@ -219,3 +219,32 @@ type Problem struct {
 	ConnectURL string `json:"connect_url,omitempty"`
 	RetryAfter int    `json:"retry_after,omitzero"`
 }
+
+// DeadLetter is a webhook delivery given up on (its retry window ended, or
+// the receiver answered 410 Gone): the event, never a token, the endpoint
+// and the receiver's last answer.
+type DeadLetter struct {
+	ID         int64     `json:"id"`
+	EventID    string    `json:"event_id"` // the webhook-id receivers dedup by
+	Type       string    `json:"type"`
+	EventTime  time.Time `json:"event_time"`
+	UserID     string    `json:"user_id,omitempty"`
+	ProviderID string    `json:"provider_id"`
+	Reason     string    `json:"reason,omitempty"`
+	Detail     string    `json:"detail,omitempty"`
+	Endpoint   string    `json:"endpoint"`
+	Attempts   int       `json:"attempts"`
+	LastStatus int       `json:"last_status,omitzero"` // 0 (absent): no answer
+	LastError  string    `json:"last_error,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	DeadAt     time.Time `json:"dead_at,omitzero"`
+	// Status is "dead", or "pending" once sent back to the outbox.
+	Status string `json:"status"`
+}
+
+// DeadLetterPage is the body of GET /api/v1/webhooks/dead-letters, newest
+// first. NextBeforeID, when not 0, is the before_id of the next page.
+type DeadLetterPage struct {
+	DeadLetters  []DeadLetter `json:"dead_letters"`
+	NextBeforeID int64        `json:"next_before_id,omitzero"`
+}

@@ -1,7 +1,8 @@
 // Package config reads tokenbroker's configuration file: one YAML document
 // whose top-level sections each belong to the package that owns their
 // types and validation (providers: package provider; workload_identities:
-// package identity). A new section is one more inline field of [File].
+// package identity; webhooks: package webhook). A new section is one more
+// inline field of [File].
 package config
 
 import (
@@ -15,18 +16,21 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/identity"
 	"github.com/tokenbroker/tokenbroker/provider"
+	"github.com/tokenbroker/tokenbroker/webhook"
 )
 
 // File is the configuration file:
 //
 //	providers: [...]            # provider.Config
 //	workload_identities: [...]  # identity.Config
+//	webhooks: [...]             # webhook.Config
 //
 // Each section is inlined from its own package, so its YAML key and field
 // types live next to the code that uses them.
 type File struct {
 	Providers provider.Config `yaml:",inline"`
 	Identity  identity.Config `yaml:",inline"`
+	Webhooks  webhook.Config  `yaml:",inline"`
 }
 
 // maxFileBytes bounds the configuration file.
@@ -82,7 +86,8 @@ func Load(path string, environ []string) (*File, error) {
 
 // Validate checks every section. The error joins each section's own
 // validation error (a [*provider.ValidationError], a
-// [*identity.ValidationError]); find them with errors.As. Trust entries
+// [*identity.ValidationError], a [*webhook.ValidationError]); find them
+// with errors.As. Trust entries
 // may only name configured providers.
 func (f *File) Validate() error {
 	perr := f.Providers.Validate()
@@ -91,5 +96,5 @@ func (f *File) Validate() error {
 		ids = append(ids, pc.ID)
 	}
 	ierr := f.Identity.Validate(ids)
-	return errors.Join(perr, ierr)
+	return errors.Join(perr, ierr, f.Webhooks.Validate())
 }

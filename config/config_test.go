@@ -10,6 +10,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/identity"
 	"github.com/tokenbroker/tokenbroker/provider"
+	"github.com/tokenbroker/tokenbroker/webhook"
 )
 
 const sample = `
@@ -52,6 +53,7 @@ func TestUnknownFieldsRefused(t *testing.T) {
 		"provider:\n  - id: x\n",
 		"workload_identities:\n  - id: x\n    audiences: [a]\n",
 		"providers:\n  - id: x\n    clientid: y\n",
+		"webhooks:\n  - url: https://a.example/x\n    secrett: x\n",
 	} {
 		if _, err := config.Parse(strings.NewReader(doc)); err == nil {
 			t.Errorf("Parse(%q) succeeded", doc)
@@ -101,5 +103,29 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := config.Load("", nil); err != nil {
 		t.Errorf("Load of no file: %v", err)
+	}
+}
+
+func TestWebhooksSection(t *testing.T) {
+	f, err := config.Parse(strings.NewReader(sample + `
+webhooks:
+  - url: https://platform.example.com/hooks
+    secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+    events: [link.reauth_required]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	w := f.Webhooks.Webhooks
+	if len(w) != 1 || w[0].URL != "https://platform.example.com/hooks" || w[0].Events[0] != "link.reauth_required" {
+		t.Fatalf("webhooks %+v", w)
+	}
+	f.Webhooks.Webhooks[0].Secret = "hunter2"
+	var we *webhook.ValidationError
+	if err := f.Validate(); !errors.As(err, &we) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("Validate = %v; want a webhook error without the secret", err)
 	}
 }

@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -37,6 +38,8 @@ type conformanceFixture struct {
 	reader   string // tokens:read only
 	deviceID string // set by the startDevice case
 	keyID    string // set by the createAPIKey case
+	// deadLetterID is a webhook dead letter's id.
+	deadLetterID string
 }
 
 // conformanceCases exercise every documented operation, in order, with
@@ -112,6 +115,18 @@ var conformanceCases = []conformanceCase{
 	{"listAudit", 200, func(f *conformanceFixture) (string, string, string, string) {
 		return "GET", path("audit") + "?limit=2", "", ""
 	}},
+	{"listDeadLetters", 200, func(f *conformanceFixture) (string, string, string, string) {
+		return "GET", path("webhooks", "dead-letters") + "?endpoint=crm&limit=10", "", ""
+	}},
+	{"listDeadLetters", 400, func(f *conformanceFixture) (string, string, string, string) {
+		return "GET", path("webhooks", "dead-letters") + "?limit=0", "", ""
+	}},
+	{"retryDeadLetter", 200, func(f *conformanceFixture) (string, string, string, string) {
+		return "POST", path("webhooks", "dead-letters", f.deadLetterID, "retry"), "", ""
+	}},
+	{"retryDeadLetter", 404, func(f *conformanceFixture) (string, string, string, string) {
+		return "POST", path("webhooks", "dead-letters", f.deadLetterID, "retry"), "", "" // no longer dead
+	}},
 	{"deleteLink", 200, func(f *conformanceFixture) (string, string, string, string) {
 		return "DELETE", path("users", "alice", "links", demo), "", f.platform
 	}},
@@ -142,6 +157,7 @@ func TestOpenAPIConformance(t *testing.T) {
 		reader:   env.MustKey(t, "reader", readTokens, nil, nil),
 	}
 	env.MustLink(t, "alice", demo, "alice")
+	f.deadLetterID = fmt.Sprint(mustDeadLetters(t, env.Store, 1)[0])
 	doc.Servers = openapi3.Servers{{URL: env.URL}}
 	router, err := legacy.NewRouter(doc)
 	if err != nil {

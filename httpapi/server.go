@@ -172,6 +172,8 @@ func (s *Server) routes() {
 	authed("GET", "/api/v1/api-keys", s.listAPIKeys)
 	authed("DELETE", "/api/v1/api-keys/{id}", s.revokeAPIKey, "allow_self")
 	authed("GET", "/api/v1/audit", s.listAudit, "user", "provider", "action", "actor", "since", "until", "before_id", "limit")
+	authed("GET", "/api/v1/webhooks/dead-letters", s.listDeadLetters, "endpoint", "before_id", "limit")
+	authed("POST", "/api/v1/webhooks/dead-letters/{id}/retry", s.retryDeadLetter)
 
 	handle("POST", "/oauth2/token", s.tokenExchange)
 

@@ -13,8 +13,8 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 )
 
-// Config is the webhooks: section of the configuration file, a list of
-// endpoints:
+// Config is the webhooks: section of the configuration file (package
+// config inlines it), a list of endpoints:
 //
 //	webhooks:
 //	  - url: https://platform.example.com/hooks/tokenbroker
@@ -23,7 +23,9 @@ import (
 //
 // Check it with [Config.Validate], then load the secrets with
 // [Config.Endpoints].
-type Config []EndpointConfig
+type Config struct {
+	Webhooks []EndpointConfig `yaml:"webhooks"`
+}
 
 // EndpointConfig configures one receiver.
 type EndpointConfig struct {
@@ -93,8 +95,8 @@ func (ec *EndpointConfig) EndpointID() string {
 func (c Config) Validate() error {
 	var errs []*FieldError
 	seen := map[string]int{}
-	for i := range c {
-		ec := &c[i]
+	for i := range c.Webhooks {
+		ec := &c.Webhooks[i]
 		name := ec.EndpointID()
 		if name == "" || !idRe.MatchString(name) {
 			name = fmt.Sprintf("#%d", i+1)
@@ -201,10 +203,10 @@ func (c Config) Endpoints() ([]*Endpoint, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	out := make([]*Endpoint, 0, len(c))
+	out := make([]*Endpoint, 0, len(c.Webhooks))
 	var errs []*FieldError
-	for i := range c {
-		ec := &c[i]
+	for i := range c.Webhooks {
+		ec := &c.Webhooks[i]
 		keys, err := ec.loadKeys()
 		if err != nil {
 			errs = append(errs, err)

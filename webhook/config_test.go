@@ -36,7 +36,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := webhook.Config{c.ec}.Validate()
+			err := webhook.Config{Webhooks: []webhook.EndpointConfig{c.ec}}.Validate()
 			if c.field == "" {
 				if err != nil {
 					t.Fatalf("Validate = %v", err)
@@ -52,7 +52,7 @@ func TestConfigValidate(t *testing.T) {
 			}
 		})
 	}
-	dup := webhook.Config{ok, ok}
+	dup := webhook.Config{Webhooks: []webhook.EndpointConfig{ok, ok}}
 	if err := dup.Validate(); err == nil || !strings.Contains(err.Error(), "duplicate id") {
 		t.Fatalf("two endpoints of one URL: %v", err)
 	}
@@ -68,9 +68,9 @@ func TestEndpointsLoadSecretFiles(t *testing.T) {
 	if err := os.WriteFile(file, []byte(s1+"\n"+s2+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eps, err := webhook.Config{
+	eps, err := webhook.Config{Webhooks: []webhook.EndpointConfig{
 		{ID: "crm", URL: "https://crm.example.com/hooks", SecretFile: file, Events: []string{"link.reauth_required"}},
-	}.Endpoints()
+	}}.Endpoints()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,14 +78,14 @@ func TestEndpointsLoadSecretFiles(t *testing.T) {
 	if e.ID != "crm" || len(e.Keys) != 2 || !e.Wants(tokenbroker.EventLinkReauthRequired) || e.Wants(tokenbroker.EventLinkCreated) {
 		t.Fatalf("endpoint = %+v", e)
 	}
-	_, err = webhook.Config{{URL: "https://crm.example.com/hooks", SecretFile: filepath.Join(dir, "missing")}}.Endpoints()
+	_, err = webhook.Config{Webhooks: []webhook.EndpointConfig{{URL: "https://crm.example.com/hooks", SecretFile: filepath.Join(dir, "missing")}}}.Endpoints()
 	if err == nil || !strings.Contains(err.Error(), "secret_file: cannot read") {
 		t.Fatalf("missing secret file: %v", err)
 	}
 	if err := os.WriteFile(file, []byte("hunter2\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err = webhook.Config{{URL: "https://crm.example.com/hooks", SecretFile: file}}.Endpoints()
+	_, err = webhook.Config{Webhooks: []webhook.EndpointConfig{{URL: "https://crm.example.com/hooks", SecretFile: file}}}.Endpoints()
 	if err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Fatalf("bad secret file: %v (it must fail without showing the content)", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/backoff"
 )
 
 // Defaults of [Options].
@@ -42,7 +43,7 @@ type Options struct {
 	// Timeout bounds one attempt (connect, send, answer).
 	Timeout time.Duration
 	// LeaseTTL is how long a claimed delivery is this replica's; it must
-	// exceed Timeout. Default: Timeout*2 + 10s.
+	// exceed Timeout. Default: Timeout*2 + 2s.
 	LeaseTTL time.Duration
 	// PollInterval is how often the outbox is read when nothing woke the
 	// dispatcher.
@@ -100,7 +101,7 @@ func New(store tokenbroker.OutboxStore, endpoints []*Endpoint, opts Options) (*D
 		opts.Timeout = DefaultTimeout
 	}
 	if opts.LeaseTTL <= 0 {
-		opts.LeaseTTL = 2*opts.Timeout + 10*time.Second
+		opts.LeaseTTL = 2*opts.Timeout + 2*time.Second
 	}
 	if opts.LeaseTTL <= opts.Timeout {
 		return nil, fmt.Errorf("webhook: lease TTL %s must exceed the delivery timeout %s", opts.LeaseTTL, opts.Timeout)
@@ -405,15 +406,10 @@ func failure(status int, err error) string {
 	return "request failed"
 }
 
-// backoff returns the delay after the attempt-th failure: MinBackoff
-// doubled per earlier attempt, at most MaxBackoff, with "equal jitter"
-// (between half and all of it), so that replicas retrying many events
+// backoff returns the delay after the attempt-th failure (attempts count
+// from 1): MinBackoff doubled per earlier attempt, at most MaxBackoff, with
+// equal jitter (internal/backoff), so that replicas retrying many events
 // after an outage spread out.
 func (d *Dispatcher) backoff(attempt int) time.Duration {
-	delay := d.opts.MinBackoff
-	for i := 1; i < attempt && delay < d.opts.MaxBackoff; i++ {
-		delay *= 2
-	}
-	delay = min(delay, d.opts.MaxBackoff)
-	return delay/2 + time.Duration(d.opts.Jitter()*float64(delay/2))
+	return backoff.Policy{Base: d.opts.MinBackoff, Max: d.opts.MaxBackoff, Rand: d.opts.Jitter}.Delay(attempt - 1)
 }

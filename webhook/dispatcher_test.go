@@ -111,7 +111,7 @@ func (rc *receiver) endpoint(id string, events ...string) webhook.EndpointConfig
 
 func endpoints(t *testing.T, ecs ...webhook.EndpointConfig) []*webhook.Endpoint {
 	t.Helper()
-	eps, err := webhook.Config(ecs).Endpoints()
+	eps, err := webhook.Config{Webhooks: ecs}.Endpoints()
 	if err != nil {
 		t.Fatal(err)
 	}

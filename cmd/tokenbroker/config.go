@@ -19,6 +19,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/internal/returnurl"
 	"github.com/tokenbroker/tokenbroker/refresh"
+	"github.com/tokenbroker/tokenbroker/webhook"
 )
 
 // serveConfig is the configuration of `tokenbroker serve` (and `dev`). Every
@@ -40,6 +41,11 @@ type serveConfig struct {
 	LogRequests     bool
 	LogFormat       string
 	LogLevel        string
+	// Webhook delivery (package webhook).
+	WebhookConcurrency  int
+	WebhookTimeout      time.Duration
+	WebhookPollInterval time.Duration
+	WebhookRetryWindow  time.Duration
 
 	// envErr holds the environment values that did not parse, each
 	// naming its variable; Validate returns it first.
@@ -68,6 +74,20 @@ func envDuration(environ func(string) string, key string, def time.Duration, err
 		return def
 	}
 	return d
+}
+
+// envInt is envDuration for an integer.
+func envInt(environ func(string) string, key string, def int, errp *error) int {
+	v := environ(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		*errp = errors.Join(*errp, fmt.Errorf("invalid %s=%q: want an integer", key, tokenbroker.Truncate(v, 40)))
+		return def
+	}
+	return n
 }
 
 // envBool is envDuration for a boolean (true/false, 1/0).
@@ -100,6 +120,10 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.BoolVar(&cfg.LogRequests, "log-requests", envBool(getenv, "TOKENBROKER_LOG_REQUESTS", &cfg.envErr), "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(getenv, "TOKENBROKER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env TOKENBROKER_LOG_LEVEL)")
+	fs.IntVar(&cfg.WebhookConcurrency, "webhook-concurrency", envInt(getenv, "TOKENBROKER_WEBHOOK_CONCURRENCY", webhook.DefaultConcurrency, &cfg.envErr), "webhook deliveries in flight at once per replica (env TOKENBROKER_WEBHOOK_CONCURRENCY)")
+	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", envDuration(getenv, "TOKENBROKER_WEBHOOK_TIMEOUT", webhook.DefaultTimeout, &cfg.envErr), "bound of one webhook delivery attempt (env TOKENBROKER_WEBHOOK_TIMEOUT)")
+	fs.DurationVar(&cfg.WebhookPollInterval, "webhook-poll-interval", envDuration(getenv, "TOKENBROKER_WEBHOOK_POLL_INTERVAL", webhook.DefaultPollInterval, &cfg.envErr), "how often each replica looks for due webhook deliveries (env TOKENBROKER_WEBHOOK_POLL_INTERVAL)")
+	fs.DurationVar(&cfg.WebhookRetryWindow, "webhook-retry-window", envDuration(getenv, "TOKENBROKER_WEBHOOK_RETRY_WINDOW", webhook.DefaultRetryWindow, &cfg.envErr), "how long a failing webhook delivery is retried before it becomes a dead letter (env TOKENBROKER_WEBHOOK_RETRY_WINDOW)")
 }
 
 // bindConfigFlag declares --config FILE, the configuration file (YAML:
@@ -158,6 +182,18 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > time.Minute {
 		return fmt.Errorf("invalid --token-cache-ttl %s: want 0 to 1m", c.TokenCacheTTL)
+	}
+	if c.WebhookConcurrency < 1 || c.WebhookConcurrency > 1000 {
+		return fmt.Errorf("invalid --webhook-concurrency %d: want 1 to 1000", c.WebhookConcurrency)
+	}
+	if c.WebhookTimeout <= 0 || c.WebhookTimeout > 5*time.Minute {
+		return fmt.Errorf("invalid --webhook-timeout %s: want more than 0, at most 5m", c.WebhookTimeout)
+	}
+	if c.WebhookPollInterval < 10*time.Millisecond || c.WebhookPollInterval > 10*time.Minute {
+		return fmt.Errorf("invalid --webhook-poll-interval %s: want 10ms to 10m", c.WebhookPollInterval)
+	}
+	if c.WebhookRetryWindow < time.Minute || c.WebhookRetryWindow > 30*24*time.Hour {
+		return fmt.Errorf("invalid --webhook-retry-window %s: want 1m to 720h", c.WebhookRetryWindow)
 	}
 	switch c.LogFormat {
 	case "text", "json":

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/config"
 	"github.com/tokenbroker/tokenbroker/identity"
 	"github.com/tokenbroker/tokenbroker/provider"
+	"github.com/tokenbroker/tokenbroker/webhook"
 )
 
 func init() { commands = append(commands, newProvidersCmd) }
@@ -49,8 +51,9 @@ func newProvidersCheckCmd() *cobra.Command {
 		Long: `Check reads the configuration file (and the TOKENBROKER_PROVIDER_<ID>_<FIELD>
 environment overrides), validates it, reads each client_secret_file, and prints
 every provider with its resolved URLs, then every workload identity trust entry
-(reading each jwks_file). Secrets are never printed: a client secret shows only
-where it comes from.
+(reading each jwks_file), then every webhook endpoint with the events it receives
+(reading each secret_file). Secrets are never printed: a secret shows only where
+it comes from.
 
 With --online it also fetches the OpenID Connect discovery document of each
 oidc provider and prints the discovered endpoints, and fetches the discovery
@@ -78,22 +81,29 @@ func providersCheck(ctx context.Context, out io.Writer, path string, online bool
 	if err != nil {
 		var pe *provider.ValidationError
 		var ie *identity.ValidationError
-		if errors.As(err, &pe) || errors.As(err, &ie) {
+		var we *webhook.ValidationError
+		// Each section's errors, all of them: errors.As on each.
+		hasP, hasI, hasW := errors.As(err, &pe), errors.As(err, &ie), errors.As(err, &we)
+		if hasP || hasI || hasW {
 			fmt.Fprintln(out, "invalid configuration:")
-			n := 0
-			if pe != nil {
-				for _, fe := range pe.Errors {
-					fmt.Fprintf(out, "  %s\n", fe)
-				}
-				n += len(pe.Errors)
+			var lines []error
+			if hasP {
+				lines = append(lines, pe.Unwrap()...)
 			}
-			if ie != nil {
+			if hasI {
 				for _, fe := range ie.Errors {
-					fmt.Fprintf(out, "  %s\n", fe)
+					lines = append(lines, fe)
 				}
-				n += len(ie.Errors)
 			}
-			return exitf(1, "%d invalid field(s)", n)
+			if hasW {
+				for _, fe := range we.Errors {
+					lines = append(lines, fe)
+				}
+			}
+			for _, l := range lines {
+				fmt.Fprintf(out, "  %s\n", l)
+			}
+			return exitf(1, "%d invalid field(s)", len(lines))
 		}
 		return exitf(1, "%v", err)
 	}
@@ -164,6 +174,7 @@ func providersCheck(ctx context.Context, out io.Writer, path string, online bool
 		tw.Flush()
 	}
 	problems += checkWorkloadIdentities(ctx, out, &file.Identity, client, online, timeout)
+	problems += printWebhooks(out, file.Webhooks)
 	if problems > 0 {
 		return exitf(1, "%d problem(s) found", problems)
 	}
@@ -171,7 +182,43 @@ func providersCheck(ctx context.Context, out io.Writer, path string, online bool
 	if n := len(file.Identity.WorkloadIdentities); n > 0 {
 		fmt.Fprintf(out, "%d workload identity trust entr(ies) OK\n", n)
 	}
+	if n := len(file.Webhooks.Webhooks); n > 0 {
+		fmt.Fprintf(out, "%d webhook endpoint(s) OK\n", n)
+	}
 	return nil
+}
+
+// printWebhooks prints the webhook endpoints, their secrets only by
+// source, and returns how many cannot be used (an unreadable secret file).
+func printWebhooks(out io.Writer, hooks webhook.Config) int {
+	problems := 0
+	for _, ec := range hooks.Webhooks {
+		fmt.Fprintln(out)
+		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintf(tw, "%s\twebhook\n", ec.EndpointID())
+		fmt.Fprintf(tw, "  url\t%s\n", redactQuery(ec.URL))
+		src, err := ec.SecretSource()
+		fmt.Fprintf(tw, "  secret\t%s\n", src)
+		fmt.Fprintf(tw, "  events\t%s\n", ec.Types())
+		if err != nil {
+			problems++
+			fmt.Fprintf(tw, "  error\t%s\n", err)
+		}
+		tw.Flush()
+	}
+	return problems
+}
+
+// redactQuery shows a URL without its query, which may carry a credential.
+func redactQuery(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	if u.RawQuery != "" {
+		u.RawQuery = "xxxxx"
+	}
+	return u.Redacted()
 }
 
 // checkWorkloadIdentities prints the trust entries and, with online,

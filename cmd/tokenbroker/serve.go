@@ -27,6 +27,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/web"
+	"github.com/tokenbroker/tokenbroker/webhook"
 )
 
 func init() { commands = append(commands, newServeCmd) }
@@ -184,6 +185,24 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 		workloads = v
 		log.Info("workload identities trusted", "entries", v.Len())
 	}
+
+	// Webhooks: every replica runs a dispatcher; the outbox's leases make
+	// them share the work (package webhook). It runs even without
+	// endpoints, to clear the events state changes write.
+	endpoints, err := file.Webhooks.Endpoints()
+	if err != nil {
+		return nil, err
+	}
+	hooks, err := webhook.New(a.store, endpoints, webhook.Options{
+		Owner: cfg.ReplicaID, Concurrency: cfg.WebhookConcurrency, Timeout: cfg.WebhookTimeout,
+		PollInterval: cfg.WebhookPollInterval, RetryWindow: cfg.WebhookRetryWindow, Logger: log,
+		Metrics: webhook.NewMetrics(a.registry, a.store, log),
+	})
+	if err != nil {
+		return nil, err
+	}
+	hooks.Start()
+	a.closers = append(a.closers, hooks.Close)
 
 	baseURL := cfg.BaseURL
 	reqLevel := slog.LevelDebug

@@ -195,6 +195,19 @@ func (s *Store) KillDelivery(ctx context.Context, d *tokenbroker.Delivery, statu
 	return tag.RowsAffected() > 0, translate(err, "webhook delivery")
 }
 
+// RetryDeadLetter implements [tokenbroker.OutboxStore].
+func (s *Store) RetryDeadLetter(ctx context.Context, id int64) (*tokenbroker.Delivery, error) {
+	d, err := scanDelivery(s.pool.QueryRow(ctx, `
+		UPDATE webhook_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(),
+			created_at = now(), dead_at = NULL
+		WHERE id = $1 AND status = 'dead'
+		RETURNING `+deliveryColumns, id))
+	if err != nil {
+		return nil, translate(err, "dead letter")
+	}
+	return d, nil
+}
+
 // ListDeadLetters implements [tokenbroker.OutboxStore] on the partial
 // index webhook_outbox_dead.
 func (s *Store) ListDeadLetters(ctx context.Context, f tokenbroker.DeadLetterFilter) ([]*tokenbroker.Delivery, error) {

@@ -23,6 +23,7 @@ var outboxTests = []struct {
 	{"OutboxRetryReschedules", testOutboxRetry},
 	{"OutboxKillKeepsDeadLetter", testOutboxKill},
 	{"OutboxCompleteRemoves", testOutboxComplete},
+	{"OutboxRetryDeadLetter", testOutboxRetryDeadLetter},
 }
 
 // NewEvent returns a valid link event of user to provider.
@@ -313,4 +314,30 @@ func testOutboxComplete(t *testing.T, s tokenbroker.Store) {
 func sameEvent(a, b tokenbroker.Event) bool {
 	return a.ID == b.ID && a.Type == b.Type && a.Time.Equal(b.Time) && a.UserID == b.UserID &&
 		a.ProviderID == b.ProviderID && a.Reason == b.Reason && a.Detail == b.Detail
+}
+
+func testOutboxRetryDeadLetter(t *testing.T, s tokenbroker.Store) {
+	MustEnqueue(t, s, NewEvent(tokenbroker.EventLinkRecovered, "alice", "github"))
+	d := mustClaim(t, s, "r1", time.Minute, 1)[0]
+	if _, err := s.RetryDeadLetter(ctx(t), d.ID); tokenbroker.ErrorCode(err) != tokenbroker.ENOTFOUND {
+		t.Fatalf("RetryDeadLetter of a pending delivery = %v; want not found", err)
+	}
+	ok, err := s.KillDelivery(ctx(t), d, 500, "boom")
+	wantBool(t, "KillDelivery", ok, err, true)
+	before := MustNow(t, s).Add(-time.Second)
+	r, err := s.RetryDeadLetter(ctx(t), d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ID != d.ID || r.Status != tokenbroker.DeliveryPending || r.Attempts != 0 || !r.DeadAt.IsZero() ||
+		r.CreatedAt.Before(before) || r.LastStatus != 500 {
+		t.Fatalf("retried dead letter = %+v; want pending, attempts 0, a new window, the last answer kept", r)
+	}
+	again := mustClaim(t, s, "r2", time.Minute, 1)
+	if len(again) != 1 || again[0].ID != d.ID || again[0].Attempts != 1 {
+		t.Fatalf("claim after RetryDeadLetter = %+v", again)
+	}
+	if _, err := s.RetryDeadLetter(ctx(t), 1<<40); tokenbroker.ErrorCode(err) != tokenbroker.ENOTFOUND {
+		t.Fatalf("RetryDeadLetter(missing) = %v; want not found", err)
+	}
 }
