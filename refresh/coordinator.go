@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/tokenbroker/tokenbroker"
 )
 
@@ -124,6 +126,9 @@ type Config struct {
 	Rand func() float64
 	// Metrics, if set, receives counters (see [NewMetrics]).
 	Metrics *Metrics
+	// Tracer is the tracer for the coordinator's own spans (nil: none);
+	// serve passes the process's, a no-op one unless traces are exported.
+	Tracer trace.Tracer
 
 	// Changes, with CacheTTL > 0, enables the per-replica cache of fresh
 	// tokens on the fast path (see tokenCache): the store's change feed

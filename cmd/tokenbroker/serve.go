@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/apikey"
@@ -24,6 +25,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/docs"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/identity"
+	"github.com/tokenbroker/tokenbroker/internal/tracing"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/web"
@@ -65,7 +67,10 @@ type app struct {
 	audit    *audit.Batcher
 	handler  http.Handler
 	registry *prometheus.Registry
-	closers  []func()
+	// tracer is the process's tracer provider: a no-op one unless an
+	// OTLP endpoint is configured.
+	tracer  trace.TracerProvider
+	closers []func()
 }
 
 // appOptions are what the other commands that serve (dev, bench replica,
@@ -140,7 +145,28 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	if err := file.Validate(); err != nil {
 		return nil, err
 	}
-	reg, err := provider.NewRegistry(ctx, pcfg, provider.Options{Logger: log})
+	// Traces: exported by OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set, off
+	// otherwise (package internal/tracing keeps secrets out of them).
+	tp, traced, shutdownTracing, err := tracing.Setup(ctx, os.Getenv, version(), cfg.ReplicaID)
+	if err != nil {
+		return nil, err
+	}
+	a.tracer = tp
+	defer func() {
+		// Last of the closers: everything that makes spans has stopped.
+		a.closers = append(a.closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := shutdownTracing(sctx); err != nil {
+				log.Warn("flush traces", "err", err)
+			}
+		})
+	}()
+	popts := provider.Options{Logger: log}
+	if traced {
+		popts.HTTPClient = &http.Client{Timeout: 30 * time.Second, Transport: tracing.Transport(nil, tp)}
+	}
+	reg, err := provider.NewRegistry(ctx, pcfg, popts)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +186,7 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 		rc := refresh.Config{
 			Store: a.store, Signaler: h.Signaler(), Providers: reg, Auditor: a.audit, Logger: log,
 			Owner: cfg.ReplicaID, LeaseTTL: cfg.LeaseTTL, Grace: cfg.LeaseGrace, ProviderTimeout: cfg.ProviderTimeout,
-			Metrics: refresh.NewMetrics(a.registry),
+			Metrics: refresh.NewMetrics(a.registry), Tracer: tp.Tracer("github.com/tokenbroker/tokenbroker/refresh"),
 		}
 		if feed, ok := h.Signaler().(tokenbroker.ChangeFeed); ok && cfg.TokenCacheTTL > 0 {
 			rc.Changes, rc.CacheTTL = feed, cfg.TokenCacheTTL
@@ -193,11 +219,15 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	if err != nil {
 		return nil, err
 	}
-	hooks, err := webhook.New(a.store, endpoints, webhook.Options{
+	wopts := webhook.Options{
 		Owner: cfg.ReplicaID, Concurrency: cfg.WebhookConcurrency, Timeout: cfg.WebhookTimeout,
 		PollInterval: cfg.WebhookPollInterval, RetryWindow: cfg.WebhookRetryWindow, Logger: log,
 		Metrics: webhook.NewMetrics(a.registry, a.store, log),
-	})
+	}
+	if traced {
+		wopts.Client = webhook.NewClient(tracing.Transport(nil, tp))
+	}
+	hooks, err := webhook.New(a.store, endpoints, wopts)
 	if err != nil {
 		return nil, err
 	}
@@ -250,6 +280,9 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	mux.Handle("/metrics", noSniff(promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{})))
 	mux.Handle("/", api)
 	a.handler = mux
+	if traced {
+		a.handler = tracing.Handler(mux, tp)
+	}
 	ok = true
 	return a, nil
 }
