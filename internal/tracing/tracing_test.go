@@ -51,11 +51,11 @@ func TestRedactExporter(t *testing.T) {
 	s := spans[0]
 	var dump []string
 	for _, kv := range s.Attributes {
-		dump = append(dump, string(kv.Key)+"="+kv.Value.Emit())
+		dump = append(dump, string(kv.Key)+"="+kv.Value.String())
 	}
 	for _, e := range s.Events {
 		for _, kv := range e.Attributes {
-			dump = append(dump, string(kv.Key)+"="+kv.Value.Emit())
+			dump = append(dump, string(kv.Key)+"="+kv.Value.String())
 		}
 	}
 	dump = append(dump, s.Status.Description, s.Name)
