@@ -41,6 +41,9 @@ type serveConfig struct {
 	LogRequests     bool
 	LogFormat       string
 	LogLevel        string
+	// MetricsAddr, if set, serves /metrics on its own listener instead of
+	// the main one.
+	MetricsAddr string
 	// Webhook delivery (package webhook).
 	WebhookConcurrency  int
 	WebhookTimeout      time.Duration
@@ -120,6 +123,7 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.BoolVar(&cfg.LogRequests, "log-requests", envBool(getenv, "TOKENBROKER_LOG_REQUESTS", &cfg.envErr), "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(getenv, "TOKENBROKER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env TOKENBROKER_LOG_LEVEL)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", getenv("TOKENBROKER_METRICS_ADDR"), "serve /metrics on this address instead of --addr (env TOKENBROKER_METRICS_ADDR)")
 	fs.IntVar(&cfg.WebhookConcurrency, "webhook-concurrency", envInt(getenv, "TOKENBROKER_WEBHOOK_CONCURRENCY", webhook.DefaultConcurrency, &cfg.envErr), "webhook deliveries in flight at once per replica (env TOKENBROKER_WEBHOOK_CONCURRENCY)")
 	fs.DurationVar(&cfg.WebhookTimeout, "webhook-timeout", envDuration(getenv, "TOKENBROKER_WEBHOOK_TIMEOUT", webhook.DefaultTimeout, &cfg.envErr), "bound of one webhook delivery attempt (env TOKENBROKER_WEBHOOK_TIMEOUT)")
 	fs.DurationVar(&cfg.WebhookPollInterval, "webhook-poll-interval", envDuration(getenv, "TOKENBROKER_WEBHOOK_POLL_INTERVAL", webhook.DefaultPollInterval, &cfg.envErr), "how often each replica looks for due webhook deliveries (env TOKENBROKER_WEBHOOK_POLL_INTERVAL)")
@@ -182,6 +186,11 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > time.Minute {
 		return fmt.Errorf("invalid --token-cache-ttl %s: want 0 to 1m", c.TokenCacheTTL)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("invalid --metrics-addr %q: want host:port", c.MetricsAddr)
+		}
 	}
 	if c.WebhookConcurrency < 1 || c.WebhookConcurrency > 1000 {
 		return fmt.Errorf("invalid --webhook-concurrency %d: want 1 to 1000", c.WebhookConcurrency)

@@ -69,8 +69,12 @@ type app struct {
 	registry *prometheus.Registry
 	// tracer is the process's tracer provider: a no-op one unless an
 	// OTLP endpoint is configured.
-	tracer  trace.TracerProvider
-	closers []func()
+	tracer trace.TracerProvider
+	// metrics serves /metrics: on the main mux, or on --metrics-addr.
+	metrics http.Handler
+	// metricsURL is where /metrics is served when --metrics-addr is set.
+	metricsURL string
+	closers    []func()
 }
 
 // appOptions are what the other commands that serve (dev, bench replica,
@@ -277,7 +281,10 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	mux.Handle("/docs/", console)
 	mux.Handle("/connect/", pages)
 	mux.Handle("/oauth/", pages)
-	mux.Handle("/metrics", noSniff(promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{})))
+	a.metrics = noSniff(promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	if cfg.MetricsAddr == "" {
+		mux.Handle("/metrics", a.metrics)
+	}
 	mux.Handle("/", api)
 	a.handler = mux
 	if traced {
@@ -349,8 +356,24 @@ func serveWith(ctx context.Context, cfg *serveConfig, stdout, stderr io.Writer, 
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if cfg.MetricsAddr != "" {
+		// Scrapes on their own address, so the public listener need not
+		// expose them.
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			_ = srv.Close()
+			return exitf(1, "listen on %s (--metrics-addr): %v", cfg.MetricsAddr, err)
+		}
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", a.metrics)
+		msrv := &http.Server{Handler: mmux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: srv.ErrorLog}
+		go func() { errc <- msrv.Serve(mln) }()
+		defer msrv.Close()
+		a.metricsURL = "http://" + mln.Addr().String() + "/metrics"
+		log.Info("metrics on their own listener", "url", a.metricsURL)
+	}
 	log.Info("tokenbroker started", "addr", ln.Addr().String(), "base_url", cfg.BaseURL, "store", a.handle.Kind(), "replica", cfg.ReplicaID)
 	fmt.Fprintf(stdout, "%s%s\n", listeningPrefix, "http://"+ln.Addr().String())
 	if opts.banner {
