@@ -46,15 +46,7 @@ func (s *Store) EnqueueEvents(ctx context.Context, events []tokenbroker.Event) e
 		return nil
 	}
 	evs := append([]tokenbroker.Event(nil), events...) // ids are filled in a copy
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return translate(err, "webhook events")
-	}
-	defer tx.Rollback()
-	if err := insertEvents(ctx, tx, evs); err != nil {
-		return err
-	}
-	return translate(tx.Commit(), "webhook events")
+	return s.write(ctx, "webhook events", func(tx *sql.Tx) error { return insertEvents(ctx, tx, evs) })
 }
 
 const deliveryColumns = `id, event_id, type, event_time, user_id, provider_id, reason, detail,
@@ -139,32 +131,30 @@ const fence = `id = ? AND lease_owner = ? AND attempts = ? AND status = 'pending
 
 // RouteDelivery implements [tokenbroker.OutboxStore].
 func (s *Store) RouteDelivery(ctx context.Context, d *tokenbroker.Delivery, endpoints []string) ([]*tokenbroker.Delivery, error) {
-	tx, err := s.wdb.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, translate(err, "webhook delivery")
-	}
-	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `DELETE FROM webhook_outbox WHERE `+fence+` AND endpoint = ''`,
-		d.ID, d.LeaseOwner, d.Attempts)
-	if ok, err := affected(res, err, "webhook delivery"); !ok || err != nil {
-		return nil, err
-	}
 	var out []*tokenbroker.Delivery
-	for _, ep := range endpoints {
-		nd, err := scanDelivery(tx.QueryRowContext(ctx, `
-			INSERT INTO webhook_outbox (event_id, type, event_time, user_id, provider_id, reason, detail,
-				endpoint, next_attempt_at, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, `+nowMS+`, ?)
-			RETURNING `+deliveryColumns,
-			d.Event.ID, string(d.Event.Type), toMS(d.Event.Time), d.Event.UserID, d.Event.ProviderID,
-			d.Event.Reason, d.Event.Detail, ep, toMS(d.CreatedAt)))
-		if err != nil {
-			return nil, translate(err, "webhook delivery")
+	err := s.write(ctx, "webhook delivery", func(tx *sql.Tx) error {
+		n, err := rowsAffected(tx.ExecContext(ctx, `DELETE FROM webhook_outbox WHERE `+fence+` AND endpoint = ''`,
+			d.ID, d.LeaseOwner, d.Attempts))
+		if err != nil || n == 0 {
+			return err // n == 0: the lease was lost, nothing to route
 		}
-		out = append(out, nd)
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, translate(err, "webhook delivery")
+		for _, ep := range endpoints {
+			nd, err := scanDelivery(tx.QueryRowContext(ctx, `
+				INSERT INTO webhook_outbox (event_id, type, event_time, user_id, provider_id, reason, detail,
+					endpoint, next_attempt_at, created_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, `+nowMS+`, ?)
+				RETURNING `+deliveryColumns,
+				d.Event.ID, string(d.Event.Type), toMS(d.Event.Time), d.Event.UserID, d.Event.ProviderID,
+				d.Event.Reason, d.Event.Detail, ep, toMS(d.CreatedAt)))
+			if err != nil {
+				return err
+			}
+			out = append(out, nd)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
