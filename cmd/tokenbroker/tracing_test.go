@@ -199,7 +199,7 @@ func TestTracesExportedWithoutSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := append(bench.ReplicaEnv(idp, key, "", filepath.Join(dir, "data")),
-		"TOKENBROKER_PROVIDERS_FILE="+cfgFile,
+		"TOKENBROKER_CONFIG="+cfgFile,
 		"TOKENBROKER_WEBHOOK_POLL_INTERVAL=50ms",
 		"OTEL_EXPORTER_OTLP_ENDPOINT="+col.srv.URL,
 		"OTEL_BSP_SCHEDULE_DELAY=50",

@@ -14,7 +14,10 @@ func newWebhooksCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "webhooks",
 		Short: "Webhook helpers (configuration: docs/webhooks.md)",
-		Args:  cobra.NoArgs,
+		Long: `Webhooks are configured in the webhooks: section of the configuration file
+(docs/webhooks.md); "tokenbroker providers check" validates it.`,
+		Example: `  tokenbroker webhooks secret`,
+		Args:    cobra.NoArgs,
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "secret",

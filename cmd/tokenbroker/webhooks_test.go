@@ -146,7 +146,7 @@ func TestWebhooksThreeReplicasOneKilledMidDelivery(t *testing.T) {
 	defer close(release) // before srv.Close: a held handler must end
 
 	cfgFile := writeFile(t, ce.dir, "tokenbroker.yaml", "webhooks:\n  - id: crm\n    url: "+srv.URL+"/hooks\n    secret: "+secret+"\n")
-	env := []string{"TOKENBROKER_PROVIDERS_FILE=" + cfgFile, "TOKENBROKER_WEBHOOK_TIMEOUT=1s", "TOKENBROKER_WEBHOOK_POLL_INTERVAL=50ms"}
+	env := []string{"TOKENBROKER_CONFIG=" + cfgFile, "TOKENBROKER_WEBHOOK_TIMEOUT=1s", "TOKENBROKER_WEBHOOK_POLL_INTERVAL=50ms"}
 	replicas := map[string]*bench.Replica{}
 	for _, name := range []string{"wh-a", "wh-b", "wh-c"} {
 		replicas[name] = ce.start(t, name, env...)
