@@ -79,6 +79,18 @@ func (c *LogCapture) Lines() []string {
 	return append([]string(nil), c.shared.lines...)
 }
 
+// Drain returns the lines captured so far and forgets them, so that a
+// long run (a fuzz target) can check each request's lines without keeping
+// them all. Lines drained are not seen by [LogCapture.Leaks] or
+// [LogCapture.Report].
+func (c *LogCapture) Drain() []string {
+	c.shared.mu.Lock()
+	defer c.shared.mu.Unlock()
+	lines := c.shared.lines
+	c.shared.lines = nil
+	return lines
+}
+
 // Watch returns a channel receiving each line captured from now on
 // (lines are dropped if the channel's buffer of 64 is full).
 func (c *LogCapture) Watch() <-chan string {
