@@ -17,6 +17,8 @@ import (
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 )
 
+var leaveRe = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`)
+
 var formRe = regexp.MustCompile(`<form method="post" action="([^"]+)">\s*<input type="hidden" name="csrf" value="([^"]+)">`)
 
 // The whole story across the API and the browser pages: the provider
@@ -54,6 +56,13 @@ func TestReauthThenConnectViaCodeFlow(t *testing.T) {
 	}
 	form := url.Values{"csrf": {csrf}}.Encode()
 	resp, body = httpapitest.Do(t, browser, "POST", env.URL+action, "", form, "Content-Type", "application/x-www-form-urlencoded")
+	// The page that leaves for the provider (a browser follows its meta
+	// refresh), then the provider's redirects back.
+	leave := leaveRe.FindSubmatch(body)
+	if resp.StatusCode != http.StatusOK || leave == nil {
+		t.Fatalf("after Connect: %d %s", resp.StatusCode, body)
+	}
+	resp, body = httpapitest.Do(t, browser, "GET", html.UnescapeString(string(leave[1])), "", "")
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Host != strings.TrimPrefix(env.URL, "http://") {
 		t.Fatalf("after Connect and the provider's redirect: %d at %s: %s", resp.StatusCode, resp.Request.URL.Path, body)
 	}

@@ -20,10 +20,10 @@ import (
 // callback and the page that says "Connected as alice". It checks what only
 // a browser checks: that the binding cookie as set (HttpOnly, SameSite=Lax,
 // two paths) comes back on the POST and on the provider's redirect to the
-// callback, that the content security policy lets the flow through
-// (Chromium applies form-action to the redirect that follows the form's
-// POST: with form-action 'self' alone this test times out), and that the
-// page renders. Set WEB_SCREENSHOT=file.png to keep a screenshot.
+// callback, that the content security policy (form-action 'self') lets
+// the flow through (Chromium applies form-action to redirects that follow
+// a form's POST, so the POST answers with a page that goes on to the
+// provider), and that the page renders. Set WEB_SCREENSHOT=file.png to keep a screenshot.
 func TestBrowserConnectFlow(t *testing.T) {
 	browserCtx := browsertest.MustStart(t, 20*time.Second)
 	e := MustStartEnv(t, envOptions{idp: fakeidp.Config{}}) // no auto-approve: the login page

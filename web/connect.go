@@ -12,7 +12,6 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/tokenbroker/tokenbroker"
-	"github.com/tokenbroker/tokenbroker/internal/returnurl"
 )
 
 // validSessionID reports whether id has the shape of a connect session id
@@ -152,7 +151,6 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 	if s.ReturnURL != "" && h.allow.Allows(s.ReturnURL) {
 		data.ReturnURL = s.ReturnURL
 	}
-	var formOrigins []string
 	connected := r.URL.Query().Get("connected")
 	for _, p := range h.sessionProviders(s) {
 		info := p.Info()
@@ -175,11 +173,7 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		data.Providers = append(data.Providers, row)
-		if o := h.authOrigin(p); o != "" && !slices.Contains(formOrigins, o) {
-			formOrigins = append(formOrigins, o)
-		}
 	}
-	setSecurityHeaders(w.Header(), formOrigins)
 	h.render(w, r, http.StatusOK, connectTmpl, data)
 }
 
@@ -200,21 +194,14 @@ func accountName(l *tokenbroker.Link) string {
 	return "your account"
 }
 
-// authOrigin is the origin of p's authorization endpoint, for the connect
-// page's form-action.
-func (h *Handler) authOrigin(p tokenbroker.Provider) string {
-	u, err := url.Parse(p.AuthCodeURL("x", "x", h.redirectURI))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return ""
-	}
-	return returnurl.Origin(u)
-}
-
 // serveStart serves POST /connect/{session}/start/{provider}: it checks the
 // binding cookie and CSRF token, stores a single-use, expiring state with a
 // fresh PKCE verifier (RFC 7636 §4.1) and sends the browser to the
 // provider's authorization endpoint (RFC 6749 §4.1.1) with the S256
-// challenge (RFC 7636 §4.2).
+// challenge (RFC 7636 §4.2). It answers with a page that goes on to the
+// provider (meta refresh, and a link), not with a redirect: a redirect
+// answering a form stays under the page's form-action, which would have to
+// name every origin the provider's login passes through.
 func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) {
 	s := h.session(w, r)
 	if s == nil {
@@ -271,7 +258,16 @@ func (h *Handler) serveStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	target := p.AuthCodeURL(req.ID, oauth2.S256ChallengeFromVerifier(req.Secret), h.redirectURI)
-	http.Redirect(w, r, target, http.StatusSeeOther)
+	if u, err := url.Parse(target); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		h.internalError(w, r, "authorization URL", errors.New("provider gave no absolute http(s) authorization URL"))
+		return
+	}
+	data := struct {
+		pageData
+		DisplayName string
+		URL         string
+	}{pageData{Title: "Signing in", CSS: template.CSS(styleCSS)}, displayName(p.Info()), target}
+	h.render(w, r, http.StatusOK, leaveTmpl, data)
 }
 
 // serveCallback serves GET /oauth/callback, the redirect URI (RFC 6749

@@ -23,6 +23,7 @@ var (
 	connectTmpl = mustPage("connect.html")
 	errorTmpl   = mustPage("error.html")
 	doneTmpl    = mustPage("done.html")
+	leaveTmpl   = mustPage("leave.html")
 )
 
 func mustRead(name string) string {
@@ -38,17 +39,16 @@ func mustPage(name string) *template.Template {
 }
 
 // setSecurityHeaders sets the headers every response carries. The content
-// security policy allows nothing but the one inline style sheet (by hash)
-// and form submissions to this origin and to formOrigins: Chromium checks
-// form-action on every redirect that follows a form submission, so the
-// connect page names the origins of its providers' authorization endpoints.
-func setSecurityHeaders(hd http.Header, formOrigins []string) {
-	formAction := "'self'"
-	for _, o := range formOrigins {
-		formAction += " " + o
-	}
+// security policy allows nothing but the one inline style sheet (by hash),
+// and form submissions to this origin only. Chromium checks form-action on
+// every redirect that follows a form submission, and a provider's
+// authorization endpoint may redirect on to origins nobody can list (a
+// separate login app, a federated identity provider), so the browser
+// leaves for the provider from a page of its own (see serveStart), never
+// by a redirect answering the form.
+func setSecurityHeaders(hd http.Header) {
 	hd.Set("Content-Security-Policy", "default-src 'none'; style-src "+styleHash+
-		"; form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
+		"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "no-referrer")

@@ -191,7 +191,7 @@ func (h *Handler) RedirectURI() string { return h.redirectURI }
 // ServeHTTP implements [http.Handler]. Every response carries the security
 // headers; unknown paths get the friendly not-found page.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setSecurityHeaders(w.Header(), nil)
+	setSecurityHeaders(w.Header())
 	if _, pattern := h.mux.Handler(r); pattern == "" {
 		h.renderError(w, r, pageError{Status: http.StatusNotFound, Code: codeNotFound,
 			Title: "Page not found", Message: "There is nothing at this address."})
