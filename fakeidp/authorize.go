@@ -1,6 +1,7 @@
 package fakeidp
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"net/url"
@@ -94,6 +95,9 @@ func (s *Server) parseAuthRequest(v url.Values) (req *authRequest, fatal string,
 		return req, "", errInvalidRequest("response_type is missing.")
 	case v.Get("response_type") != "code":
 		return req, "", &oauthError{code: "unsupported_response_type", desc: "Only response_type=code is supported."}
+	case len(req.state) < s.cfg.MinStateLength:
+		return req, "", &oauthError{code: "invalid_state",
+			desc: fmt.Sprintf("The state is shorter than %d characters.", s.cfg.MinStateLength)}
 	case req.challenge == "" && s.cfg.RequirePKCE:
 		return req, "", errInvalidRequest("PKCE is required: send code_challenge with code_challenge_method=S256.")
 	case req.challenge == "" && req.method != "":
@@ -137,6 +141,30 @@ func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
 		u, _ := s.userLocked(s.cfg.AutoApprove)
 		s.mu.Unlock()
 		s.approve(w, r, req, u)
+	case s.loginURL != "":
+		// Config.SeparateLoginOrigin: the login page is elsewhere, as an
+		// identity provider's login app often is.
+		w.Header().Set("Cache-Control", "no-store")
+		http.Redirect(w, r, s.loginURL+"/login?"+r.URL.RawQuery, http.StatusFound)
+	default:
+		s.renderLogin(w, r, http.StatusOK, req, "")
+	}
+}
+
+// handleSeparateLogin serves GET /login on the second origin of
+// Config.SeparateLoginOrigin: the login page of the authorization request
+// in its query, whose form posts to /authorize on the server's own origin.
+func (s *Server) handleSeparateLogin(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/login" || r.Method != http.MethodGet {
+		http.NotFound(w, r)
+		return
+	}
+	req, fatal, e := s.parseAuthRequest(r.URL.Query())
+	switch {
+	case fatal != "":
+		s.renderError(w, http.StatusBadRequest, fatal)
+	case e != nil:
+		s.redirectError(w, r, req, e)
 	default:
 		s.renderLogin(w, r, http.StatusOK, req, "")
 	}
@@ -225,7 +253,7 @@ func (s *Server) redirect(w http.ResponseWriter, r *http.Request, req *authReque
 	if req.state != "" {
 		q.Set("state", req.state)
 	}
-	if s.oidc != nil {
+	if s.oidc != nil && !s.cfg.NoIssParameter {
 		q.Set("iss", s.base(r))
 	}
 	old := u.Query()

@@ -41,6 +41,23 @@ const (
 	ClientAuthForm ClientAuthMode = "form"
 )
 
+// OverlapMode is what [Config.OverlappingRefresh] does with an overlapping
+// refresh.
+type OverlapMode string
+
+const (
+	// OverlapReuse treats it as a reuse: the family is revoked, as with any
+	// used token (the default).
+	OverlapReuse OverlapMode = "reuse"
+	// OverlapServerError answers 500 server_error and changes nothing, as a
+	// server whose storage refuses the second of two concurrent
+	// transactions does.
+	OverlapServerError OverlapMode = "server_error"
+	// OverlapRevokedPair answers 200 with a new pair that is already
+	// revoked.
+	OverlapRevokedPair OverlapMode = "revoked_pair"
+)
+
 // Default values of [Config].
 const (
 	DefaultClientID       = "tokenbroker-test"
@@ -141,6 +158,50 @@ type Config struct {
 	// GraceReuse and is not a reuse detection. 0 (default) disables it.
 	ReuseGracePeriod time.Duration
 
+	// The settings below imitate ways in which real servers differ from
+	// fakeidp's defaults; docs/fakeidp.md says which server does what.
+
+	// OverlappingRefresh says what happens to a refresh that presents a
+	// refresh token another refresh used up while this one was already
+	// under way (it arrived before the rotation): by default
+	// ([OverlapReuse]) it is a reuse like any other.
+	OverlappingRefresh OverlapMode
+	// RevokeGrantWithAccessToken makes an RFC 7009 revocation of an access
+	// token revoke its whole token family, refresh token included.
+	RevokeGrantWithAccessToken bool
+	// RequireOfflineAccess issues refresh tokens only to grants whose
+	// scope has offline_access or offline (OpenID Connect Core §11).
+	RequireOfflineAccess bool
+	// TokenType is the token_type of token answers; default "Bearer"
+	// ("bearer" in the GitHub flavour).
+	TokenType string
+	// IgnoreRefreshScope ignores the scope parameter of a refresh: any
+	// value is accepted and the new pair has the grant's scope.
+	IgnoreRefreshScope bool
+	// NoBasicChallenge leaves WWW-Authenticate out of invalid_client
+	// answers to HTTP Basic attempts.
+	NoBasicChallenge bool
+	// ExpiresInRoundDown makes expires_in the remaining lifetime rounded
+	// down from an instant just after the issue, so one second less than
+	// the lifetime for a fresh token; by default it is the lifetime.
+	ExpiresInRoundDown bool
+	// MinimalUserinfo answers the userinfo endpoint with the OpenID
+	// Connect claims sub, preferred_username and email only.
+	MinimalUserinfo bool
+	// MinStateLength refuses authorization requests whose state is
+	// shorter (redirected with error=invalid_state); 0: any state.
+	MinStateLength int
+	// NoIssParameter leaves the iss parameter (RFC 9207) out of the
+	// authorization response even in OIDC mode.
+	NoIssParameter bool
+	// VerboseErrors starts every error_description of the token and
+	// revocation endpoints with RFC 6749's description of the code.
+	VerboseErrors bool
+	// SeparateLoginOrigin serves the login page on a second listener (a
+	// second origin): /authorize redirects the browser there, and its form
+	// posts back to /authorize. Only for [Start] and [StartAt].
+	SeparateLoginOrigin bool
+
 	// AutoApprove, if set to a user's ID or login, makes /authorize approve
 	// at once as that user without showing the login page.
 	AutoApprove string
@@ -233,6 +294,22 @@ func (c Config) withDefaults() (Config, error) {
 	case FlavorStandard, FlavorGitHub:
 	default:
 		return c, fmt.Errorf("fakeidp: unknown flavor %q (want %q or %q)", c.Flavor, FlavorStandard, FlavorGitHub)
+	}
+	switch c.OverlappingRefresh {
+	case "":
+		c.OverlappingRefresh = OverlapReuse
+	case OverlapReuse, OverlapServerError, OverlapRevokedPair:
+	default:
+		return c, fmt.Errorf("fakeidp: unknown overlapping refresh mode %q (want reuse, server_error or revoked_pair)", c.OverlappingRefresh)
+	}
+	if c.MinStateLength < 0 {
+		return c, fmt.Errorf("fakeidp: negative minimum state length")
+	}
+	if c.TokenType == "" {
+		c.TokenType = "Bearer"
+		if c.Flavor == FlavorGitHub {
+			c.TokenType = "bearer"
+		}
 	}
 	switch c.ClientAuth {
 	case "":

@@ -201,7 +201,7 @@ func TestSweepForgetsExpiredState(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.mu.Lock()
-	tok, outcome, _, err := s.useRefreshLocked(first.RefreshToken, s.cfg.ClientID, "")
+	tok, outcome, _, err := s.useRefreshLocked(first.RefreshToken, s.cfg.ClientID, "", s.tokenRequests)
 	s.mu.Unlock()
 	if err != nil || outcome != refreshRotated {
 		t.Fatalf("rotate: %v %v", outcome, err)

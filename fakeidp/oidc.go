@@ -171,7 +171,7 @@ func (s *Server) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"code_challenge_methods_supported":               []string{"S256"},
 		"token_endpoint_auth_methods_supported":          auth,
 		"revocation_endpoint_auth_methods_supported":     auth,
-		"authorization_response_iss_parameter_supported": s.oidc != nil,
+		"authorization_response_iss_parameter_supported": s.oidc != nil && !s.cfg.NoIssParameter,
 	}
 	if s.oidc != nil {
 		doc["jwks_uri"] = e.JWKS

@@ -49,6 +49,10 @@ func (s *Server) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 			"error": "invalid_token", "error_description": "The access token is invalid, expired or revoked."})
 		return
 	}
+	if s.cfg.MinimalUserinfo {
+		writeJSON(w, http.StatusOK, map[string]any{"sub": u.ID, "preferred_username": u.Login, "email": u.Email})
+		return
+	}
 	var id any = u.ID
 	if s.cfg.Flavor == FlavorGitHub {
 		// GitHub's user ids are numbers.
@@ -96,7 +100,11 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 	if rt := s.refresh[tok]; rt != nil {
 		s.revokeFamilyLocked(rt.fam, "revocation")
 	} else if a := s.access[tok]; a != nil {
-		a.revoked = true
+		if s.cfg.RevokeGrantWithAccessToken {
+			s.revokeFamilyLocked(a.fam, "revocation")
+		} else {
+			a.revoked = true
+		}
 	}
 	s.mu.Unlock()
 	w.Header().Set("Cache-Control", "no-store")
@@ -106,10 +114,10 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 // writeRevokeError answers a revocation error; the revocation endpoint
 // follows RFC 7009 in every flavour.
 func (s *Server) writeRevokeError(w http.ResponseWriter, e *oauthError) {
-	if e.basic && e.status == http.StatusUnauthorized {
+	if e.basic && e.status == http.StatusUnauthorized && !s.cfg.NoBasicChallenge {
 		w.Header().Set("WWW-Authenticate", `Basic realm="fakeidp"`)
 	}
-	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.desc})
+	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": s.describe(e)})
 }
 
 // handleGitHubRevokeGrant is GitHub's "delete an app authorization"

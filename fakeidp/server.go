@@ -81,7 +81,11 @@ type Server struct {
 	devices map[string]*deviceGrant // by device code
 	ucodes  map[string]*deviceGrant // by normalized user code
 	nfam    int
-	stats   counters
+	// tokenRequests counts token endpoint requests as they arrive (before
+	// any injected latency); it orders a refresh against the rotation of
+	// the token it presents (Config.OverlappingRefresh).
+	tokenRequests int64
+	stats         counters
 	// nextSweep is the number of tokens held at which the next sweep
 	// of expired state runs (see maybeSweepLocked).
 	nextSweep int
@@ -91,6 +95,11 @@ type Server struct {
 	baseURL   string // listener URL for Start; fixed before serving
 	httpSrv   *http.Server
 	serveErr  chan error
+	// loginURL, loginSrv and loginErr serve the login page on a second
+	// origin (Config.SeparateLoginOrigin); loginURL is fixed before serving.
+	loginURL string
+	loginSrv *http.Server
+	loginErr chan error
 }
 
 // New returns a server for cfg that is not listening: mount it as an
@@ -151,10 +160,29 @@ func StartAt(addr string, cfg Config) (*Server, error) {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	if cfg.SeparateLoginOrigin {
+		lln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("fakeidp: listen for the login page: %w", err)
+		}
+		s.loginURL = "http://" + lln.Addr().String()
+		s.loginSrv = &http.Server{
+			Handler:           http.HandlerFunc(s.handleSeparateLogin),
+			ReadHeaderTimeout: 10 * time.Second,
+			ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		}
+		s.loginErr = make(chan error, 1)
+		go func() { s.loginErr <- s.loginSrv.Serve(lln) }()
+	}
 	s.serveErr = make(chan error, 1)
 	go func() { s.serveErr <- s.httpSrv.Serve(ln) }()
 	return s, nil
 }
+
+// LoginURL is the origin of the login page with
+// [Config.SeparateLoginOrigin] on a started server, else "".
+func (s *Server) LoginURL() string { return s.loginURL }
 
 // URL is the base URL of the server: [Config.BaseURL] if set, else the
 // listener's URL for a started server, else "" (endpoint URLs are then
@@ -182,6 +210,12 @@ func (s *Server) Close() {
 		}
 		if err := <-s.serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Warn("fakeidp: serve ended", "err", err)
+		}
+		if s.loginSrv != nil {
+			if err := s.loginSrv.Shutdown(ctx); err != nil {
+				s.loginSrv.Close()
+			}
+			<-s.loginErr
 		}
 	})
 }
@@ -320,6 +354,11 @@ func (s *Server) endpoint(name string, h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.stats.Requests[name]++
+		if name == epToken {
+			// Numbered on arrival, before the latency: see tokenRequests.
+			s.tokenRequests++
+			r = r.WithContext(context.WithValue(r.Context(), arrivalKey{}, s.tokenRequests))
+		}
 		d := s.faults.delay(s.drawLocked)
 		s.mu.Unlock()
 		if d > 0 {
@@ -335,6 +374,9 @@ func (s *Server) endpoint(name string, h http.HandlerFunc) http.Handler {
 		s.log.Debug("fakeidp request", "endpoint", name, "method", r.Method, "status", sw.status)
 	})
 }
+
+// arrivalKey is the context key of a token request's arrival number.
+type arrivalKey struct{}
 
 // statusWriter remembers the status for the request log. It passes
 // Hijacker through, which the consume-then-drop fault needs.

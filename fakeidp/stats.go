@@ -37,6 +37,10 @@ type Stats struct {
 	ReuseDetections int64 `json:"reuse_detections"`
 	// GraceReuses counts replays within [Config.ReuseGracePeriod].
 	GraceReuses int64 `json:"grace_reuses"`
+	// OverlappingRefreshes counts refreshes that overlapped the rotation
+	// of their token, under a [Config.OverlappingRefresh] other than
+	// [OverlapReuse].
+	OverlappingRefreshes int64 `json:"overlapping_refreshes"`
 	// FamiliesRevoked counts token families revoked, by reuse detection,
 	// RFC 7009 revocation, a replayed code or [Server.RevokeFamilyOf].
 	FamiliesRevoked int64 `json:"families_revoked"`

@@ -120,6 +120,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	grant := r.PostForm.Get("grant_type")
+	arrival, _ := r.Context().Value(arrivalKey{}).(int64)
 	s.mu.Lock()
 	switch grant {
 	case grantRefresh:
@@ -148,7 +149,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	case grantCode:
 		s.tokenByCode(w, r)
 	case grantRefresh:
-		s.tokenByRefresh(w, r)
+		s.tokenByRefresh(w, r, arrival)
 	case grantDevice:
 		s.tokenByDevice(w, r)
 	case "":
@@ -162,17 +163,17 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 // tokenByRefresh redeems a refresh token (RFC 6749 §6) with rotation and
 // reuse detection (RFC 9700 §4.14.2), and applies the consume-then-fail
 // faults after the rotation.
-func (s *Server) tokenByRefresh(w http.ResponseWriter, r *http.Request) {
+func (s *Server) tokenByRefresh(w http.ResponseWriter, r *http.Request, arrival int64) {
 	value := r.PostForm.Get("refresh_token")
 	if value == "" {
 		s.writeOAuthError(w, r, errInvalidRequest("refresh_token is missing."))
 		return
 	}
 	s.mu.Lock()
-	tok, outcome, desc, err := s.useRefreshLocked(value, s.cfg.ClientID, r.PostForm.Get("scope"))
+	tok, outcome, desc, err := s.useRefreshLocked(value, s.cfg.ClientID, r.PostForm.Get("scope"), arrival)
 	post := noPostFault
 	var user User
-	if err == nil && outcome != refreshInvalid && outcome != refreshReused {
+	if err == nil && tok != nil {
 		user, _ = s.userLocked(tok.UserID)
 	}
 	switch {
@@ -198,6 +199,10 @@ func (s *Server) tokenByRefresh(w http.ResponseWriter, r *http.Request) {
 	case outcome == refreshInvalid || outcome == refreshReused:
 		s.writeOAuthError(w, r, &oauthError{status: http.StatusBadRequest, code: "invalid_grant",
 			github: "bad_refresh_token", desc: desc})
+		return
+	case outcome == refreshOverlapped && tok == nil:
+		writeJSON(w, http.StatusInternalServerError, map[string]string{
+			"error": "server_error", "error_description": "A concurrent refresh used the refresh token."})
 		return
 	}
 	switch post {
@@ -339,7 +344,6 @@ func (s *Server) writeTokenResponse(w http.ResponseWriter, r *http.Request, tok 
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	if s.cfg.Flavor == FlavorGitHub {
-		resp.TokenType = "bearer"
 		if !acceptsJSON(r) {
 			v := url.Values{"access_token": {resp.AccessToken}, "token_type": {resp.TokenType},
 				"expires_in": {fmt.Sprint(resp.ExpiresIn)}, "scope": {resp.Scope}}
@@ -364,23 +368,43 @@ func (s *Server) writeOAuthError(w http.ResponseWriter, r *http.Request, e *oaut
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
+	desc := s.describe(e)
 	if s.cfg.Flavor == FlavorGitHub {
 		code := e.code
 		if e.github != "" {
 			code = e.github
 		}
 		if acceptsJSON(r) {
-			writeJSON(w, http.StatusOK, map[string]string{"error": code, "error_description": e.desc})
+			writeJSON(w, http.StatusOK, map[string]string{"error": code, "error_description": desc})
 		} else {
-			writeForm(w, http.StatusOK, url.Values{"error": {code}, "error_description": {e.desc}})
+			writeForm(w, http.StatusOK, url.Values{"error": {code}, "error_description": {desc}})
 		}
 		return
 	}
-	if e.basic && e.status == http.StatusUnauthorized {
+	if e.basic && e.status == http.StatusUnauthorized && !s.cfg.NoBasicChallenge {
 		// RFC 6749 §5.2: answer a failed Basic attempt with its challenge.
 		h.Set("WWW-Authenticate", `Basic realm="fakeidp"`)
 	}
-	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": e.desc})
+	writeJSON(w, e.status, map[string]string{"error": e.code, "error_description": desc})
+}
+
+// rfcDescriptions are RFC 6749 §5.2's descriptions of its error codes.
+var rfcDescriptions = map[string]string{
+	"invalid_request":        "The request is missing a required parameter, includes an unsupported parameter value (other than grant type), repeats a parameter, includes multiple credentials, utilizes more than one mechanism for authenticating the client, or is otherwise malformed.",
+	"invalid_client":         "Client authentication failed (e.g., unknown client, no client authentication included, or unsupported authentication method).",
+	"invalid_grant":          "The provided authorization grant (e.g., authorization code, resource owner credentials) or refresh token is invalid, expired, revoked, does not match the redirection URI used in the authorization request, or was issued to another client.",
+	"unauthorized_client":    "The authenticated client is not authorized to use this authorization grant type.",
+	"unsupported_grant_type": "The authorization grant type is not supported by the authorization server.",
+	"invalid_scope":          "The requested scope is invalid, unknown, malformed, or exceeds the scope granted by the resource owner.",
+}
+
+// describe is e's error_description: with Config.VerboseErrors, RFC 6749's
+// description of the code comes first.
+func (s *Server) describe(e *oauthError) string {
+	if d := rfcDescriptions[e.code]; s.cfg.VerboseErrors && d != "" {
+		return d + " " + e.desc
+	}
+	return e.desc
 }
 
 // writeServerError answers 500 server_error for an internal failure,

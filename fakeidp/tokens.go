@@ -74,7 +74,10 @@ type refreshToken struct {
 	generation int
 	issuedAt   time.Time
 	usedAt     time.Time // zero while unused
-	successor  *Token    // the pair its rotation issued, for grace replays
+	// usedSeq is the number of token requests that had arrived when it was
+	// used: a request that arrived earlier overlapped its rotation.
+	usedSeq   int64
+	successor *Token // the pair its rotation issued, for grace replays
 }
 
 // accessToken is one access token of a family.
@@ -124,20 +127,31 @@ func (s *Server) issueLocked(fam *family) (*Token, error) {
 	now := s.now()
 	fam.generation++
 	a := &accessToken{value: at, fam: fam, expiry: now.Add(s.cfg.AccessTokenTTL)}
-	r := &refreshToken{value: rt, fam: fam, generation: fam.generation, issuedAt: now}
-	fam.current = r
 	s.access[at] = a
-	s.refresh[rt] = r
+	if s.cfg.RequireOfflineAccess && !hasScope(fam.scope, "offline_access") && !hasScope(fam.scope, "offline") {
+		rt = "" // OpenID Connect Core §11: no refresh token without offline access
+	} else {
+		r := &refreshToken{value: rt, fam: fam, generation: fam.generation, issuedAt: now}
+		fam.current = r
+		s.refresh[rt] = r
+	}
 	if s.cfg.RecordIssued {
-		s.issued = append(s.issued, at, rt)
+		s.issued = append(s.issued, at)
+		if rt != "" {
+			s.issued = append(s.issued, rt)
+		}
 	}
 	s.maybeSweepLocked(now)
+	expiresIn := int64(s.cfg.AccessTokenTTL / time.Second)
+	if s.cfg.ExpiresInRoundDown {
+		expiresIn = int64((s.cfg.AccessTokenTTL - time.Nanosecond) / time.Second)
+	}
 	return &Token{
 		AccessToken:  at,
-		TokenType:    "Bearer",
+		TokenType:    s.cfg.TokenType,
 		RefreshToken: rt,
 		Expiry:       a.expiry,
-		ExpiresIn:    int64(s.cfg.AccessTokenTTL / time.Second),
+		ExpiresIn:    expiresIn,
 		Scope:        fam.scope,
 		Family:       fam.id,
 		Generation:   fam.generation,
@@ -171,13 +185,21 @@ const (
 	refreshGraceReplay
 	refreshInvalid // unknown, expired, revoked, wrong client, bad scope
 	refreshReused  // already used: the family is revoked now (if detection is on)
+	// refreshOverlapped: used by a refresh that overlapped this one, under
+	// OverlapServerError (no token) or OverlapRevokedPair (a dead pair).
+	refreshOverlapped
 )
 
 // useRefreshLocked presents a refresh token: it rotates it, replays a
 // rotation within the grace period, or rejects it, detecting reuse as RFC
 // 9700 §4.14.2 describes. The check that the token is unused and the
 // marking of it as used happen under s.mu in one step (see Server.mu).
-func (s *Server) useRefreshLocked(value, clientID, scope string) (*Token, refreshOutcome, string, error) {
+//
+// arrival is the request's number among token requests (see
+// Server.tokenRequests): a request that arrived before the token was used
+// overlapped the refresh that used it, which Config.OverlappingRefresh may
+// treat otherwise than a reuse.
+func (s *Server) useRefreshLocked(value, clientID, scope string, arrival int64) (*Token, refreshOutcome, string, error) {
 	now := s.now()
 	rt := s.refresh[value]
 	switch {
@@ -190,7 +212,7 @@ func (s *Server) useRefreshLocked(value, clientID, scope string) (*Token, refres
 	case s.cfg.RefreshTokenTTL > 0 && !now.Before(rt.issuedAt.Add(s.cfg.RefreshTokenTTL)):
 		return nil, refreshInvalid, "The refresh token has expired.", nil
 	}
-	if scope != "" {
+	if scope != "" && !s.cfg.IgnoreRefreshScope {
 		for _, sc := range splitScope(scope) {
 			if !hasScope(rt.fam.scope, sc) {
 				return nil, refreshInvalid, "The requested scope exceeds the granted scope.", nil
@@ -203,6 +225,18 @@ func (s *Server) useRefreshLocked(value, clientID, scope string) (*Token, refres
 			replay := *rt.successor
 			replay.ExpiresIn = ceilSeconds(replay.Expiry.Sub(now))
 			return &replay, refreshGraceReplay, "", nil
+		}
+		if mode := s.cfg.OverlappingRefresh; mode != OverlapReuse && arrival <= rt.usedSeq {
+			s.stats.OverlappingRefreshes++
+			if mode == OverlapServerError {
+				return nil, refreshOverlapped, "", nil
+			}
+			tok, err := s.newFamilyLocked(rt.fam.userID, rt.fam.scope, rt.fam.nonce)
+			if err != nil {
+				return nil, refreshInvalid, "", err
+			}
+			s.revokeFamilyLocked(s.fams[tok.Family], "overlap")
+			return tok, refreshOverlapped, "", nil
 		}
 		if s.cfg.DisableReuseDetection {
 			return nil, refreshInvalid, "The refresh token has already been used.", nil
@@ -219,6 +253,7 @@ func (s *Server) useRefreshLocked(value, clientID, scope string) (*Token, refres
 		return nil, refreshInvalid, "", err
 	}
 	rt.usedAt = now
+	rt.usedSeq = s.tokenRequests
 	rt.successor = tok
 	rt.fam.rotations++
 	s.stats.Rotations++

@@ -93,3 +93,33 @@ func TestBrowserConnectFlow(t *testing.T) {
 	}
 	t.Logf("screenshot: %s", out)
 }
+
+// TestBrowserConnectFlowLoginElsewhere runs the flow against a provider
+// whose authorization endpoint sends the browser on to a login page on
+// another origin (fakeidp's SeparateLoginOrigin, as Ory Hydra does with its
+// login app). Chromium applies the connect page's form-action to every
+// redirect that follows the Connect form, so this only works because the
+// form's answer is a page that goes on to the provider, not a redirect.
+func TestBrowserConnectFlowLoginElsewhere(t *testing.T) {
+	browserCtx := browsertest.MustStart(t, 30*time.Second)
+	e := MustStartEnv(t, envOptions{idp: fakeidp.Config{SeparateLoginOrigin: true}})
+	connectURL := e.MustSession("u1", "")
+	ctx, cancel := context.WithTimeout(browserCtx, 15*time.Second)
+	defer cancel()
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(connectURL),
+		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+		// fakeidp's login page, on its second origin.
+		chromedp.WaitVisible(chromedp.ID(`login`)),
+		chromedp.SetValue(chromedp.ID(`username`), "alice"),
+		chromedp.Click(chromedp.CSS(`button[value=approve]`)),
+		chromedp.WaitVisible(chromedp.CSS(`.status-ok`)),
+	)
+	if err != nil {
+		loc, _ := chromedp.Run(browserCtx, chromedp.Location())
+		t.Fatalf("browser: %v (stopped at %s)\nserver log:\n%s", err, loc, e.logs.String())
+	}
+	if l, err := e.store.GetLink(context.Background(), "u1", "demo"); err != nil || l.AccountLogin != "alice" {
+		t.Fatalf("link = %+v, %v", l, err)
+	}
+}

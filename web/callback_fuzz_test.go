@@ -18,7 +18,8 @@ import (
 // flow: a pending state whose authorization fakeidp really granted. A byte
 // of the input says whether the state and the code are the real ones or
 // fuzzed, so both the front checks and the exchange are reached. It checks:
-// no panic and no 500; a redirect only to the session's connect page or an
+// no panic and no 500; success only for the pending state in the bound
+// browser, and then a redirect only to the session's connect page or an
 // allowed return URL; every error page carries a status and code; a
 // refused callback changes no link; the verifier, the real code and the
 // issued tokens never appear on a page or in the log.
@@ -89,6 +90,12 @@ func FuzzCallback(f *testing.F) {
 
 		switch st := rec.Code; {
 		case st == http.StatusSeeOther:
+			if flags&4 != 0 {
+				t.Fatalf("a callback in a browser without the binding cookie was accepted (query %q)", raw)
+			}
+			if q.Get("state") != state {
+				t.Fatalf("a callback with another state was accepted (query %q)", raw)
+			}
 			loc := rec.Header().Get("Location")
 			if loc != returnURL && !strings.HasPrefix(loc, strings.TrimPrefix(connectURL, e.srv.URL)+"?connected=") {
 				t.Fatalf("callback redirected to %q", loc)

@@ -37,6 +37,10 @@ type fakeidpFlags struct {
 	seed                                uint64
 	logLevel                            string
 	jsonOut                             bool
+	// imitate holds the settings that imitate other servers, bound to
+	// flags directly.
+	imitate fakeidp.Config
+	overlap string
 }
 
 // config turns the flags into a fakeidp.Config.
@@ -59,6 +63,19 @@ func (f *fakeidpFlags) config(logOut io.Writer) (fakeidp.Config, error) {
 		ReuseGracePeriod:      f.reuseGrace,
 		AutoApprove:           f.autoApprove,
 		OIDC:                  f.oidc,
+
+		OverlappingRefresh:         fakeidp.OverlapMode(f.overlap),
+		RevokeGrantWithAccessToken: f.imitate.RevokeGrantWithAccessToken,
+		RequireOfflineAccess:       f.imitate.RequireOfflineAccess,
+		TokenType:                  f.imitate.TokenType,
+		IgnoreRefreshScope:         f.imitate.IgnoreRefreshScope,
+		NoBasicChallenge:           f.imitate.NoBasicChallenge,
+		ExpiresInRoundDown:         f.imitate.ExpiresInRoundDown,
+		MinimalUserinfo:            f.imitate.MinimalUserinfo,
+		MinStateLength:             f.imitate.MinStateLength,
+		NoIssParameter:             f.imitate.NoIssParameter,
+		VerboseErrors:              f.imitate.VerboseErrors,
+		SeparateLoginOrigin:        f.imitate.SeparateLoginOrigin,
 		Faults: fakeidp.Faults{
 			Latency: f.latency, Jitter: f.jitter,
 			PHang: f.pHang, P429: f.p429, P500: f.p500, P502: f.p502, P503: f.p503,
@@ -163,6 +180,19 @@ See docs/fakeidp.md for every endpoint and setting.`,
 	fl.IntVar(&f.consumeFailNext, "consume-then-fail-next", 0, "fault: the next N refreshes rotate, then answer 500")
 	fl.IntVar(&f.consumeDropNext, "consume-then-drop-next", 0, "fault: the next N refreshes rotate, then drop the connection")
 	fl.StringVar(&f.faultTarget, "fault-target", string(fakeidp.TargetToken), "requests the error faults hit: token, refresh or all")
+	im := &f.imitate
+	fl.StringVar(&f.overlap, "overlapping-refresh", string(fakeidp.OverlapReuse), "a refresh that overlapped the rotation of its token: reuse, server_error or revoked_pair")
+	fl.BoolVar(&im.RevokeGrantWithAccessToken, "revoke-grant-with-access-token", false, "revoking an access token (RFC 7009) revokes its whole grant")
+	fl.BoolVar(&im.RequireOfflineAccess, "require-offline-access", false, "issue refresh tokens only to grants with the offline_access (or offline) scope")
+	fl.StringVar(&im.TokenType, "token-type", "", "token_type of token answers (default Bearer; bearer for --flavor github)")
+	fl.BoolVar(&im.IgnoreRefreshScope, "ignore-refresh-scope", false, "ignore the scope parameter of a refresh")
+	fl.BoolVar(&im.NoBasicChallenge, "no-basic-challenge", false, "no WWW-Authenticate on invalid_client answers")
+	fl.BoolVar(&im.ExpiresInRoundDown, "expires-in-round-down", false, "expires_in one second under the lifetime, as a remaining lifetime rounded down")
+	fl.BoolVar(&im.MinimalUserinfo, "minimal-userinfo", false, "userinfo answers sub, preferred_username and email only")
+	fl.IntVar(&im.MinStateLength, "min-state-length", 0, "refuse authorization requests whose state is shorter (invalid_state)")
+	fl.BoolVar(&im.NoIssParameter, "no-iss-parameter", false, "no iss (RFC 9207) in authorization responses, even with --oidc")
+	fl.BoolVar(&im.VerboseErrors, "verbose-errors", false, "error descriptions start with RFC 6749's description of the code")
+	fl.BoolVar(&im.SeparateLoginOrigin, "separate-login-origin", false, "serve the login page on a second listener; /authorize redirects there")
 	fl.Uint64Var(&f.seed, "seed", 0, "seed for tokens and fault decisions, for reproducible runs (0: crypto/rand)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
 	fl.BoolVar(&f.jsonOut, "json", false, "print the endpoints as one JSON line instead of a table")
