@@ -82,7 +82,10 @@ func FuzzRefreshAnswer(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, kind uint8, status int, header, body string) {
 		p := providers[int(kind)%len(providers)]
-		at.status = 100 + int(uint(status)%500)
+		if status < 100 || status > 599 {
+			status = 100 + int(uint(status)%500)
+		}
+		at.status = status
 		at.header = parseHeader(secrets.Replace(header))
 		at.body = secrets.Replace(body)
 

@@ -13,8 +13,9 @@ import (
 const fuzzDBPassword = "pg-fuzz-password"
 
 // FuzzServeEnv feeds serve's configuration any environment (one NAME=value
-// a line) and checks: no panic; a refused configuration fails with one line
-// naming the flag, never repeating the database password; an accepted one
+// a line) and checks: no panic; a duration that does not parse is refused;
+// a refused configuration fails with one line per problem, each naming the
+// flag or the variable, never repeating the database password; an accepted one
 // keeps every limit Validate promises (positive lease, provider timeout at
 // most half of it, token cache 0 to 1m, a known log format and level, a
 // base URL without trailing slash, a replica id) and took each value that
@@ -34,10 +35,19 @@ func FuzzServeEnv(f *testing.F) {
 		if (err == nil) != (err2 == nil) || err != nil && err.Error() != err2.Error() {
 			t.Fatalf("one environment, two answers: %v, %v", err, err2)
 		}
+		for _, name := range []string{"TOKENBROKER_LEASE_TTL", "TOKENBROKER_PROVIDER_TIMEOUT", "TOKENBROKER_TOKEN_CACHE_TTL"} {
+			if v := vars[name]; v != "" && err == nil {
+				if _, perr := time.ParseDuration(v); perr != nil {
+					t.Fatalf("%s=%q does not parse, yet the configuration was accepted", name, v)
+				}
+			}
+		}
 		if err != nil {
 			msg := err.Error()
-			if !strings.HasPrefix(msg, "invalid --") || strings.Contains(msg, "\n") {
-				t.Fatalf("error %q does not name the flag in one line", msg)
+			for _, line := range strings.Split(msg, "\n") {
+				if !strings.HasPrefix(line, "invalid --") && !strings.HasPrefix(line, "invalid TOKENBROKER_") {
+					t.Fatalf("error line %q does not name the flag or variable", line)
+				}
 			}
 			if strings.Contains(msg, fuzzDBPassword) && onlyInDatabaseURL(vars) {
 				t.Fatalf("error %q repeats the database password", msg)
