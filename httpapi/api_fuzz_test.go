@@ -100,12 +100,9 @@ func FuzzAPI(f *testing.F) {
 }
 
 // refreshOutcome reports whether p answers a refresh whose outcome the
-// store records: a link marked for reconnection, a provider that failed,
-// or a refresh whose new token the provider made shorter-lived than the
-// request's min_valid (the refresh is kept, the request refused).
+// store records: a link marked for reconnection, a provider that failed.
 func refreshOutcome(p httpapi.Problem) bool {
-	return p.Code == tokenbroker.EREAUTHREQUIRED || p.Code == tokenbroker.EPROVIDERUNAVAILABLE ||
-		p.Code == tokenbroker.EINVALID && strings.Contains(p.Detail, "valid for less than min_valid")
+	return p.Code == tokenbroker.EREAUTHREQUIRED || p.Code == tokenbroker.EPROVIDERUNAVAILABLE
 }
 
 // bodySecrets returns the string values of at least 8 characters that a

@@ -50,7 +50,8 @@ func (a *answerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 // FuzzRefreshAnswer feeds every kind's refresh any answer a token endpoint
 // may give (status, headers, body) and checks what comes out, whatever the
 // classification decides: no panic; either a usable token from a 2xx
-// answer or a *tokenbroker.ProviderError naming the provider, with a status
+// answer or a *tokenbroker.ProviderError naming the provider, of one of the
+// four failure classes, with a status
 // that is the answer's, a Retry-After within bounds and a code and
 // description that are short single lines; the refresh token and client
 // secret never in the error even when the answer echoes them; and the same
@@ -109,6 +110,11 @@ func FuzzRefreshAnswer(f *testing.F) {
 		if pe.StatusCode != 0 && pe.StatusCode != at.status {
 			t.Fatalf("error has status %d, the answer %d", pe.StatusCode, at.status)
 		}
+		switch pe.Class {
+		case tokenbroker.FailureRejected, tokenbroker.FailureClient, tokenbroker.FailureNotProcessed, tokenbroker.FailureUncertain:
+		default:
+			t.Fatalf("error has no known class: %q", pe.Class)
+		}
 		if pe.RetryAfter < 0 || pe.RetryAfter > 24*time.Hour {
 			t.Fatalf("Retry-After %s out of [0, 24h]", pe.RetryAfter)
 		}
@@ -126,12 +132,12 @@ func FuzzRefreshAnswer(f *testing.F) {
 		// The same answer again: the same classification.
 		_, err2 := p.Refresh(context.Background(), fuzzRefreshToken)
 		var pe2 *tokenbroker.ProviderError
-		if !errors.As(err2, &pe2) || pe2.Permanent != pe.Permanent || pe2.Code != pe.Code ||
+		if !errors.As(err2, &pe2) || pe2.Class != pe.Class || pe2.Code != pe.Code ||
 			pe2.Description != pe.Description || pe2.StatusCode != pe.StatusCode || pe2.RetryAfter != pe.RetryAfter {
 			t.Fatalf("one answer classified twice: %+v then %+v", pe, pe2)
 		}
 		// Classify of a classified error is the same error.
-		if c := provider.Classify("other", pe); c.Permanent != pe.Permanent || c.Code != pe.Code || c.ProviderID != pe.ProviderID {
+		if c := provider.Classify("other", pe); c.Class != pe.Class || c.Code != pe.Code || c.ProviderID != pe.ProviderID {
 			t.Fatalf("Classify changed a classified error: %+v -> %+v", pe, c)
 		}
 	})

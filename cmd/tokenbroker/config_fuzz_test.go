@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/tokenbroker/tokenbroker/refresh"
 )
 
 // fuzzDBPassword is the database password a fuzzed environment may carry:
@@ -16,8 +18,9 @@ const fuzzDBPassword = "pg-fuzz-password"
 // a line) and checks: no panic; a duration that does not parse is refused;
 // a refused configuration fails with one line per problem, each naming the
 // flag or the variable, never repeating the database password; an accepted one
-// keeps every limit Validate promises (positive lease, provider timeout at
-// most half of it, token cache 0 to 1m, a known log format and level, a
+// keeps every limit Validate promises (a lease of at least 1s, a lease
+// grace above the commit retry interval and within the lease, a positive
+// provider timeout, token cache 0 to 1m, a known log format and level, a
 // base URL without trailing slash, a replica id) and took each value that
 // was set and parses; and the same environment gives the same answer.
 func FuzzServeEnv(f *testing.F) {
@@ -35,7 +38,7 @@ func FuzzServeEnv(f *testing.F) {
 		if (err == nil) != (err2 == nil) || err != nil && err.Error() != err2.Error() {
 			t.Fatalf("one environment, two answers: %v, %v", err, err2)
 		}
-		for _, name := range []string{"TOKENBROKER_LEASE_TTL", "TOKENBROKER_PROVIDER_TIMEOUT", "TOKENBROKER_TOKEN_CACHE_TTL"} {
+		for _, name := range []string{"TOKENBROKER_LEASE_TTL", "TOKENBROKER_LEASE_GRACE", "TOKENBROKER_PROVIDER_TIMEOUT", "TOKENBROKER_TOKEN_CACHE_TTL"} {
 			if v := vars[name]; v != "" && err == nil {
 				if _, perr := time.ParseDuration(v); perr != nil {
 					t.Fatalf("%s=%q does not parse, yet the configuration was accepted", name, v)
@@ -55,10 +58,12 @@ func FuzzServeEnv(f *testing.F) {
 			return
 		}
 		switch {
-		case cfg.LeaseTTL <= 0:
+		case cfg.LeaseTTL < time.Second:
 			t.Fatalf("accepted lease TTL %s", cfg.LeaseTTL)
-		case cfg.ProviderTimeout <= 0 || 2*cfg.ProviderTimeout > cfg.LeaseTTL:
-			t.Fatalf("accepted provider timeout %s with lease %s", cfg.ProviderTimeout, cfg.LeaseTTL)
+		case cfg.LeaseGrace <= refresh.DefaultCommitRetryInterval || cfg.LeaseGrace > cfg.LeaseTTL:
+			t.Fatalf("accepted lease grace %s with lease %s", cfg.LeaseGrace, cfg.LeaseTTL)
+		case cfg.ProviderTimeout <= 0:
+			t.Fatalf("accepted provider timeout %s", cfg.ProviderTimeout)
 		case cfg.TokenCacheTTL < 0 || cfg.TokenCacheTTL > time.Minute:
 			t.Fatalf("accepted token cache TTL %s", cfg.TokenCacheTTL)
 		case cfg.LogFormat != "text" && cfg.LogFormat != "json":
@@ -81,7 +86,7 @@ func FuzzServeEnv(f *testing.F) {
 			}
 		}
 		for name, got := range map[string]time.Duration{
-			"TOKENBROKER_LEASE_TTL": cfg.LeaseTTL, "TOKENBROKER_PROVIDER_TIMEOUT": cfg.ProviderTimeout,
+			"TOKENBROKER_LEASE_TTL": cfg.LeaseTTL, "TOKENBROKER_LEASE_GRACE": cfg.LeaseGrace, "TOKENBROKER_PROVIDER_TIMEOUT": cfg.ProviderTimeout,
 			"TOKENBROKER_TOKEN_CACHE_TTL": cfg.TokenCacheTTL,
 		} {
 			if d, err := time.ParseDuration(vars[name]); err == nil && d != got {

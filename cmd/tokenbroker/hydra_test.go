@@ -107,14 +107,18 @@ func assertNoHydraSecretsLogged(t *testing.T, logs ...string) {
 }
 
 // importHydraLink has Hydra issue a token for subject through the code
-// flow and stores it as userID's link.
-func (b *hydraBroker) importHydraLink(t *testing.T, hs *hydratest.Server, userID string) (accessToken, refreshToken string) {
+// flow and stores it as userID's link; with stale set, the broker is told
+// the access token has expired, so its next use refreshes.
+func (b *hydraBroker) importHydraLink(t *testing.T, hs *hydratest.Server, userID string, stale bool) (accessToken, refreshToken string) {
 	t.Helper()
 	tok := hs.IssueToken(t, b.client, b.client.RedirectURIs[0], strings.Split(hydraScopes, ",")...)
 	if tok.RefreshToken == "" {
 		t.Fatal("Hydra issued no refresh token")
 	}
 	expiry := tok.Expiry
+	if stale {
+		expiry = time.Now().Add(-time.Minute)
+	}
 	if _, err := b.admin.ImportLink(context.Background(), userID, "hydra", client.ImportRequest{
 		AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: tok.TokenType, Expiry: &expiry,
 		Scopes: strings.Split(hydraScopes, ","),
@@ -192,7 +196,7 @@ func TestHydra(t *testing.T) {
 		// broker presents it. The broker must call that a dead grant
 		// (reconnect), not a provider outage, and must not retry it.
 		b := startHydraBroker(t, hs, 1, "", "tb-replay")
-		_, rt := b.importHydraLink(t, hs, "u-replay")
+		_, rt := b.importHydraLink(t, hs, "u-replay", true)
 		conf := hs.OAuth2Config(b.client, "")
 		stolen := conf.TokenSource(context.Background(), expired(rt))
 		if _, err := stolen.Token(); err != nil {
@@ -200,7 +204,7 @@ func TestHydra(t *testing.T) {
 		}
 		hs.ResetStats()
 		ctx := context.Background()
-		_, err := b.admin.Token(ctx, "u-replay", "hydra", 2*time.Hour) // more than the token has: refresh
+		_, err := b.admin.Token(ctx, "u-replay", "hydra", 0) // the broker believes it expired: refresh
 		var ce *client.Error
 		if !errors.As(err, &ce) || ce.Code != "reauth_required" {
 			t.Fatalf("token after a replay: %v, want reauth_required", err)
@@ -213,7 +217,7 @@ func TestHydra(t *testing.T) {
 			t.Fatalf("link after a replay = %+v, %v; want reauth_required", l, err)
 		}
 		// Asking again does not send the dead refresh token again.
-		if _, err := b.admin.Token(ctx, "u-replay", "hydra", 2*time.Hour); !errors.As(err, &ce) || ce.Code != "reauth_required" {
+		if _, err := b.admin.Token(ctx, "u-replay", "hydra", 0); !errors.As(err, &ce) || ce.Code != "reauth_required" {
 			t.Fatalf("second token request: %v", err)
 		}
 		if st := hs.Stats(); st.Refreshes != 1 {
@@ -223,7 +227,7 @@ func TestHydra(t *testing.T) {
 
 	t.Run("revocation on delete", func(t *testing.T) {
 		b := startHydraBroker(t, hs, 1, "", "tb-revoke")
-		at, rt := b.importHydraLink(t, hs, "u-revoke")
+		at, rt := b.importHydraLink(t, hs, "u-revoke", false)
 		hs.ResetStats()
 		res, err := b.admin.DeleteLink(context.Background(), "u-revoke", "hydra")
 		if err != nil || !res.Deleted || res.Revocation != "revoked" {
@@ -255,7 +259,7 @@ func hydraHerd(t *testing.T, hs *hydratest.Server, b *hydraBroker, rounds, calle
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	b.importHydraLink(t, hs, "u-herd")
+	b.importHydraLink(t, hs, "u-herd", false)
 	clients := make([]*client.Client, len(b.replicas))
 	for i, r := range b.replicas {
 		clients[i] = client.New(r.URL, b.apiKey)
