@@ -89,7 +89,10 @@ func build() (string, error) {
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
 		if err != nil {
-			return "", fmt.Errorf("go run: %v: %s", err, strings.TrimSpace(stderr.String()))
+			if msg := strings.TrimSpace(stderr.String()); msg != "" {
+				return "", fmt.Errorf("go run: %v: %s", err, msg)
+			}
+			return "", fmt.Errorf("go run: %v", err)
 		}
 		p := strings.TrimSpace(string(out))
 		if _, err := os.Stat(p); err == nil {
