@@ -14,12 +14,14 @@ import (
 	"github.com/chromedp/chromedp"
 	"golang.org/x/oauth2"
 
+	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/browsertest"
 	"github.com/tokenbroker/tokenbroker/internal/hydratest"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
+	"github.com/tokenbroker/tokenbroker/provider"
 )
 
 // hydraScopes are the scopes the broker asks Hydra for: offline_access,
@@ -222,6 +224,39 @@ func TestHydra(t *testing.T) {
 		}
 		if st := hs.Stats(); st.Refreshes != 1 {
 			t.Fatalf("the broker sent the refused refresh token again: %+v", st)
+		}
+	})
+
+	t.Run("classification of Hydra's answers", func(t *testing.T) {
+		// The provider package, as the broker configures it, against
+		// Hydra's real refusals: a replayed refresh token rejects the
+		// grant (the link must be reconnected), a wrong client secret is
+		// the operator's problem (the link stays).
+		c := hs.CreateClient(t, hydratest.Client{ID: "tb-classify", Secret: "tb-classify-secret-0123456789", RedirectURIs: []string{"http://127.0.0.1:1/cb"}})
+		newProvider := func(secret string) tokenbroker.Provider {
+			p, err := provider.New(context.Background(), provider.ProviderConfig{
+				ID: "hydra", Kind: provider.KindOIDC, Issuer: hs.URL, ClientID: c.ID, ClientSecret: secret,
+				Scopes: strings.Split(hydraScopes, ","),
+			}, provider.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}
+		p := newProvider(c.Secret)
+		tok := hs.IssueToken(t, c, c.RedirectURIs[0], strings.Split(hydraScopes, ",")...)
+		ctx := context.Background()
+		if _, err := p.Refresh(ctx, tok.RefreshToken); err != nil {
+			t.Fatalf("first refresh: %v", err)
+		}
+		_, err := p.Refresh(ctx, tok.RefreshToken)
+		var pe *tokenbroker.ProviderError
+		if !errors.As(err, &pe) || pe.Class != tokenbroker.FailureRejected || pe.Code != "invalid_grant" || pe.StatusCode != 400 {
+			t.Fatalf("replayed refresh token: %v; want a rejected invalid_grant (400)", err)
+		}
+		_, err = newProvider("wrong-secret").Refresh(ctx, hs.IssueToken(t, c, c.RedirectURIs[0], strings.Split(hydraScopes, ",")...).RefreshToken)
+		if !errors.As(err, &pe) || pe.Class != tokenbroker.FailureClient || pe.Code != "invalid_client" {
+			t.Fatalf("wrong client secret: %v; want a client failure (invalid_client)", err)
 		}
 	})
 
