@@ -1,15 +1,16 @@
-package web_test
+package returnurl_test
 
 import (
 	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/tokenbroker/tokenbroker/web"
+	"github.com/tokenbroker/tokenbroker/internal/returnurl"
 )
 
-// FuzzReturnURLAllowed feeds the connect pages' return URL check (the one
-// rule against open redirects) any URL against a fuzzed allow-list entry.
+// FuzzReturnURLAllowed feeds the return URL check (the one rule against
+// open redirects, used by the API and the connect pages) any URL against a
+// fuzzed allow-list entry.
 // Whatever it accepts must be a URL a browser reads the way the check did:
 // an absolute http(s) URL without user info, backslashes, control
 // characters or dot segments, whose origin is the entry's and whose path
@@ -17,12 +18,15 @@ import (
 // answer for the same input, and never for a URL no entry allows.
 func FuzzReturnURLAllowed(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw, entry string) {
-		allowed := web.ReturnURLAllowed(raw, []string{entry})
-		if allowed != web.ReturnURLAllowed(raw, []string{entry}) {
+		allowed := returnurl.Allowed(raw, []string{entry})
+		if allowed != returnurl.Allowed(raw, []string{entry}) {
 			t.Fatal("two answers for one input")
 		}
-		if web.ReturnURLAllowed(raw, nil) {
+		if returnurl.Allowed(raw, nil) {
 			t.Fatalf("%q allowed by an empty allow-list", raw)
+		}
+		if list, err := returnurl.Parse([]string{entry}); err == nil && list.Allows(raw) != allowed {
+			t.Fatalf("Parse(%q).Allows(%q) = %v, Allowed = %v", entry, raw, !allowed, allowed)
 		}
 		if !allowed {
 			return
@@ -68,7 +72,7 @@ func FuzzReturnURLAllowed(f *testing.F) {
 		}
 		// Adding the same entry twice, or another one, never takes an
 		// allowance away.
-		if !web.ReturnURLAllowed(raw, []string{"https://other.example", entry, entry}) {
+		if !returnurl.Allowed(raw, []string{"https://other.example", entry, entry}) {
 			t.Fatalf("%q allowed by [%q] but not by a longer list", raw, entry)
 		}
 	})
