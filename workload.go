@@ -29,10 +29,6 @@ type Workload struct {
 	TokenID string
 	// Expiry is the JWT's exp.
 	Expiry time.Time
-	// Replayed is true when this server accepted the same JWT before: a
-	// bearer token may be presented again within its lifetime, and the
-	// audit trail says so.
-	Replayed bool
 }
 
 // Actor is how the audit trail names the workload:

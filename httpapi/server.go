@@ -80,6 +80,7 @@ type Server struct {
 	metrics   *Metrics
 	authLog   *logLimiter
 	usage     keyUsage
+	replays   *replayLog
 	mux       *http.ServeMux
 	reauth    reauthSessions
 	// operations lists the "METHOD /path" of every /api/v1 route.
@@ -126,6 +127,7 @@ func New(cfg Config) *Server {
 		workloads: cfg.Workloads,
 		metrics:   cfg.Metrics,
 		authLog:   newLogLimiter(cfg.Now, authLogBurst, authLogWindow),
+		replays:   newReplayLog(cfg.Now),
 		mux:       http.NewServeMux(),
 	}
 	s.routes()
@@ -322,15 +324,15 @@ func pathIDs(r *http.Request) (userID, providerID string, err error) {
 
 // event is the audit event of a change made by caller k, written with the
 // change (its time is the database's). A workload's events also name the
-// JWT it presented (jti or fingerprint) and whether it was presented
-// before (a replay, allowed within its lifetime).
+// JWT it presented (jti or fingerprint) and whether an audited request
+// presented it before (a replay, allowed within its lifetime).
 func (s *Server) event(k *caller, action, userID, providerID, detail string) tokenbroker.AuditEvent {
 	actor := "system"
 	if k != nil {
 		actor = k.actor()
 		if w := k.workload; w != nil {
 			jwt := "jwt=" + w.TokenID
-			if w.Replayed {
+			if s.replays.seen(w.Issuer+"|"+w.TokenID, w.Expiry.Add(time.Minute)) {
 				jwt += " replay"
 			}
 			detail = strings.TrimSpace(jwt + " " + detail)

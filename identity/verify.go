@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-jose/go-jose/v4"
@@ -104,7 +103,6 @@ type Verifier struct {
 	byIssuer map[string][]*trust
 	trusts   []*trust
 	now      func() time.Time
-	replays  *replayLog
 }
 
 // trust is a Trust ready to match.
@@ -134,7 +132,7 @@ func NewVerifier(cfg *Config, opts Options) (*Verifier, error) {
 	if opts.MinKeyRefetch <= 0 {
 		opts.MinKeyRefetch = DefaultMinKeyRefetch
 	}
-	v := &Verifier{byIssuer: map[string][]*trust{}, now: opts.Now, replays: newReplayLog(opts.Now)}
+	v := &Verifier{byIssuer: map[string][]*trust{}, now: opts.Now}
 	// Entries of one issuer share its remote key set.
 	remote := map[string]*remoteKeys{}
 	for _, tc := range cfg.WorkloadIdentities {
@@ -181,9 +179,8 @@ func globRegexp(glob string) *regexp.Regexp {
 // algorithm, iss, one aud equal to the entry's audience, exp (required),
 // nbf and iat with [Leeway], the entry's max_token_age, its subject glob,
 // its claims and its user claim. A refused JWT is an [*Error]. A JWT may be
-// presented again within its lifetime (it is a bearer token);
-// [tokenbroker.Workload.Replayed] says whether this verifier accepted it
-// before.
+// presented again within its lifetime (it is a bearer token):
+// [tokenbroker.Workload.TokenID] lets the audit trail tell.
 func (v *Verifier) Verify(ctx context.Context, raw string) (*tokenbroker.Workload, error) {
 	if len(raw) > MaxJWTBytes || strings.Count(raw, ".") != 2 {
 		return nil, refuse(ReasonMalformed, "the token is not a signed JWT")
@@ -295,7 +292,6 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*tokenbroker.Workloa
 			TokenID:   tokenID(std.ID, raw),
 			Expiry:    exp,
 		}
-		w.Replayed = v.replays.seen(w.TokenID+"|"+fingerprint(raw), exp.Add(Leeway))
 		return w, nil
 	}
 	if !audOK {
@@ -376,44 +372,6 @@ func headerAlg(raw string) string {
 		return ""
 	}
 	return h.Alg
-}
-
-// replayLog remembers the JWTs accepted until they expire, to mark a
-// second presentation in the audit trail. It is bounded; when full it
-// forgets everything (a missed mark, never a refusal). Its lock guards its
-// map only.
-type replayLog struct {
-	now func() time.Time
-	mu  sync.Mutex
-	m   map[string]time.Time
-}
-
-const maxReplayEntries = 50000
-
-func newReplayLog(now func() time.Time) *replayLog {
-	return &replayLog{now: now, m: map[string]time.Time{}}
-}
-
-// seen records key until until and reports whether it was there already.
-func (r *replayLog) seen(key string, until time.Time) bool {
-	now := r.now()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if u, ok := r.m[key]; ok && now.Before(u) {
-		return true
-	}
-	if len(r.m) >= maxReplayEntries {
-		for k, u := range r.m {
-			if !now.Before(u) {
-				delete(r.m, k)
-			}
-		}
-		if len(r.m) >= maxReplayEntries {
-			clear(r.m)
-		}
-	}
-	r.m[key] = until
-	return false
 }
 
 // Probe checks trust entry id's keys the way `tokenbroker providers check
