@@ -339,6 +339,28 @@ func hostPattern(rawURL string) string {
 	return regexp.QuoteMeta(strings.ToLower(u.Hostname()))
 }
 
+// HostMatcher returns the function that decides, as the server does
+// ([Registry.ForHost]), whether a provider with the hosts expression expr
+// serves host (a host name, or host:port).
+func HostMatcher(expr string) (func(host string) bool, error) {
+	re, err := compileHosts(expr)
+	if err != nil {
+		return nil, err
+	}
+	return func(host string) bool { return matchHost(re, strings.ToLower(host)) }, nil
+}
+
+// matchHost matches host, and host without its port.
+func matchHost(re *regexp.Regexp, host string) bool {
+	if re.MatchString(host) {
+		return true
+	}
+	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
+		return re.MatchString(h)
+	}
+	return false
+}
+
 // compileHosts compiles a hosts expression to match whole host names,
 // case-insensitively.
 func compileHosts(expr string) (*regexp.Regexp, error) {

@@ -160,16 +160,7 @@ func (p *oauthProvider) Info() tokenbroker.ProviderInfo {
 // serves reports whether the provider serves host (a host name, or
 // host:port).
 func (p *oauthProvider) serves(host string) bool {
-	if p.hosts == nil {
-		return false
-	}
-	if p.hosts.MatchString(host) {
-		return true
-	}
-	if h, _, ok := strings.Cut(host, ":"); ok && !strings.HasPrefix(host, "[") {
-		return p.hosts.MatchString(h)
-	}
-	return false
+	return p.hosts != nil && matchHost(p.hosts, host)
 }
 
 // httpContext makes x/oauth2 and go-oidc use the provider's client.

@@ -32,6 +32,9 @@ func main() {
 // run executes the command line args and returns the exit code. Errors are
 // printed as one line, never a stack trace.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if isAskpassPrompt(args) {
+		return runAskpass(ctx, args[0], stdout, stderr, getenvFrom) // GIT_ASKPASS; see git-credential
+	}
 	root := newRootCmd()
 	root.SetArgs(args)
 	root.SetOut(stdout)

@@ -85,6 +85,9 @@ type Options struct {
 	// the identity provider so it can mint workload JWTs
 	// ([Env.MintWorkloadJWT]).
 	Trusts func(issuer string) []identity.Trust
+	// DemoHosts is the hosts expression of [ProviderDemo] (default none),
+	// for clients that pick the provider by host (git-credential).
+	DemoHosts string
 }
 
 // Env is a complete, real tokenbroker API on loopback: a migrated SQLite
@@ -186,7 +189,7 @@ func Start(opts Options) (env *Env, err error) {
 			ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
 			AuthURL: ep.Authorize, TokenURL: ep.Token, DeviceURL: ep.DeviceAuthorization,
 			ValidateURL: ep.Userinfo, RevokeURL: ep.Revoke,
-			Scopes: []string{"read"},
+			Scopes: []string{"read"}, Hosts: opts.DemoHosts,
 		},
 		{
 			ID: ProviderBare, Kind: provider.KindOAuth2, DisplayName: "Bare",
