@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +9,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json"
+
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
 // OAuthError is an error answer of the token exchange endpoint (RFC 6749
@@ -32,13 +35,6 @@ func (e *OAuthError) Error() string {
 	return s
 }
 
-// Exchange identifiers of RFC 8693.
-const (
-	grantTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
-	tokenTypeJWT       = "urn:ietf:params:oauth:token-type:jwt"
-	tokenTypeAccess    = "urn:ietf:params:oauth:token-type:access_token"
-)
-
 // ExchangeToken trades a workload's signed JWT (a GitHub Actions OIDC
 // token, a Kubernetes service-account token, ...) for the access token of
 // a user's link to providerID, by RFC 8693 token exchange at POST
@@ -47,10 +43,10 @@ const (
 // the JWT is the credential. Errors are [*OAuthError]s.
 func (c *Client) ExchangeToken(ctx context.Context, subjectToken, providerID, userID string) (*Token, error) {
 	form := url.Values{
-		"grant_type":           {grantTokenExchange},
+		"grant_type":           {apiv1.GrantTypeTokenExchange},
 		"subject_token":        {subjectToken},
-		"subject_token_type":   {tokenTypeJWT},
-		"requested_token_type": {tokenTypeAccess},
+		"subject_token_type":   {apiv1.TokenTypeJWT},
+		"requested_token_type": {apiv1.TokenTypeAccessToken},
 		"audience":             {providerID},
 	}
 	if userID != "" {
@@ -73,10 +69,7 @@ func (c *Client) ExchangeToken(ctx context.Context, subjectToken, providerID, us
 		return nil, fmt.Errorf("tokenbroker: token exchange: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		var e struct {
-			Error       string `json:"error"`
-			Description string `json:"error_description"`
-		}
+		var e apiv1.OAuthError
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			return nil, &OAuthError{Status: resp.StatusCode, Code: "server_error", Description: "unexpected answer " + resp.Status}
 		}
@@ -86,13 +79,7 @@ func (c *Client) ExchangeToken(ctx context.Context, subjectToken, providerID, us
 		}
 		return nil, oe
 	}
-	var r struct {
-		AccessToken     string `json:"access_token"`
-		IssuedTokenType string `json:"issued_token_type"`
-		TokenType       string `json:"token_type"`
-		ExpiresIn       int64  `json:"expires_in"`
-		Scope           string `json:"scope"`
-	}
+	var r apiv1.ExchangeToken
 	if err := json.Unmarshal(body, &r); err != nil || r.AccessToken == "" {
 		return nil, fmt.Errorf("tokenbroker: token exchange: malformed answer")
 	}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,37 +13,27 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
-// RFC 8693 identifiers.
+// Aliases of the RFC 8693 identifiers in package apiv1.
 const (
-	GrantTypeTokenExchange = "urn:ietf:params:oauth:grant-type:token-exchange"
-	TokenTypeJWT           = "urn:ietf:params:oauth:token-type:jwt"
-	TokenTypeIDToken       = "urn:ietf:params:oauth:token-type:id_token"
-	TokenTypeAccessToken   = "urn:ietf:params:oauth:token-type:access_token"
+	GrantTypeTokenExchange = apiv1.GrantTypeTokenExchange
+	TokenTypeJWT           = apiv1.TokenTypeJWT
+	TokenTypeIDToken       = apiv1.TokenTypeIDToken
+	TokenTypeAccessToken   = apiv1.TokenTypeAccessToken
 )
 
-// ExchangeResponse is the successful answer of POST /oauth2/token (RFC
-// 8693 §2.2.1). It never holds a refresh token.
-type ExchangeResponse struct {
-	AccessToken     string `json:"access_token"`
-	IssuedTokenType string `json:"issued_token_type"`
-	TokenType       string `json:"token_type"`
-	ExpiresIn       int64  `json:"expires_in,omitempty"` // absent: does not expire
-	Scope           string `json:"scope,omitempty"`
-}
-
-// OAuthError is an error answer of POST /oauth2/token (RFC 6749 §5.2).
-type OAuthError struct {
-	Error       string `json:"error"`
-	Description string `json:"error_description,omitempty"`
-	// status and retryAfter select the HTTP answer.
+// oauthError is an [apiv1.OAuthError] with the HTTP status (and
+// Retry-After) to send it with.
+type oauthError struct {
+	body       apiv1.OAuthError
 	status     int
 	retryAfter int
 }
 
-func oauthErr(status int, code, format string, args ...any) *OAuthError {
-	return &OAuthError{status: status, Error: code, Description: tokenbroker.Truncate(fmt.Sprintf(format, args...), 300)}
+func oauthErr(status int, code, format string, args ...any) *oauthError {
+	return &oauthError{status: status, body: apiv1.OAuthError{Error: code, Description: tokenbroker.Truncate(fmt.Sprintf(format, args...), 300)}}
 }
 
 // tokenExchange serves POST /oauth2/token: a workload exchanges its signed
@@ -59,7 +48,7 @@ func (s *Server) tokenExchange(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (s *Server) exchange(w http.ResponseWriter, r *http.Request) *OAuthError {
+func (s *Server) exchange(w http.ResponseWriter, r *http.Request) *oauthError {
 	form, e := parseTokenForm(w, r)
 	if e != nil {
 		return e
@@ -146,7 +135,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request) *OAuthError {
 	if err != nil {
 		return s.exchangeError(r, providerID, err)
 	}
-	resp := ExchangeResponse{
+	resp := apiv1.ExchangeToken{
 		AccessToken:     tok.AccessToken,
 		IssuedTokenType: TokenTypeAccessToken,
 		TokenType:       tok.TokenType,
@@ -167,7 +156,7 @@ func (s *Server) exchange(w http.ResponseWriter, r *http.Request) *OAuthError {
 const codeInvalidScope = "invalid_scope"
 
 // exchangeError maps the TokenService's errors to RFC 6749 §5.2 errors.
-func (s *Server) exchangeError(r *http.Request, providerID string, err error) *OAuthError {
+func (s *Server) exchangeError(r *http.Request, providerID string, err error) *oauthError {
 	var re *tokenbroker.ReauthRequiredError
 	var ue *tokenbroker.ProviderUnavailableError
 	switch {
@@ -193,7 +182,7 @@ func (s *Server) exchangeError(r *http.Request, providerID string, err error) *O
 
 // parseTokenForm reads the form-encoded body of a token request. A
 // parameter sent twice is invalid (RFC 6749 §3.2).
-func parseTokenForm(w http.ResponseWriter, r *http.Request) (url.Values, *OAuthError) {
+func parseTokenForm(w http.ResponseWriter, r *http.Request) (url.Values, *oauthError) {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
 		return nil, oauthErr(http.StatusBadRequest, "invalid_request", "the body must be application/x-www-form-urlencoded")
@@ -211,15 +200,11 @@ func parseTokenForm(w http.ResponseWriter, r *http.Request) (url.Values, *OAuthE
 }
 
 // writeOAuthError sends e as RFC 6749 §5.2 JSON, never cached.
-func writeOAuthError(w http.ResponseWriter, e *OAuthError) {
+func writeOAuthError(w http.ResponseWriter, e *oauthError) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
 	if e.retryAfter > 0 {
 		h.Set("Retry-After", strconv.Itoa(e.retryAfter))
 	}
-	b, _ := json.Marshal(e)
-	w.WriteHeader(e.status)
-	_, _ = w.Write(append(b, '\n'))
+	writeJSON(w, e.status, &e.body)
 }

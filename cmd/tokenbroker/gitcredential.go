@@ -26,6 +26,7 @@ func init() { commands = append(commands, newGitCredentialCmd) }
 type gitCredFlags struct {
 	url, user, audience string
 	minValid            time.Duration
+	envErr              error // an environment value that does not parse
 }
 
 // bind declares the flags with defaults from getenv.
@@ -34,7 +35,7 @@ func (f *gitCredFlags) bind(cmd *cobra.Command, getenv func(string) string) {
 	fs.StringVar(&f.url, "url", envOr(getenv, "TOKENBROKER_URL", "http://127.0.0.1:8080"), "tokenbroker base URL (env TOKENBROKER_URL)")
 	fs.StringVar(&f.user, "user", getenv("TOKENBROKER_USER"), "user whose link to use (env TOKENBROKER_USER); required with an API key, optional with a workload token whose trust entry names the user")
 	fs.StringVar(&f.audience, "audience", getenv("TOKENBROKER_IDENTITY_AUDIENCE"), "audience to request from GitHub Actions' OIDC token service (env TOKENBROKER_IDENTITY_AUDIENCE; default --url)")
-	fs.DurationVar(&f.minValid, "min-valid", envDuration(getenv, "TOKENBROKER_MIN_VALID", time.Minute), "with an API key: the token must stay valid at least this long")
+	fs.DurationVar(&f.minValid, "min-valid", envDuration(getenv, "TOKENBROKER_MIN_VALID", time.Minute, &f.envErr), "with an API key: the token must stay valid at least this long")
 }
 
 // gitCredEnv returns the settings from the environment alone.
@@ -90,6 +91,9 @@ prints the username or the token, with the settings from the environment
 }
 
 func runGitCredential(ctx context.Context, f *gitCredFlags, action string, stdin io.Reader, stdout, stderr io.Writer, getenv func(string) string) error {
+	if f.envErr != nil {
+		return exitf(2, "%v", f.envErr)
+	}
 	switch action {
 	case "store", "erase":
 		_, _ = io.Copy(io.Discard, io.LimitReader(stdin, 1<<20))
@@ -306,7 +310,12 @@ func runAskpass(ctx context.Context, prompt string, stdout, stderr io.Writer, ge
 		fmt.Fprintln(stderr, "tokenbroker: cannot read the URL in git's prompt")
 		return 1
 	}
-	cred, err := gitCredential(ctx, gitCredEnv(getenv), getenv, u.Host)
+	f := gitCredEnv(getenv)
+	if f.envErr != nil {
+		fmt.Fprintln(stderr, "tokenbroker:", f.envErr)
+		return 1
+	}
+	cred, err := gitCredential(ctx, f, getenv, u.Host)
 	switch {
 	case err != nil:
 		fmt.Fprintln(stderr, "tokenbroker:", err)
