@@ -198,7 +198,7 @@ func (s *Server) authenticate(r *http.Request) (*caller, error) {
 	}
 	if fail != nil {
 		s.authFailed(r, fail)
-		if fail.issuer != "" || strings.HasPrefix(fail.reason, "jwt_") {
+		if strings.HasPrefix(fail.reason, "jwt_") {
 			return nil, tokenbroker.Errorf(tokenbroker.EUNAUTHORIZED, "the workload token was refused: %s", fail.msg)
 		}
 		return nil, errUnauthorized

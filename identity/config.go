@@ -136,6 +136,7 @@ var trustIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 func (c *Config) Validate(providerIDs []string) error {
 	var errs []*FieldError
 	seen := map[string]bool{}
+	keySource := map[string]string{} // issuer → its jwks_file ("" for discovery)
 	for i := range c.WorkloadIdentities {
 		t := &c.WorkloadIdentities[i]
 		errs = append(errs, t.validate(i, providerIDs)...)
@@ -144,6 +145,12 @@ func (c *Config) Validate(providerIDs []string) error {
 				errs = append(errs, &FieldError{Trust: t.ID, Field: "id", Msg: "duplicate id"})
 			}
 			seen[t.ID] = true
+		}
+		// Entries of one issuer share its key set.
+		if src, ok := keySource[t.Issuer]; ok && src != t.JWKSFile {
+			errs = append(errs, &FieldError{Trust: t.ID, Field: "jwks_file", Msg: "entries of the same issuer must take their keys from the same place"})
+		} else if !ok {
+			keySource[t.Issuer] = t.JWKSFile
 		}
 	}
 	if len(errs) > 0 {

@@ -213,7 +213,8 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*tokenbroker.Workloa
 	}
 
 	// The signature, with the keys of the issuer's key set (entries of
-	// one issuer share one). A key that declares an alg must be used with it.
+	// one issuer share one; Config.Validate sees to it). A key that
+	// declares an alg must be used with it.
 	keys, err := trusts[0].keys.keys(ctx, hdr.KeyID)
 	if err != nil {
 		return fail(refuse(ReasonKeysUnavailable, "%v", err))

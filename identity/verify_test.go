@@ -472,6 +472,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := (&identity.Config{WorkloadIdentities: []identity.Trust{good, good}}).Validate(nil); err == nil || !strings.Contains(err.Error(), "duplicate id") {
 		t.Errorf("duplicate ids: %v", err)
 	}
+	other := good
+	other.ID, other.JWKSFile = "other", "/etc/keys.jwks"
+	if err := (&identity.Config{WorkloadIdentities: []identity.Trust{good, other}}).Validate(nil); err == nil || !strings.Contains(err.Error(), "same issuer") {
+		t.Errorf("one issuer, two key sources: %v", err)
+	}
 	if err := (&identity.Config{WorkloadIdentities: []identity.Trust{good}}).Validate([]string{"github"}); err != nil {
 		t.Errorf("good entry: %v", err)
 	}
