@@ -107,7 +107,7 @@ func runGitCredential(ctx context.Context, f *gitCredFlags, action string, stdin
 		if f.user != "" {
 			helper += " --user " + f.user
 		}
-		fmt.Fprintf(stdout, "git config --global credential.helper %s\n", shellQuote(helper))
+		fmt.Fprintf(stdout, "git config --global credential.helper %s\n", "'"+strings.ReplaceAll(helper, "'", `'\''`)+"'")
 		return nil
 	case "get":
 	default:
@@ -291,9 +291,6 @@ func gitUsername(kind string) string {
 	}
 	return "oauth2" // GitLab, Gitea, Forgejo, and what accepts any name
 }
-
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // isAskpassPrompt reports whether args are git's GIT_ASKPASS call.
 func isAskpassPrompt(args []string) bool {

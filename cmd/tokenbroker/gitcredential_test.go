@@ -18,6 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 	"github.com/tokenbroker/tokenbroker/identity"
+	"github.com/tokenbroker/tokenbroker/internal/testenv"
 )
 
 const gitHTTPBackend = "/usr/lib/git-core/git-http-backend"
@@ -38,10 +39,7 @@ type gitEnv struct {
 func mustGitEnv(t *testing.T) *gitEnv {
 	t.Helper()
 	if _, err := exec.LookPath("git"); err != nil || !fileExists(gitHTTPBackend) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("git and %s are required: apt-get install -y git", gitHTTPBackend)
-		}
-		t.Skip("needs git and git-http-backend: apt-get install -y git")
+		testenv.Missing(t, "git and %s: apt-get install -y git", gitHTTPBackend)
 	}
 	exe, err := os.Executable()
 	if err != nil {
