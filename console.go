@@ -20,12 +20,19 @@ type LinkSummary struct {
 	HasRefreshToken bool
 	Generation      int64
 	State           LinkState
+	ReauthReason    ReauthReason // set with LinkReauthRequired
 	FailureReason   string
-	LeaseOwner      string
-	LeaseUntil      time.Time // zero: no lease
-	CreatedAt       time.Time
-	UpdatedAt       time.Time
-	RefreshedAt     time.Time // zero: never refreshed by tokenbroker
+	// Failures, FailingSince, LastError and NextAttemptAt are the link's
+	// run of failed refresh attempts and its backoff, as on [Link].
+	Failures      int
+	FailingSince  time.Time
+	LastError     string
+	NextAttemptAt time.Time
+	LeaseOwner    string
+	LeaseUntil    time.Time // zero: no lease
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+	RefreshedAt   time.Time // zero: never refreshed by tokenbroker
 }
 
 // ReasonCode is the code of a failure reason: its text up to the first
@@ -62,6 +69,9 @@ type LinkQuery struct {
 	LinkScope
 	ProviderID string
 	State      LinkState
+	// ReauthReason matches reauth_required links with this typed reason
+	// (it implies State reauth_required).
+	ReauthReason ReauthReason
 	// ReasonCode matches links whose failure reason has this code
 	// ([ReasonCode]).
 	ReasonCode string
@@ -78,10 +88,11 @@ type LinkQuery struct {
 }
 
 // LinkCount is the number of links of one provider in one state with one
-// failure reason code ("" for none).
+// typed reason and one failure reason code ("" for none).
 type LinkCount struct {
 	ProviderID string
 	State      LinkState
+	Reauth     ReauthReason
 	ReasonCode string
 	Count      int64
 }
@@ -129,8 +140,8 @@ type ConsoleStore interface {
 	// GetLinkSummary returns the link of userID to providerID without its
 	// tokens, or [ENOTFOUND].
 	GetLinkSummary(ctx context.Context, userID, providerID string) (*LinkSummary, error)
-	// CountLinks counts the links within scope by provider, state and
-	// reason code.
+	// CountLinks counts the links within scope by provider, state, typed
+	// reason and reason code.
 	CountLinks(ctx context.Context, scope LinkScope) ([]LinkCount, error)
 	// CountAudit counts the events of q.Actions within q's scope by
 	// provider and action. Events are found by id from the first event

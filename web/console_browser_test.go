@@ -144,7 +144,7 @@ func TestBrowserConsole(t *testing.T) {
 			t.Errorf("overview %s = %q, want %d", sel, got, want)
 		}
 	}
-	if got := text(`[data-provider=demo] tr[data-state=reauth_required][data-reason=invalid_grant] td.num`); got != "1" {
+	if got := text(`[data-provider=demo] tr[data-state=reauth_required][data-reauth=revoked][data-reason=invalid_grant] td.num`); got != "1" {
 		t.Errorf("overview: reauth_required by invalid_grant = %q, want 1", got)
 	}
 	if got := text(`[data-provider=demo] tr[data-action="link.broken"] td:nth-child(2)`); got != "1" {
@@ -154,7 +154,7 @@ func TestBrowserConsole(t *testing.T) {
 
 	// The broken link, in the list and on its page, with its reason.
 	do("links", chromedp.Navigate(e.srv.URL+"/admin/links?state=reauth_required"), chromedp.WaitVisible(chromedp.ID("links")))
-	if got := text(`#links tr[data-user=u1] .reason`); !strings.HasPrefix(got, "invalid_grant") {
+	if got := text(`#links tr[data-user=u1] .reason`); !strings.HasPrefix(got, "revoked invalid_grant") {
 		t.Fatalf("list: u1's reason = %q", got)
 	}
 	if strings.Contains(html(), `data-user="u2"`) {
@@ -168,6 +168,9 @@ func TestBrowserConsole(t *testing.T) {
 	}
 	if got := text("#link-reason"); !strings.HasPrefix(got, "invalid_grant") {
 		t.Fatalf("link page: reason %q", got)
+	}
+	if got := text("#link-reauth"); got != string(tokenbroker.ReasonRevoked) {
+		t.Fatalf("link page: typed reason %q", got)
 	}
 	l1, err := e.store.GetLink(context.Background(), "u1", "demo")
 	if err != nil {

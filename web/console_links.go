@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -14,10 +15,15 @@ import (
 // linksPageSize is how many links a page of the list shows.
 const linksPageSize = 50
 
+// reauthReasons are the typed reasons the filter offers.
+var reauthReasons = []tokenbroker.ReauthReason{tokenbroker.ReasonRevoked, tokenbroker.ReasonLostRefresh,
+	tokenbroker.ReasonNoRefreshToken, tokenbroker.ReasonScopesChanged}
+
 type linkFilter struct {
 	Provider string
 	State    string
-	Reason   string
+	Reauth   string // typed reason
+	Reason   string // failure reason code
 	Q        string
 	By       string // "user" (id prefix) or "account" (exact login)
 }
@@ -25,7 +31,7 @@ type linkFilter struct {
 // query is the filter as URL query parameters, for page links.
 func (f linkFilter) query() url.Values {
 	v := url.Values{}
-	for k, s := range map[string]string{"provider": f.Provider, "state": f.State, "reason": f.Reason, "q": f.Q} {
+	for k, s := range map[string]string{"provider": f.Provider, "state": f.State, "reauth": f.Reauth, "reason": f.Reason, "q": f.Q} {
 		if s != "" {
 			v.Set(k, s)
 		}
@@ -52,6 +58,7 @@ type linksData struct {
 	Filter    linkFilter
 	Providers []option
 	States    []option
+	Reauths   []option
 	Links     []linkRow
 	Next      string
 	Prev      string
@@ -87,7 +94,7 @@ func printable(s string, n int) bool {
 }
 
 func parseLinkFilter(q url.Values) (linkFilter, tokenbroker.LinkQuery, error) {
-	f := linkFilter{Provider: q.Get("provider"), State: q.Get("state"), Reason: q.Get("reason"),
+	f := linkFilter{Provider: q.Get("provider"), State: q.Get("state"), Reauth: q.Get("reauth"), Reason: q.Get("reason"),
 		Q: strings.TrimSpace(q.Get("q")), By: q.Get("by")}
 	var lq tokenbroker.LinkQuery
 	if f.Provider != "" {
@@ -101,6 +108,12 @@ func parseLinkFilter(q url.Values) (linkFilter, tokenbroker.LinkQuery, error) {
 			return f, lq, tokenbroker.Errorf(tokenbroker.EINVALID, "unknown link state")
 		}
 		lq.State = tokenbroker.LinkState(f.State)
+	}
+	if f.Reauth != "" {
+		if !slices.Contains(reauthReasons, tokenbroker.ReauthReason(f.Reauth)) {
+			return f, lq, tokenbroker.Errorf(tokenbroker.EINVALID, "unknown re-authentication reason")
+		}
+		lq.ReauthReason = tokenbroker.ReauthReason(f.Reauth)
 	}
 	if f.Reason != "" {
 		if !printable(f.Reason, 200) {
@@ -192,6 +205,10 @@ func (c *Console) serveLinks(w http.ResponseWriter, r *http.Request, a *adminSes
 			d.Providers = append(d.Providers, option{Value: info.ID, Label: displayName(info), Selected: info.ID == f.Provider})
 		}
 	}
+	d.Reauths = []option{{Value: "", Label: "Any reason"}}
+	for _, x := range reauthReasons {
+		d.Reauths = append(d.Reauths, option{Value: string(x), Label: string(x), Selected: string(x) == f.Reauth})
+	}
 	d.States = []option{{Value: "", Label: "Any state"}}
 	for _, s := range []tokenbroker.LinkState{tokenbroker.LinkActive, tokenbroker.LinkReauthRequired} {
 		d.States = append(d.States, option{Value: string(s), Label: string(s), Selected: string(s) == f.State})
@@ -234,6 +251,7 @@ type linkData struct {
 	DeleteURL     string
 	ExpiresIn     string
 	LeaseHeldTill string
+	NextAttempt   string
 }
 
 // historyLength is how many of a link's audit events its page shows.
@@ -269,6 +287,9 @@ func (c *Console) serveLink(w http.ResponseWriter, r *http.Request, a *adminSess
 	}
 	if l.LeaseUntil.After(d.Now) {
 		d.LeaseHeldTill = formatTime(l.LeaseUntil)
+	}
+	if l.NextAttemptAt.After(d.Now) {
+		d.NextAttempt = formatTime(l.NextAttemptAt)
 	}
 	c.render(w, r, http.StatusOK, linkTmpl, d)
 }

@@ -13,13 +13,15 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 )
 
-// RuntimeStatus is what the overview shows beyond the store's links and
-// audit log: state that lives in the refresh coordinator, the background
-// refresher and the webhook outbox. Each part is optional; a nil part (or
-// a provider missing from Providers) is left off the page rather than
-// shown as a made-up figure.
+// RuntimeStatus is what the overview shows beyond what the store keeps
+// (links, the audit log and each provider's health, which the overview
+// reads itself): measures that live in a process, such as provider call
+// latency, the background refresher's lag and the webhook outbox. Each
+// part is optional; a nil part (or a provider missing from Providers) is
+// left off the page rather than shown as a made-up figure.
 type RuntimeStatus struct {
-	// Providers is the health of each provider, by id.
+	// Providers adds to each provider's health, by id; only the latency
+	// fields are used (the rest comes from the store).
 	Providers map[string]ProviderStatus
 	// Refresher is the background refresher's progress.
 	Refresher *RefresherStatus
@@ -34,9 +36,12 @@ type ProviderStatus struct {
 	// links keep their state until a refresh succeeds again.
 	Misconfigured bool
 	Detail        string
-	// CircuitOpenUntil, when in the future, is when calls resume after
-	// repeated failures across links.
+	Since         time.Time
+	// CircuitOpenUntil, when set, is when calls resume after repeated
+	// failures across links; Failures counts the consecutive failed
+	// refresh calls.
 	CircuitOpenUntil time.Time
+	Failures         int
 	// LatencyP50 and LatencyP99 of provider calls; zero when unknown.
 	LatencyP50 time.Duration
 	LatencyP99 time.Duration
@@ -98,8 +103,9 @@ type stateOverview struct {
 }
 
 type reasonOverview struct {
-	Code  string // "" for links without a reason
-	Count int64
+	Reauth string // the typed reason, "" for none
+	Code   string // the failure reason's code, "" for links without one
+	Count  int64
 }
 
 type activityOverview struct {
@@ -172,7 +178,7 @@ func (c *Console) overview(ctx context.Context, a *adminSession) (*overviewData,
 			i = len(o.States) - 1
 		}
 		o.States[i].Count += lc.Count
-		o.States[i].Reasons = append(o.States[i].Reasons, reasonOverview{Code: lc.ReasonCode, Count: lc.Count})
+		o.States[i].Reasons = append(o.States[i].Reasons, reasonOverview{Reauth: string(lc.Reauth), Code: lc.ReasonCode, Count: lc.Count})
 	}
 	for _, t := range tallies {
 		o := get(t.ProviderID)
@@ -182,11 +188,28 @@ func (c *Console) overview(ctx context.Context, a *adminSession) (*overviewData,
 			}
 		}
 	}
+	healths, err := c.cfg.Store.ListProviderHealth(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range healths {
+		// Only providers this key may see are in byID already.
+		if o := byID[h.ProviderID]; o != nil && h.Troubled() {
+			o.Health = &ProviderStatus{Misconfigured: h.Misconfigured != "", Detail: h.Misconfigured,
+				Since: h.MisconfiguredSince, Failures: h.Failures}
+			if h.Open() {
+				o.Health.CircuitOpenUntil = h.OpenUntil
+			}
+		}
+	}
 	for _, o := range byID {
 		slices.SortFunc(o.States, func(x, y stateOverview) int { return stateRank(x.State) - stateRank(y.State) })
 		if d.Status != nil {
-			if h, ok := d.Status.Providers[o.ID]; ok {
-				o.Health = &h
+			if h, ok := d.Status.Providers[o.ID]; ok && (h.LatencyP50 > 0 || h.LatencyP99 > 0) {
+				if o.Health == nil {
+					o.Health = &ProviderStatus{}
+				}
+				o.Health.LatencyP50, o.Health.LatencyP99 = h.LatencyP50, h.LatencyP99
 			}
 		}
 		d.Providers = append(d.Providers, o)

@@ -175,3 +175,25 @@ func TestConsoleAuditExport(t *testing.T) {
 		t.Fatalf("jsonl export: %d\n%s", p.status, p.body)
 	}
 }
+
+// TestConsoleOverviewProviderHealth: the overview shows what the store
+// records against a provider: misconfigured, and an open circuit.
+func TestConsoleOverviewProviderHealth(t *testing.T) {
+	e := mustStartConsole(t, consoleOptions{})
+	key, _ := e.mustKey("op", []string{tokenbroker.ScopeAdmin}, nil)
+	c := newConsoleClient(t, e)
+	c.mustSignIn(key)
+	if p := c.get("/admin/"); !strings.Contains(p.body, `data-health="ok"`) {
+		t.Fatalf("a healthy provider:\n%s", p.body)
+	}
+	ctx := context.Background()
+	if _, _, err := e.store.RecordProviderFailure(ctx, "demo", tokenbroker.ProviderFailure{Threshold: 1,
+		OpenFor: time.Hour, MaxOpenFor: time.Hour, Misconfigured: "invalid_client: bad secret"}); err != nil {
+		t.Fatal(err)
+	}
+	p := c.get("/admin/")
+	if !strings.Contains(p.body, `data-health="misconfigured"`) || !strings.Contains(p.body, "invalid_client: bad secret") ||
+		!strings.Contains(p.body, `data-health="circuit-open"`) {
+		t.Fatalf("a misconfigured provider:\n%s", p.body)
+	}
+}

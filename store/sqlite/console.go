@@ -19,18 +19,21 @@ const reasonCodeSQL = `rtrim(CASE WHEN instr(failure_reason, ':') > 0 THEN subst
 
 // summaryColumns are a link's columns without the token values.
 const summaryColumns = `id, user_id, provider_id, account_id, account_login, scopes, expiry,
-	refresh_token <> '', generation, state, failure_reason, lease_owner, lease_until,
+	refresh_token <> '', generation, state, reauth_reason, failure_reason,
+	failures, failing_since, last_error, next_attempt_at, lease_owner, lease_until,
 	created_at, updated_at, refreshed_at`
 
 func scanSummary(r rowScanner) (*tokenbroker.LinkSummary, error) {
 	var (
 		l                                          tokenbroker.LinkSummary
-		scopes, state                              string
+		scopes, state, reauth                      string
 		leaseOwner                                 sql.NullString
 		expiry, leaseUntil, created, updated, refr sql.NullInt64
+		failingSince, nextAttempt                  sql.NullInt64
 	)
 	err := r.Scan(&l.ID, &l.UserID, &l.ProviderID, &l.AccountID, &l.AccountLogin, &scopes, &expiry,
-		&l.HasRefreshToken, &l.Generation, &state, &l.FailureReason, &leaseOwner, &leaseUntil,
+		&l.HasRefreshToken, &l.Generation, &state, &reauth, &l.FailureReason,
+		&l.Failures, &failingSince, &l.LastError, &nextAttempt, &leaseOwner, &leaseUntil,
 		&created, &updated, &refr)
 	if err != nil {
 		return nil, err
@@ -38,7 +41,8 @@ func scanSummary(r rowScanner) (*tokenbroker.LinkSummary, error) {
 	if err := unmarshalStrings(scopes, &l.Scopes); err != nil {
 		return nil, err
 	}
-	l.State = tokenbroker.LinkState(state)
+	l.State, l.ReauthReason = tokenbroker.LinkState(state), tokenbroker.ReauthReason(reauth)
+	l.FailingSince, l.NextAttemptAt = fromMS(failingSince), fromMS(nextAttempt)
 	l.Expiry = fromMS(expiry)
 	l.LeaseOwner = leaseOwner.String
 	l.LeaseUntil = fromMS(leaseUntil)
@@ -122,6 +126,14 @@ func linkListSQL(q tokenbroker.LinkQuery) (string, []any, error) {
 	if q.State != "" {
 		c.add("state = ?", string(q.State))
 	}
+	if q.ReauthReason != "" {
+		// A typed reason comes only with reauth_required: the state
+		// index then serves the filter.
+		if q.State == "" {
+			c.add("state = ?", string(tokenbroker.LinkReauthRequired))
+		}
+		c.add("reauth_reason = ?", string(q.ReauthReason))
+	}
 	if q.ReasonCode != "" {
 		c.add("failure_reason <> '' AND "+reasonCodeSQL+" = ?", q.ReasonCode)
 	}
@@ -181,21 +193,21 @@ func (s *Store) GetLinkSummary(ctx context.Context, userID, providerID string) (
 }
 
 // CountLinks implements [tokenbroker.ConsoleStore] with two grouped reads:
-// all links by provider and state (from the index links_state_user, no
-// table access), and the links with a failure reason by reason code (from
-// the partial index links_reason_user); the links without a reason are
-// the difference.
+// all links by provider and state (from the covering index
+// links_provider_state_user), and the links with a failure reason by typed
+// reason and reason code (from the partial index links_reason_user); the
+// links without a reason are the difference.
 func (s *Store) CountLinks(ctx context.Context, scope tokenbroker.LinkScope) ([]tokenbroker.LinkCount, error) {
 	var c conds
 	c.scope(scope)
-	totals, err := s.countLinks(ctx, `SELECT provider_id, state, '', count(*) FROM links`+c.sql()+
+	totals, err := s.countLinks(ctx, `SELECT provider_id, state, '', '', count(*) FROM links`+c.sql()+
 		` GROUP BY provider_id, state`, c.args)
 	if err != nil {
 		return nil, err
 	}
 	c.add("failure_reason <> ''")
-	reasons, err := s.countLinks(ctx, `SELECT provider_id, state, `+reasonCodeSQL+`, count(*) FROM links`+c.sql()+
-		` GROUP BY provider_id, state, `+reasonCodeSQL, c.args)
+	reasons, err := s.countLinks(ctx, `SELECT provider_id, state, reauth_reason, `+reasonCodeSQL+`, count(*) FROM links`+c.sql()+
+		` GROUP BY provider_id, state, reauth_reason, `+reasonCodeSQL, c.args)
 	if err != nil {
 		return nil, err
 	}
@@ -211,11 +223,11 @@ func (s *Store) countLinks(ctx context.Context, q string, args []any) ([]tokenbr
 	var out []tokenbroker.LinkCount
 	for rows.Next() {
 		var lc tokenbroker.LinkCount
-		var state string
-		if err := rows.Scan(&lc.ProviderID, &state, &lc.ReasonCode, &lc.Count); err != nil {
+		var state, reauth string
+		if err := rows.Scan(&lc.ProviderID, &state, &reauth, &lc.ReasonCode, &lc.Count); err != nil {
 			return nil, translate(err, "link counts")
 		}
-		lc.State = tokenbroker.LinkState(state)
+		lc.State, lc.Reauth = tokenbroker.LinkState(state), tokenbroker.ReauthReason(reauth)
 		out = append(out, lc)
 	}
 	return out, translate(rows.Err(), "link counts")
@@ -244,8 +256,8 @@ func mergeLinkCounts(totals, reasons []tokenbroker.LinkCount) []tokenbroker.Link
 		}
 	}
 	slices.SortFunc(out, func(a, b tokenbroker.LinkCount) int {
-		return strings.Compare(a.ProviderID+"\x00"+string(a.State)+"\x00"+a.ReasonCode,
-			b.ProviderID+"\x00"+string(b.State)+"\x00"+b.ReasonCode)
+		return strings.Compare(a.ProviderID+"\x00"+string(a.State)+"\x00"+string(a.Reauth)+"\x00"+a.ReasonCode,
+			b.ProviderID+"\x00"+string(b.State)+"\x00"+string(b.Reauth)+"\x00"+b.ReasonCode)
 	})
 	return out
 }

@@ -63,7 +63,11 @@ func mustConsoleFixture(t *testing.T, s tokenbroker.Store) *consoleFixture {
 			if i%3 == 1 {
 				reason := fixtureReasons[i%len(fixtureReasons)]
 				lease := MustAcquire(t, s, put, "fixture", time.Minute)
-				if ok, err := s.MarkReauthRequired(c, lease, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked, Detail: reason}, tokenbroker.Record{}); err != nil || !ok {
+				typed := tokenbroker.ReasonRevoked
+				if strings.HasPrefix(reason, "lost refresh") {
+					typed = tokenbroker.ReasonLostRefresh
+				}
+				if ok, err := s.MarkReauthRequired(c, lease, tokenbroker.Reauth{Reason: typed, Detail: reason}, tokenbroker.Record{}); err != nil || !ok {
 					t.Fatalf("MarkReauthRequired: %v, %v", ok, err)
 				}
 			}
@@ -95,7 +99,9 @@ func summaryOf(l *tokenbroker.Link) *tokenbroker.LinkSummary {
 		ID: l.ID, UserID: l.UserID, ProviderID: l.ProviderID, AccountID: l.AccountID,
 		AccountLogin: l.AccountLogin, Scopes: l.Token.Scopes, Expiry: l.Token.Expiry,
 		HasRefreshToken: l.Token.RefreshToken != "", Generation: l.Generation, State: l.State,
-		FailureReason: l.FailureReason, LeaseOwner: l.LeaseOwner, LeaseUntil: l.LeaseUntil,
+		ReauthReason: l.ReauthReason, FailureReason: l.FailureReason, Failures: l.Failures,
+		FailingSince: l.FailingSince, LastError: l.LastError, NextAttemptAt: l.NextAttemptAt,
+		LeaseOwner: l.LeaseOwner, LeaseUntil: l.LeaseUntil,
 		CreatedAt: l.CreatedAt, UpdatedAt: l.UpdatedAt, RefreshedAt: l.RefreshedAt,
 	}
 }
@@ -126,7 +132,7 @@ func sameSummaries(t *testing.T, what string, got, want []*tokenbroker.LinkSumma
 	for i := range got {
 		g, w := *got[i], *want[i]
 		for _, p := range []*tokenbroker.LinkSummary{&g, &w} {
-			for _, tm := range []*time.Time{&p.Expiry, &p.LeaseUntil, &p.CreatedAt, &p.UpdatedAt, &p.RefreshedAt} {
+			for _, tm := range []*time.Time{&p.Expiry, &p.LeaseUntil, &p.CreatedAt, &p.UpdatedAt, &p.RefreshedAt, &p.FailingSince, &p.NextAttemptAt} {
 				if !tm.IsZero() {
 					*tm = tm.UTC()
 				}
@@ -216,6 +222,10 @@ func testConsoleFilters(t *testing.T, s tokenbroker.Store) {
 		{"state", tokenbroker.LinkQuery{State: tokenbroker.LinkReauthRequired}, func(l *L) bool { return l.State == tokenbroker.LinkReauthRequired }},
 		{"provider and state", tokenbroker.LinkQuery{ProviderID: "github", State: tokenbroker.LinkActive},
 			func(l *L) bool { return l.ProviderID == "github" && l.State == tokenbroker.LinkActive }},
+		{"typed reason", tokenbroker.LinkQuery{ReauthReason: tokenbroker.ReasonLostRefresh},
+			func(l *L) bool { return l.ReauthReason == tokenbroker.ReasonLostRefresh }},
+		{"typed reason and provider", tokenbroker.LinkQuery{ReauthReason: tokenbroker.ReasonRevoked, ProviderID: "github"},
+			func(l *L) bool { return l.ReauthReason == tokenbroker.ReasonRevoked && l.ProviderID == "github" }},
 		{"reason code", tokenbroker.LinkQuery{ReasonCode: "invalid_grant"},
 			func(l *L) bool { return strings.HasPrefix(l.FailureReason, "invalid_grant:") }},
 		{"reason code without description", tokenbroker.LinkQuery{ReasonCode: "bad_refresh_token"},
@@ -287,16 +297,16 @@ func testConsoleCountLinks(t *testing.T, s tokenbroker.Store) {
 		{Users: []string{"nobody"}},
 	} {
 		want := map[tokenbroker.LinkCount]bool{}
-		n := map[[3]string]int64{}
+		n := map[[4]string]int64{}
 		for _, l := range f.all {
 			if (len(scope.Users) > 0 && !slices.Contains(scope.Users, l.UserID)) ||
 				(len(scope.Providers) > 0 && !slices.Contains(scope.Providers, l.ProviderID)) {
 				continue
 			}
-			n[[3]string{l.ProviderID, string(l.State), tokenbroker.ReasonCode(l.FailureReason)}]++
+			n[[4]string{l.ProviderID, string(l.State), string(l.ReauthReason), tokenbroker.ReasonCode(l.FailureReason)}]++
 		}
 		for k, v := range n {
-			want[tokenbroker.LinkCount{ProviderID: k[0], State: tokenbroker.LinkState(k[1]), ReasonCode: k[2], Count: v}] = true
+			want[tokenbroker.LinkCount{ProviderID: k[0], State: tokenbroker.LinkState(k[1]), Reauth: tokenbroker.ReauthReason(k[2]), ReasonCode: k[3], Count: v}] = true
 		}
 		got, err := s.CountLinks(ctx(t), scope)
 		if err != nil {

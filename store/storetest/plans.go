@@ -26,6 +26,7 @@ func LinkListShapes() map[string]LinkListShape {
 		"state":              {tokenbroker.LinkQuery{State: tokenbroker.LinkReauthRequired}, "links_state_user"},
 		"provider and state": {tokenbroker.LinkQuery{ProviderID: "github", State: tokenbroker.LinkActive}, "links_provider_state_user"},
 		"reason":             {tokenbroker.LinkQuery{ReasonCode: "invalid_grant"}, "links_reason_user"},
+		"typed reason":       {tokenbroker.LinkQuery{ReauthReason: tokenbroker.ReasonRevoked}, "links_state_user"},
 		"user prefix":        {tokenbroker.LinkQuery{UserPrefix: "u1"}, ""},
 		"account":            {tokenbroker.LinkQuery{AccountLogin: "alice"}, "links_account_login"},
 	}
