@@ -267,6 +267,9 @@ func TestBrowserConsole(t *testing.T) {
 	if got := text("#total-links"); got != "1" {
 		t.Fatalf("restricted overview: %s links, want 1", got)
 	}
+	if strings.Contains(html(), `id="webhooks"`) {
+		t.Fatal("restricted overview shows the webhook outbox of every user")
+	}
 	shots.shoot(browser, "overview-restricted")
 	do("restricted list", chromedp.Navigate(e.srv.URL+"/admin/links"), chromedp.WaitVisible(chromedp.ID("links")))
 	page := html()

@@ -14,19 +14,17 @@ import (
 )
 
 // RuntimeStatus is what the overview shows beyond what the store keeps
-// (links, the audit log and each provider's health, which the overview
-// reads itself): measures that live in a process, such as provider call
-// latency, the background refresher's lag and the webhook outbox. Each
-// part is optional; a nil part (or a provider missing from Providers) is
-// left off the page rather than shown as a made-up figure.
+// (links, the audit log, each provider's health and the webhook outbox,
+// which the overview reads itself): measures that live in a process, such
+// as provider call latency and the background refresher's lag. Each part
+// is optional; a nil part (or a provider missing from Providers) is left
+// off the page rather than shown as a made-up figure.
 type RuntimeStatus struct {
 	// Providers adds to each provider's health, by id; only the latency
 	// fields are used (the rest comes from the store).
 	Providers map[string]ProviderStatus
 	// Refresher is the background refresher's progress.
 	Refresher *RefresherStatus
-	// Webhooks is the webhook delivery's health.
-	Webhooks *WebhookStatus
 }
 
 // ProviderStatus is one provider's health as the refresh coordinator sees
@@ -55,14 +53,6 @@ type RefresherStatus struct {
 	Due int64
 }
 
-// WebhookStatus is the health of webhook delivery.
-type WebhookStatus struct {
-	Pending     int64 // events not yet delivered
-	DeadLetters int64 // events given up on
-	// OldestPending is when the oldest undelivered event was made.
-	OldestPending time.Time
-}
-
 // overviewActivity lists the audit actions the overview counts, in the
 // order it shows them.
 var overviewActivity = []struct{ Action, Label string }{
@@ -77,6 +67,9 @@ type overviewData struct {
 	Providers []*providerOverview
 	Totals    stateCounts
 	Status    *RuntimeStatus
+	// Webhooks is the outbox's state, for unrestricted keys only (it
+	// spans every user).
+	Webhooks  *tokenbroker.OutboxStats
 	Hour, Day time.Time // the windows' starts, on the database clock
 }
 
@@ -146,6 +139,13 @@ func (c *Console) overview(ctx context.Context, a *adminSession) (*overviewData,
 	}
 	if c.cfg.Status != nil {
 		d.Status = c.cfg.Status(ctx)
+	}
+	if !a.restricted() {
+		st, err := c.cfg.Store.OutboxStats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		d.Webhooks = &st
 	}
 
 	byID := map[string]*providerOverview{}

@@ -183,7 +183,7 @@ func TestConsoleOverviewProviderHealth(t *testing.T) {
 	key, _ := e.mustKey("op", []string{tokenbroker.ScopeAdmin}, nil)
 	c := newConsoleClient(t, e)
 	c.mustSignIn(key)
-	if p := c.get("/admin/"); !strings.Contains(p.body, `data-health="ok"`) {
+	if p := c.get("/admin/"); !strings.Contains(p.body, `data-health="ok"`) || !strings.Contains(p.body, "0 deliveries waiting") {
 		t.Fatalf("a healthy provider:\n%s", p.body)
 	}
 	ctx := context.Background()
