@@ -295,12 +295,24 @@ func scrub(s string, secrets []string, n int) string {
 	return tokenbroker.Truncate(s, n)
 }
 
-// scrubCode keeps an error code that looks like one.
+// scrubCode keeps an error code that looks like one and holds none of the
+// secrets (a server may put what it was sent in the error member).
 func scrubCode(code string, secrets []string) string {
-	if code == "" || codeRe.MatchString(code) && !tokenLike.MatchString(code) {
+	if code == "" || codeRe.MatchString(code) && !tokenLike.MatchString(code) && !holdsSecret(code, secrets) {
 		return code
 	}
 	return scrub(code, secrets, 64)
+}
+
+// holdsSecret reports whether s contains one of the secrets that scrub
+// removes.
+func holdsSecret(s string, secrets []string) bool {
+	for _, sec := range secrets {
+		if len(sec) >= 4 && (strings.Contains(s, sec) || strings.Contains(s, url.QueryEscape(sec))) {
+			return true
+		}
+	}
+	return false
 }
 
 // scrubbedError carries a cause whose message was scrubbed of secrets.
