@@ -149,9 +149,12 @@ tokenbroker dev is running on SQLite in %s, with the demo provider %q.
    You can also use the CLI:
   TOKENBROKER_API_KEY=%s go run ./cmd/tokenbroker token get --url %s --user %s --provider %s
 
+3. See the link, its history and the audit log in the admin console (sign in with the key above):
+  %s/admin/
+
 The providers are listed at %s/api/v1/providers (send the key), the metrics are at %s/metrics,
 and the demo provider's counters are at %s. Press Ctrl-C to stop.
 `, a.cfg.DataDir, devProviderID, keyNote, plain, connectURL, plain, base, user, devProviderID,
-		plain, base, user, devProviderID, base, base, idp.Endpoints().Stats)
+		plain, base, user, devProviderID, base, base, base, idp.Endpoints().Stats)
 	return nil
 }
