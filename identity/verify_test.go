@@ -370,8 +370,13 @@ func TestIssuerDown(t *testing.T) {
 func TestJWKSFile(t *testing.T) {
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	rs, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
 	set := jose.JSONWebKeySet{Keys: []jose.JSONWebKey{
 		{Key: ec, KeyID: "ec1", Use: "sig"}, // a key pair: only its public half is kept
+		{Key: rs.Public(), KeyID: "rs1", Use: "sig", Algorithm: "RS256"},
 		{Key: ed.Public(), KeyID: "ed1", Use: "sig"},
 		{Key: []byte("symmetric keys are ignored"), KeyID: "hs", Algorithm: "HS256"},
 	}}
@@ -411,6 +416,7 @@ func TestJWKSFile(t *testing.T) {
 	for _, raw := range []string{
 		mint(ec, jose.ES256, "ec1", td+"/ns/builds/sa/ci"),
 		mint(ed, jose.EdDSA, "ed1", td+"/ns/builds/sa/ci"),
+		mint(rs, jose.RS256, "rs1", td+"/ns/builds/sa/ci"),
 	} {
 		w, err := v.Verify(context.Background(), raw)
 		if err != nil {
@@ -425,6 +431,11 @@ func TestJWKSFile(t *testing.T) {
 	}
 	if _, err := v.Verify(context.Background(), mint(ed, jose.EdDSA, "ec1", td+"/ns/builds/sa/ci")); err == nil {
 		t.Error("a JWT signed by another key than its kid's was accepted")
+	}
+	// A key that declares RS256 is not used for PS256, though the
+	// signature is the same key's.
+	if _, err := v.Verify(context.Background(), mint(rs, jose.PS256, "rs1", td+"/ns/builds/sa/ci")); err == nil {
+		t.Error("a key declared for RS256 verified a PS256 JWT")
 	}
 	// Without iat, a JWT valid for longer than max_token_age is refused.
 	signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: jose.JSONWebKey{Key: ec, KeyID: "ec1"}}, nil)
