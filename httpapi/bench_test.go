@@ -4,10 +4,13 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 )
 
@@ -50,4 +53,47 @@ type fixedTokens struct{ t *tokenbroker.Token }
 
 func (f fixedTokens) Token(context.Context, string, string, time.Duration) (*tokenbroker.Token, error) {
 	return f.t, nil
+}
+
+// BenchmarkTokenCredential compares, side by side in one run, the API
+// layer's cost (TokenService answering from memory) with each credential:
+// an API key (cached, one SHA-256), a workload JWT as bearer (an RS256
+// signature check per request, keys cached), and the RFC 8693 exchange
+// (the same check, plus form parsing).
+func BenchmarkTokenCredential(b *testing.B) {
+	tok := &tokenbroker.Token{AccessToken: "fixed-access-token", TokenType: "Bearer", Scopes: []string{"read"}}
+	env := MustEnv(b, httpapitest.Options{Trusts: workloadTrusts, Tokens: func(tokenbroker.TokenService) tokenbroker.TokenService {
+		return fixedTokens{tok}
+	}})
+	key := env.MustKey(b, "reader", []string{tokenbroker.ScopeTokensRead}, nil, nil)
+	c := ciJob("alice")
+	c.TTL = time.Hour // the clock stands still; it stays valid
+	jwt := env.MintWorkloadJWT(b, c)
+	get := func(cred string) *http.Request {
+		req := httptest.NewRequest("GET", path("users", "alice", "providers", demo, "token"), nil)
+		req.Header.Set("Authorization", "Bearer "+cred)
+		return req
+	}
+	form := url.Values{"grant_type": {httpapi.GrantTypeTokenExchange}, "subject_token": {jwt},
+		"subject_token_type": {httpapi.TokenTypeJWT}, "audience": {demo}}.Encode()
+	run := func(b *testing.B, mk func() *http.Request) {
+		b.ReportAllocs()
+		for b.Loop() {
+			w := httptest.NewRecorder()
+			env.API.ServeHTTP(w, mk())
+			if w.Code != http.StatusOK {
+				b.Fatal(w.Code, w.Body.String())
+			}
+		}
+	}
+	keyReq, jwtReq := get(key), get(jwt)
+	b.Run("api_key", func(b *testing.B) { run(b, func() *http.Request { return keyReq.Clone(keyReq.Context()) }) })
+	b.Run("workload_jwt", func(b *testing.B) { run(b, func() *http.Request { return jwtReq.Clone(jwtReq.Context()) }) })
+	b.Run("token_exchange", func(b *testing.B) {
+		run(b, func() *http.Request {
+			req := httptest.NewRequest("POST", "/oauth2/token", strings.NewReader(form))
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			return req
+		})
+	})
 }
