@@ -46,7 +46,7 @@ func TestDumpHoldsNoIssuedToken(t *testing.T) {
 					return string(out)
 				}
 			case "postgres":
-				requirePostgres(t)
+				pgtest.RequireBinaries(t)
 				dbURL = pgtest.NewDatabase(t)
 				dump = func() string { return pgDump(t, dbURL) }
 			}

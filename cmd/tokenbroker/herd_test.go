@@ -21,34 +21,40 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 )
 
-// TestHerdThreeReplicas is the multi-replica proof of issue 4: three real
-// `tokenbroker serve` processes on one throwaway PostgreSQL, fakeidp with
-// single-use rotating refresh tokens and reuse detection, 100 callers per
-// replica, 5 expiries. Every expiry costs exactly one provider call, no
-// reuse is detected, no caller fails, no link breaks, and every caller of
-// a round gets the same access token.
-func TestHerdThreeReplicas(t *testing.T) {
+// runHerdTest runs a herd of this test binary's replicas with o's shape
+// (1 link, 50ms provider latency, 2s tokens, 10s leases) and checks that no
+// replica logged a secret.
+func runHerdTest(t *testing.T, o bench.HerdOptions) *bench.HerdResult {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	requirePostgres(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	res, err := bench.RunHerd(ctx, bench.HerdOptions{
-		Exe: exe, Env: childEnv(),
-		Replicas: 3, Callers: 100, Rounds: 5, Links: 1,
-		ProviderLatency: 50 * time.Millisecond, TokenTTL: 2 * time.Second, LeaseTTL: 10 * time.Second,
-		Strategy: bench.StrategyCoordinated, Store: "postgres",
-	})
+	o.Exe, o.Env, o.Links = exe, childEnv(), 1
+	o.ProviderLatency, o.TokenTTL, o.LeaseTTL = 50*time.Millisecond, 2*time.Second, 10*time.Second
+	res, err := bench.RunHerd(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("herd: %+v", res.ProviderRefreshCalls)
 	assertNoSecretsLogged(t, res.ReplicaLogs...)
+	return res
+}
+
+// TestHerdThreeReplicas is the multi-replica proof of the refresh
+// protocol: three real `tokenbroker serve` processes on one throwaway
+// PostgreSQL, fakeidp with single-use rotating refresh tokens and reuse
+// detection, 100 callers per replica, 5 expiries. Every expiry costs
+// exactly one provider call, no reuse is detected, no caller fails, no
+// link breaks, and every caller of a round gets the same access token.
+func TestHerdThreeReplicas(t *testing.T) {
+	pgtest.RequireBinaries(t)
+	res := runHerdTest(t, bench.HerdOptions{Replicas: 3, Callers: 100, Rounds: 5,
+		Strategy: bench.StrategyCoordinated, Store: "postgres"})
 	if res.ProviderRefreshCalls != 5 || res.ReuseDetections != 0 || res.CallerErrors != 0 || res.LinksBroken != 0 {
 		t.Fatalf("provider calls %d (want 5), reuse detections %d, caller errors %d %v, links broken %d (want 0)",
 			res.ProviderRefreshCalls, res.ReuseDetections, res.CallerErrors, res.ErrorCodes, res.LinksBroken)
@@ -66,27 +72,11 @@ func TestHerdThreeReplicas(t *testing.T) {
 }
 
 // TestHerdBaselinesBreak shows, in the same harness, what the coordinator
-// prevents: with the naive strategy callers fail and the link breaks.
+// prevents: with the naive strategy (a `bench replica`, not `serve`)
+// callers fail and the link breaks.
 func TestHerdBaselinesBreak(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := bench.RunHerd(ctx, bench.HerdOptions{
-		Exe: exe, Env: childEnv(),
-		Replicas: 1, Callers: 30, Rounds: 2, Links: 1,
-		ProviderLatency: 50 * time.Millisecond, TokenTTL: 2 * time.Second, LeaseTTL: 10 * time.Second,
-		Strategy: bench.StrategyNaive, Store: "sqlite",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertNoSecretsLogged(t, res.ReplicaLogs...)
+	res := runHerdTest(t, bench.HerdOptions{Replicas: 1, Callers: 30, Rounds: 2,
+		Strategy: bench.StrategyNaive, Store: "sqlite"})
 	if res.ProviderRefreshCalls <= 1 || res.ReuseDetections == 0 || res.CallerErrors == 0 || res.LinksBroken != 1 {
 		t.Fatalf("naive herd should race: %+v", *res)
 	}
@@ -105,16 +95,6 @@ func assertNoSecretsLogged(t *testing.T, logs ...string) {
 	}
 }
 
-func requirePostgres(t *testing.T) {
-	t.Helper()
-	if _, err := pgtest.FindBinaries(); err != nil {
-		if pgtest.Required() {
-			t.Fatalf("pgtest: %v", err)
-		}
-		t.Skipf("pgtest: PostgreSQL not installed; install it with: %s", pgtest.InstallHint)
-	}
-}
-
 // crashEnv is two replicas on one PostgreSQL database and one fakeidp, for
 // the crash tests.
 type crashEnv struct {
@@ -128,7 +108,7 @@ type crashEnv struct {
 
 func newCrashEnv(t *testing.T, idpCfg fakeidp.Config) *crashEnv {
 	t.Helper()
-	requirePostgres(t)
+	pgtest.RequireBinaries(t)
 	ce := &crashEnv{dir: t.TempDir()}
 	var err error
 	if ce.exe, err = os.Executable(); err != nil {

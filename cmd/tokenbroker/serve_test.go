@@ -38,7 +38,7 @@ func lastLine(s string) string {
 // TestServeRefusesWithoutKeyOnPostgres: replicas must share a ring, so
 // PostgreSQL without a key refuses to start with one clear line.
 func TestServeRefusesWithoutKeyOnPostgres(t *testing.T) {
-	requirePostgres(t)
+	pgtest.RequireBinaries(t)
 	t.Setenv("TOKENBROKER_ENCRYPTION_KEYS", "")
 	code, stderr := serveOnce(t, "--database-url", pgtest.NewDatabase(t))
 	if code == 0 || !strings.Contains(lastLine(stderr), "no encryption key") || strings.Contains(stderr, "goroutine") {

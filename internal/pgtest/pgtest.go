@@ -91,16 +91,7 @@ func Required() bool {
 // it skips the test (fails it under [Required]).
 func NewDatabase(tb testing.TB) string {
 	tb.Helper()
-	c, err := Shared()
-	if errors.Is(err, pgcluster.ErrNotInstalled) {
-		if Required() {
-			tb.Fatalf("pgtest: %v", err)
-		}
-		tb.Skipf("pgtest: PostgreSQL not installed; install it with: %s", InstallHint)
-	}
-	if err != nil {
-		tb.Fatalf("%v", err)
-	}
+	c := SharedCluster(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	url, err := c.CreateDatabase(ctx)
@@ -123,15 +114,32 @@ func SharedCluster(tb testing.TB) *Cluster {
 	tb.Helper()
 	c, err := Shared()
 	if errors.Is(err, pgcluster.ErrNotInstalled) {
-		if Required() {
-			tb.Fatalf("pgtest: %v", err)
-		}
-		tb.Skipf("pgtest: PostgreSQL not installed; install it with: %s", InstallHint)
+		missing(tb, err)
 	}
 	if err != nil {
 		tb.Fatalf("%v", err)
 	}
 	return c
+}
+
+// RequireBinaries skips tb, like [NewDatabase], where no PostgreSQL server
+// binaries are installed (fails it under [Required]), for tests that start
+// their own clusters or processes.
+func RequireBinaries(tb testing.TB) {
+	tb.Helper()
+	if _, err := FindBinaries(); err != nil {
+		missing(tb, err)
+	}
+}
+
+// missing skips tb with one line saying what to install, or fails it
+// under [Required].
+func missing(tb testing.TB, err error) {
+	tb.Helper()
+	if Required() {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Skipf("pgtest: PostgreSQL not installed; install it with: %s", InstallHint)
 }
 
 // Main runs the tests, stops the shared cluster (if a test started it) and

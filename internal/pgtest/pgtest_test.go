@@ -45,12 +45,7 @@ func TestNewDatabase(t *testing.T) {
 }
 
 func TestStartClusterStop(t *testing.T) {
-	if _, err := pgtest.FindBinaries(); err != nil {
-		if pgtest.Required() {
-			t.Fatalf("pgtest: %v", err)
-		}
-		t.Skipf("pgtest: PostgreSQL not installed; install it with: %s", pgtest.InstallHint)
-	}
+	pgtest.RequireBinaries(t)
 	ctx := context.Background()
 	c, err := pgcluster.StartCluster(ctx)
 	if err != nil {
