@@ -38,13 +38,7 @@ func TestKeysRotationThenRekey(t *testing.T) {
 	newRing, _ := crypt.ParseKeys(newKey)
 	ctx := context.Background()
 
-	h, err := openStore(ctx, "", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	h := mustOpenMigrated(t, dir)
 	sealed := crypt.NewStore(h.Store(), oldRing)
 	const n = 25
 	for i := range n {
@@ -77,10 +71,7 @@ func TestKeysRotationThenRekey(t *testing.T) {
 		}
 	}
 
-	h, err = openStore(ctx, "", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h = mustOpenMigrated(t, dir)
 	defer h.Close()
 	counts, _ := h.Store().CountSealedByKey(ctx)
 	if counts[oldRing.PrimaryID()] != 0 || counts[newRing.PrimaryID()] != n {
@@ -99,17 +90,7 @@ func TestKeysWrongRingRefused(t *testing.T) {
 	k1, _ := crypt.GenerateKey(nil)
 	k2, _ := crypt.GenerateKey(nil)
 	r1, _ := crypt.ParseKeys(k1)
-	ctx := context.Background()
-	h, err := openStore(ctx, "", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = h.Migrate(ctx)
-	if _, err := crypt.NewStore(h.Store(), r1).PutLink(ctx, &tokenbroker.Link{UserID: "u", ProviderID: "github",
-		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}, tokenbroker.Record{}); err != nil {
-		t.Fatal(err)
-	}
-	h.Close()
+	mustSealOneLink(t, dir, r1)
 	t.Setenv("TOKENBROKER_ENCRYPTION_KEYS", k2)
 	_, errOut, code := runKeys(t, "keys", "rekey", "--data-dir", dir)
 	if code == 0 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || strings.Contains(errOut, k1) || strings.Contains(errOut, k2) {
@@ -128,5 +109,32 @@ func TestKeysUnmigratedRefused(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, "no tokenbroker schema yet") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 			t.Errorf("keys %s on an empty data dir: code %d, stderr %q", sub, code, errOut)
 		}
+	}
+}
+
+// mustOpenMigrated opens and migrates the SQLite database in dir.
+func mustOpenMigrated(t *testing.T, dir string) storeHandle {
+	t.Helper()
+	ctx := context.Background()
+	h, err := openStore(ctx, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Migrate(ctx); err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	return h
+}
+
+// mustSealOneLink stores one link sealed by ring in the SQLite database in
+// dir, migrated first.
+func mustSealOneLink(t *testing.T, dir string, ring *crypt.Ring) {
+	t.Helper()
+	h := mustOpenMigrated(t, dir)
+	defer h.Close()
+	if _, err := crypt.NewStore(h.Store(), ring).PutLink(context.Background(), &tokenbroker.Link{UserID: "u", ProviderID: "github",
+		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}, tokenbroker.Record{}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 )
@@ -53,19 +52,7 @@ func TestServeRefusesWrongRing(t *testing.T) {
 	k1, _ := crypt.GenerateKey(nil)
 	k2, _ := crypt.GenerateKey(nil)
 	r1, _ := crypt.ParseKeys(k1)
-	ctx := context.Background()
-	h, err := openStore(ctx, "", dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := h.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := crypt.NewStore(h.Store(), r1).PutLink(ctx, &tokenbroker.Link{UserID: "u", ProviderID: "github",
-		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}, tokenbroker.Record{}); err != nil {
-		t.Fatal(err)
-	}
-	h.Close()
+	mustSealOneLink(t, dir, r1)
 
 	t.Setenv("TOKENBROKER_ENCRYPTION_KEYS", k2)
 	code, stderr := serveOnce(t, "--data-dir", dir)
