@@ -6,6 +6,6 @@
 //
 // Every other package imports this one and, where it can, nothing beside it:
 // store/sqlite and store/postgres implement [Store], crypt decorates it,
-// refresh runs the refresh protocol of DESIGN.md on top of it, httpapi and
+// refresh runs the refresh protocol of docs/design.md on top of it, httpapi and
 // web expose it. Only cmd/tokenbroker wires concrete things together.
 package tokenbroker

@@ -78,7 +78,7 @@ func (t *Token) ValidFor(now time.Time, d time.Duration) bool {
 // generation, the state of the grant and the refresh lease.
 //
 // Generation is bumped on every token write (connect, import, refresh); the
-// refresh protocol's compare-and-swap compares it (DESIGN.md step 5, I3).
+// refresh protocol's compare-and-swap compares it (docs/design.md step 5, I3).
 // LeaseOwner and LeaseUntil are set and compared with the database's clock
 // (step 4).
 type Link struct {

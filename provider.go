@@ -17,7 +17,7 @@ type Provider interface {
 	// Info describes the provider without secrets.
 	Info() ProviderInfo
 	// RefreshAhead is how long before expiry a token is refreshed
-	// (DESIGN.md step 2).
+	// (docs/design.md step 2).
 	RefreshAhead() time.Duration
 
 	// Refresh exchanges refreshToken at the token endpoint (RFC 6749 §6).

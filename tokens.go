@@ -6,7 +6,7 @@ import (
 )
 
 // TokenService hands out valid access tokens. The refresh coordinator
-// (package refresh) implements it with the protocol of DESIGN.md; the HTTP
+// (package refresh) implements it with the protocol of docs/design.md; the HTTP
 // API's token endpoint calls it and nothing else.
 type TokenService interface {
 	// Token returns a token for userID's link to providerID whose access

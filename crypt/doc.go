@@ -41,7 +41,7 @@
 // does not affect it. [Rekey] re-seals through the inner store's
 // ResealLink, a compare-and-swap on the generation that does not bump it:
 // a refresh that commits during a rekey always wins, and the rekey re-reads
-// the row (DESIGN.md I3, I4).
+// the row (docs/design.md I3, I4).
 //
 // # Start-up
 //

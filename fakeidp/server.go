@@ -69,7 +69,7 @@ type Server struct {
 	// of a grant (using up a code, a device code or a refresh token) happens
 	// in one critical section, so two concurrent refreshes with the same
 	// token are seen as exactly one rotation plus one reuse: that is the
-	// observation the tests of DESIGN.md invariants I1 and I2 rely on.
+	// observation the tests of docs/design.md invariants I1 and I2 rely on.
 	mu      sync.Mutex
 	faults  Faults
 	users   []User

@@ -78,7 +78,7 @@ type FamilyStats struct {
 	Rotations int `json:"rotations"`
 	// RefreshCalls counts refresh requests that presented one of the
 	// family's refresh tokens, faulted ones included. A client that sends
-	// each refresh token once has RefreshCalls == Rotations (DESIGN.md I1,
+	// each refresh token once has RefreshCalls == Rotations (docs/design.md I1,
 	// I2), barring pre-processing faults it retried.
 	RefreshCalls int  `json:"refresh_calls"`
 	Revoked      bool `json:"revoked"`

@@ -36,7 +36,7 @@ const keyLookupTimeout = 5 * time.Second
 // request with an unknown key reads the store once; concurrent reads of one
 // prefix are collapsed.
 //
-// The cache's locking protects only its map; it touches none of DESIGN.md's
+// The cache's locking protects only its map; it touches none of docs/design.md's
 // refresh invariants I1–I6 (keys are not part of the refresh protocol). Its
 // one consistency rule is documented: a key revoked elsewhere may be
 // accepted for up to ttl.

@@ -21,7 +21,7 @@
 // # One request per refresh
 //
 // The refresh coordinator (package refresh) guarantees that a refresh token
-// is sent at most once (DESIGN.md I1, I2). This package keeps its side of
+// is sent at most once (docs/design.md I1, I2). This package keeps its side of
 // that promise: [tokenbroker.Provider.Refresh] sends exactly one request.
 // The client authentication style (RFC 6749 §2.3.1) is set per kind and
 // never auto-detected — golang.org/x/oauth2's auto-detection retries a

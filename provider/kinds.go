@@ -53,7 +53,7 @@ type kindSpec struct {
 	// authStyle is the client authentication style at the token endpoint.
 	// It is never oauth2.AuthStyleAutoDetect: auto-detection retries a
 	// failed request with the other style, which would send a refresh
-	// token twice (DESIGN.md I2).
+	// token twice (docs/design.md I2).
 	authStyle    oauth2.AuthStyle
 	refreshAhead time.Duration
 	scopes       []string // default scopes

@@ -171,7 +171,7 @@ func (p *oauthProvider) httpContext(ctx context.Context) context.Context {
 // oauth2Config is the x/oauth2 configuration for ep. The auth style is
 // always explicit: never oauth2.AuthStyleAutoDetect, which retries a
 // failed token request with the other style and so could send a refresh
-// token twice (DESIGN.md I2).
+// token twice (docs/design.md I2).
 func (p *oauthProvider) oauth2Config(ep endpoints, redirectURL string) *oauth2.Config {
 	if ep.style == oauth2.AuthStyleAutoDetect {
 		panic("provider: auth style must be explicit")
@@ -248,7 +248,7 @@ func (p *oauthProvider) AuthCodeURL(state, codeChallenge, redirectURL string) st
 // Refresh implements [tokenbroker.Provider] (RFC 6749 §6). It sends exactly
 // one request: x/oauth2 with an explicit auth style, or for kinds that need
 // more parameters (Entra ID's scope) or parse answers differently (Slack)
-// a single request of this package. Nothing is retried (DESIGN.md I2).
+// a single request of this package. Nothing is retried (docs/design.md I2).
 func (p *oauthProvider) Refresh(ctx context.Context, refreshToken string) (*tokenbroker.Token, error) {
 	if refreshToken == "" {
 		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "provider %s: no refresh token to refresh with", p.pc.ID)

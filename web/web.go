@@ -93,7 +93,7 @@ type Handler struct {
 	now         func() time.Time
 
 	// randMu serializes reads of the configured random source, which need
-	// not be safe for concurrent use. (This guards no DESIGN.md invariant:
+	// not be safe for concurrent use. (This guards no docs/design.md invariant:
 	// the connect flow writes a link with PutLink, outside the refresh
 	// protocol's lease.)
 	randMu sync.Mutex

@@ -21,7 +21,7 @@ import (
 // on PostgreSQL through imports, refreshes and a device-flow connect, then
 // dumps the database with the engine's own tool (sqlite3 .dump, pg_dump)
 // and searches the dump for every access and refresh token fakeidp issued
-// in the run: none may appear (issue 6: a dump alone is useless).
+// in the run: none may appear (a dump alone is useless).
 func TestDumpHoldsNoIssuedToken(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")

@@ -1,6 +1,6 @@
 // Package postgres is the [tokenbroker.Store] for more than one replica:
 // several stateless tokenbroker processes share one PostgreSQL database
-// and coordinate only through it (DESIGN.md, Storage). It uses
+// and coordinate only through it (docs/design.md, Storage). It uses
 // jackc/pgx/v5 with a pgxpool.
 //
 // Every conditional method of the refresh protocol is one statement whose

@@ -6,7 +6,7 @@
 // and run in parallel. The suite checks the contract written in the doc
 // comments of [tokenbroker.Store] rather than any implementation detail,
 // and it races real goroutines against the conditional statements of the
-// refresh protocol (DESIGN.md steps 4–6): 64 goroutines acquire one lease
+// refresh protocol (docs/design.md steps 4–6): 64 goroutines acquire one lease
 // and exactly one wins (I1); a commit with a stale generation changes
 // nothing (I3); a mark with a stale generation changes nothing (I4); a
 // lease past its expiry can be taken over; only the owner releases a

@@ -7,5 +7,5 @@
 // Channels have capacity one and sends never block, so signals coalesce: a
 // waiter that has not yet drained its channel sees one pending signal for
 // any number of changes. That is enough because a signal only says "re-read
-// the link" (DESIGN.md step 4, I5: waiters re-read and keep a poll fallback).
+// the link" (docs/design.md step 4, I5: waiters re-read and keep a poll fallback).
 package signal
