@@ -14,25 +14,12 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/testclock"
 )
 
 // clock is a manual clock shared by fakeidp and the provider under test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+// clock is the settable clock of these tests.
+type clock = testclock.Clock
 
 // MustStartIDP starts a fakeidp on loopback with the clock, closed when the
 // test ends.
@@ -89,7 +76,7 @@ func idpOptions(c *http.Client, clk *clock) Options {
 // with PKCE, validation, a rotating refresh, the reuse of a used refresh
 // token (permanent), the device flow and revocation.
 func TestFakeIDPOAuth2(t *testing.T) {
-	clk := &clock{t: testNow}
+	clk := testclock.New(testNow)
 	idp := MustStartIDP(t, fakeidp.Config{AutoApprove: "alice", RequirePKCE: true, ClientAuth: fakeidp.ClientAuthBasic}, clk)
 	ep := idp.Endpoints()
 	c := MustClient(t)
@@ -199,7 +186,7 @@ func TestFakeIDPAuthStyles(t *testing.T) {
 		{fakeidp.ClientAuthForm, authStyleHeader, false},
 	} {
 		t.Run(string(c.mode)+"/"+c.style, func(t *testing.T) {
-			clk := &clock{t: testNow}
+			clk := testclock.New(testNow)
 			idp := MustStartIDP(t, fakeidp.Config{ClientAuth: c.mode}, clk)
 			ep := idp.Endpoints()
 			hc := MustClient(t)
@@ -227,7 +214,7 @@ func TestFakeIDPAuthStyles(t *testing.T) {
 // TestFakeIDPGitHub runs the github kind against fakeidp's GitHub flavour:
 // errors come as HTTP 200 with bad_refresh_token.
 func TestFakeIDPGitHub(t *testing.T) {
-	clk := &clock{t: testNow}
+	clk := testclock.New(testNow)
 	idp := MustStartIDP(t, fakeidp.Config{Flavor: fakeidp.FlavorGitHub, ClientAuth: fakeidp.ClientAuthForm, AutoApprove: "carol", AccessTokenTTL: 8 * time.Hour, RefreshTokenTTL: 4380 * time.Hour}, clk)
 	c := MustClient(t)
 	// base_url as for GitHub Enterprise Server: every URL is the kind's
@@ -294,7 +281,7 @@ func TestFakeIDPGitHub(t *testing.T) {
 func TestFakeIDPSelfHosted(t *testing.T) {
 	for _, kind := range []string{KindGitLab, KindGitea, KindForgejo} {
 		t.Run(kind, func(t *testing.T) {
-			clk := &clock{t: testNow}
+			clk := testclock.New(testNow)
 			idp := MustStartIDP(t, fakeidp.Config{ClientAuth: fakeidp.ClientAuthForm}, clk)
 			c := MustClient(t)
 			p, err := New(t.Context(), ProviderConfig{ID: "self", Kind: kind, BaseURL: idp.URL(),
@@ -335,7 +322,7 @@ func TestFakeIDPSelfHosted(t *testing.T) {
 // exchange and refresh, userinfo and revocation from the discovery
 // document.
 func TestFakeIDPOIDC(t *testing.T) {
-	clk := &clock{t: testNow}
+	clk := testclock.New(testNow)
 	idp := MustStartIDP(t, fakeidp.Config{OIDC: true, AutoApprove: "alice"}, clk)
 	c := MustClient(t)
 	pc := ProviderConfig{ID: "sso", Kind: KindOIDC, Issuer: idp.URL(), ClientID: fakeidp.DefaultClientID,
@@ -413,7 +400,7 @@ func TestFakeIDPOIDC(t *testing.T) {
 // concurrent first calls share one discovery; a failed discovery is
 // transient and retried on the next call.
 func TestFakeIDPLazyDiscovery(t *testing.T) {
-	clk := &clock{t: testNow}
+	clk := testclock.New(testNow)
 	idp := MustStartIDP(t, fakeidp.Config{OIDC: true}, clk)
 	c := MustClient(t)
 	opts := idpOptions(c, clk)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/testclock"
 	"github.com/tokenbroker/tokenbroker/internal/testdb"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
@@ -17,30 +18,11 @@ import (
 
 const providerID = "idp"
 
-// clock is a settable clock shared by fakeidp and the coordinators, so
-// token expiry is driven exactly; leases and backoff stay on the
+// newClock is the settable clock shared by fakeidp and the coordinators,
+// so token expiry is driven exactly; leases and backoff stay on the
 // database's clock, and waits (After) on the real one.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// After waits on the real clock: the waits of these tests are bounded by
-// the database's lease and backoff times.
-func (c *clock) After(d time.Duration) <-chan time.Time { return time.After(d) }
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
+func newClock() *testclock.Clock {
+	return testclock.New(time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC))
 }
 
 // replicaStore is one replica's view of the database: a Store and its
@@ -53,7 +35,7 @@ type replicaStore interface {
 // env is a test world: one fakeidp, one database, n replicas' stores.
 type env struct {
 	t      *testing.T
-	clock  *clock
+	clock  *testclock.Clock
 	idp    *fakeidp.Server
 	prov   tokenbroker.Provider
 	stores []replicaStore
