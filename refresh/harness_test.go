@@ -10,6 +10,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/idptest"
 	"github.com/tokenbroker/tokenbroker/internal/testclock"
 	"github.com/tokenbroker/tokenbroker/internal/testdb"
 	"github.com/tokenbroker/tokenbroker/provider"
@@ -87,14 +88,10 @@ func MustEnv(t *testing.T, o envOptions) *env {
 // MustProvider returns a generic OAuth2 provider speaking to idp.
 func MustProvider(tb testing.TB, idp *fakeidp.Server, refreshAhead time.Duration, now func() time.Time) tokenbroker.Provider {
 	tb.Helper()
-	ep := idp.Endpoints()
 	ahead := provider.Duration(refreshAhead)
-	p, err := provider.New(context.Background(), provider.ProviderConfig{
-		ID: providerID, Kind: "oauth2",
-		ClientID: fakeidp.DefaultClientID, ClientSecret: fakeidp.DefaultClientSecret,
-		AuthURL: ep.Authorize, TokenURL: ep.Token, ValidateURL: ep.Userinfo, RevokeURL: ep.Revoke,
-		RefreshAhead: &ahead,
-	}, provider.Options{Now: now})
+	pc := idptest.OAuth2(idp, providerID)
+	pc.RefreshAhead = &ahead
+	p, err := provider.New(context.Background(), pc, provider.Options{Now: now})
 	if err != nil {
 		tb.Fatal(err)
 	}

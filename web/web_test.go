@@ -25,6 +25,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/idptest"
 	"github.com/tokenbroker/tokenbroker/internal/testdb"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/store/sqlite"
@@ -79,12 +80,9 @@ func MustStartEnv(tb testing.TB, o envOptions) *env {
 	case "none":
 		o.validateURL = ""
 	}
-	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{{
-		ID: "demo", Kind: "oauth2", DisplayName: "Demo",
-		ClientID: fakeidp.DefaultClientID, ClientSecret: fakeidp.DefaultClientSecret,
-		AuthURL: eps.Authorize, TokenURL: eps.Token, ValidateURL: o.validateURL,
-		InsecureHTTP: true,
-	}}}, provider.Options{})
+	pc := idptest.OAuth2(idp, "demo")
+	pc.DisplayName, pc.ValidateURL, pc.InsecureHTTP = "Demo", o.validateURL, true
+	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{pc}}, provider.Options{})
 	if err != nil {
 		tb.Fatalf("provider registry: %v", err)
 	}

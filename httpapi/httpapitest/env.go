@@ -21,6 +21,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/identity"
+	"github.com/tokenbroker/tokenbroker/internal/idptest"
 	"github.com/tokenbroker/tokenbroker/internal/testclock"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
@@ -136,8 +137,6 @@ func Start(opts Options) (env *Env, err error) {
 		return nil, fmt.Errorf("start fakeidp: %w", err)
 	}
 	e.closers = append(e.closers, e.IDP.Close)
-	ep := e.IDP.Endpoints()
-	cfg := e.IDP.Config()
 
 	dir, err := os.MkdirTemp("", "httpapitest-*")
 	if err != nil {
@@ -162,20 +161,11 @@ func Start(opts Options) (env *Env, err error) {
 	}
 	e.Sealed = crypt.NewStore(e.Store, ring)
 
-	pcfg := &provider.Config{Providers: []provider.ProviderConfig{
-		{
-			ID: ProviderDemo, Kind: provider.KindOAuth2, DisplayName: "Demo",
-			ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-			AuthURL: ep.Authorize, TokenURL: ep.Token, DeviceURL: ep.DeviceAuthorization,
-			ValidateURL: ep.Userinfo, RevokeURL: ep.Revoke,
-			Scopes: []string{"read"}, Hosts: opts.DemoHosts,
-		},
-		{
-			ID: ProviderBare, Kind: provider.KindOAuth2, DisplayName: "Bare",
-			ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret,
-			AuthURL: ep.Authorize, TokenURL: ep.Token,
-		},
-	}}
+	demo := idptest.OAuth2(e.IDP, ProviderDemo)
+	demo.DisplayName, demo.Scopes, demo.Hosts = "Demo", []string{"read"}, opts.DemoHosts
+	bare := idptest.OAuth2(e.IDP, ProviderBare) // authorize and token only
+	bare.DisplayName, bare.DeviceURL, bare.ValidateURL, bare.RevokeURL = "Bare", "", "", ""
+	pcfg := &provider.Config{Providers: []provider.ProviderConfig{demo, bare}}
 	if err := pcfg.Validate(); err != nil {
 		return nil, fmt.Errorf("provider config: %w", err)
 	}
