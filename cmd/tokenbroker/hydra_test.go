@@ -279,7 +279,7 @@ func TestHydra(t *testing.T) {
 	})
 
 	t.Run("herd on three replicas", func(t *testing.T) {
-		requirePostgres(t)
+		pgtest.RequireBinaries(t)
 		b := startHydraBroker(t, hs, 3, pgtest.NewDatabase(t), "tb-herd")
 		hs.SetAccessTokenLifespan(t, b.client.ID, 2*time.Second)
 		hydraHerd(t, hs, b, 3, 30)
