@@ -266,3 +266,57 @@ func TestGitCredentialProtocol(t *testing.T) {
 		t.Errorf("no credential: out %q err %q", o.String(), e.String())
 	}
 }
+
+// In GitHub Actions the helper asks the job's OIDC token service for a JWT
+// with tokenbroker's audience and exchanges it.
+func TestGitCredentialGitHubActions(t *testing.T) {
+	env := httpapitest.MustStart(t, httpapitest.Options{
+		DemoHosts: `git\.example\.com`,
+		Trusts: func(issuer string) []identity.Trust {
+			return []identity.Trust{{ID: "actions", Issuer: issuer, Audience: gitAudience, Subject: "repo:acme/*",
+				UserClaim: "actor", Providers: []string{httpapitest.ProviderDemo}}}
+		},
+	})
+	issued := env.MustLink(t, "alice", httpapitest.ProviderDemo, "alice")
+	const reqToken = "actions-runtime-token"
+	var asked atomic.Int64
+	tokenService := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "bearer "+reqToken || r.URL.Query().Get("api-version") != "2.0" {
+			http.Error(w, "no", http.StatusUnauthorized)
+			return
+		}
+		asked.Add(1)
+		raw, err := env.IDP.MintWorkloadJWT(fakeidp.WorkloadClaims{Subject: "repo:acme/app:ref:refs/heads/main",
+			Audience: []string{r.URL.Query().Get("audience")}, Extra: map[string]any{"actor": "alice"}})
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		env.Logs.AddSecret(raw)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"count":1,"value":"` + raw + `"}`))
+	}))
+	defer tokenService.Close()
+	vars := map[string]string{
+		"ACTIONS_ID_TOKEN_REQUEST_URL":   tokenService.URL + "/token?api-version=2.0",
+		"ACTIONS_ID_TOKEN_REQUEST_TOKEN": reqToken,
+	}
+	getenv := func(k string) string { return vars[k] }
+	f := &gitCredFlags{url: env.URL, audience: gitAudience}
+	var out, errOut bytes.Buffer
+	if err := runGitCredential(t.Context(), f, "get", strings.NewReader("protocol=https\nhost=git.example.com\n\n"), &out, &errOut, getenv); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(out.String(), "username=oauth2\npassword="+issued.AccessToken+"\n") || asked.Load() != 1 {
+		t.Fatalf("answered %q (stderr %q), token service asked %d times", out.String(), errOut.String(), asked.Load())
+	}
+	// The audience defaults to --url, which the trust entry does not accept.
+	f.audience = ""
+	out.Reset()
+	errOut.Reset()
+	_ = runGitCredential(t.Context(), f, "get", strings.NewReader("protocol=https\nhost=git.example.com\n\n"), &out, &errOut, getenv)
+	if out.Len() != 0 || !strings.Contains(errOut.String(), "workload token was refused") {
+		t.Fatalf("wrong audience: out %q err %q", out.String(), errOut.String())
+	}
+	env.Logs.AssertNoSecrets(t)
+}
