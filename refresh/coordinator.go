@@ -333,7 +333,10 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 				Code: tokenbroker.ReasonNoRefreshToken, Reason: "access token expired and the link has no refresh token"}
 		}
 		if pass >= 2 {
-			return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "no token valid for min_valid %s could be obtained", minValid)
+			// Two flights ended on states older than this caller read:
+			// the link keeps changing under it (reconnects, deletions).
+			return nil, &tokenbroker.ProviderUnavailableError{ProviderID: providerID, RetryAfter: time.Second,
+				Cause: errors.New("the link changed under two refresh attempts")}
 		}
 
 		// Step 3: one flight per link and replica; the others share it.
@@ -358,6 +361,10 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 		if res.Generation > l.Generation {
 			// A token fresh from the provider that does not last
 			// minValid: another refresh would buy the same.
+			if minValid == 0 {
+				return nil, &tokenbroker.ProviderUnavailableError{ProviderID: providerID, RetryAfter: time.Second,
+					Cause: errors.New("the provider's fresh token expired before it could be handed out")}
+			}
 			return nil, tokenbroker.Errorf(tokenbroker.EINVALID,
 				"the provider's fresh token is valid for less than min_valid %s", minValid)
 		}

@@ -516,6 +516,8 @@ func TestLostRefreshAfterHolderDied(t *testing.T) {
 		defer close(deadDone)
 		_, _ = dead.Token(context.Background(), providerID, "u1", 0)
 	}()
+	undo := sync.OnceFunc(func() { cut.cut.Store(false); <-deadDone })
+	defer undo()
 	recv(t, stopped, "the holder to lose its database before its commit")
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
@@ -538,8 +540,7 @@ func TestLostRefreshAfterHolderDied(t *testing.T) {
 	}
 	// The holder's database returns: its commit must not win over the
 	// mark (no resurrected link holding a revoked token).
-	cut.cut.Store(false)
-	recv(t, deadDone, "the holder's flight to end")
+	undo()
 	if after := e.link("u1"); after.State != tokenbroker.LinkReauthRequired || after.Generation != cur.Generation {
 		t.Fatalf("the late holder resurrected the link: %+v", after)
 	}
