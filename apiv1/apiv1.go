@@ -38,9 +38,12 @@ type Token struct {
 // Link is a user's link to a provider as the API shows it: its state and
 // metadata, never a token.
 type Link struct {
-	UserID          string    `json:"user_id"`
-	ProviderID      string    `json:"provider_id"`
-	State           string    `json:"state"` // "active" or "reauth_required"
+	UserID     string `json:"user_id"`
+	ProviderID string `json:"provider_id"`
+	State      string `json:"state"` // "active" or "reauth_required"
+	// ReauthReason is the typed reason of a reauth_required link:
+	// revoked, lost_refresh, no_refresh_token or scopes_changed.
+	ReauthReason    string    `json:"reauth_reason,omitempty"`
 	FailureReason   string    `json:"failure_reason,omitempty"`
 	AccountID       string    `json:"account_id,omitempty"`
 	AccountLogin    string    `json:"account_login,omitempty"`

@@ -16,6 +16,7 @@ func linkStatus(l *tokenbroker.Link) apiv1.Link {
 		UserID:          l.UserID,
 		ProviderID:      l.ProviderID,
 		State:           string(l.State),
+		ReauthReason:    string(l.ReauthReason),
 		FailureReason:   l.FailureReason,
 		AccountID:       l.AccountID,
 		AccountLogin:    l.AccountLogin,
