@@ -232,6 +232,12 @@ type Config struct {
 	// Logger receives one debug line per request and warnings for reuse
 	// detections. It never receives a token. Default: discard.
 	Logger *slog.Logger
+
+	// OnRequest, if set, is called with the endpoint's name ("token",
+	// "userinfo", ...) when a protocol request arrives, before any latency
+	// or fault: a benchmark or test can act while a call is in flight
+	// (kill the replica that sent it, say). It must not block.
+	OnRequest func(endpoint string)
 }
 
 // Validate reports the first invalid setting of c, as [New] would.

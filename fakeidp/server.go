@@ -361,6 +361,9 @@ func (s *Server) endpoint(name string, h http.HandlerFunc) http.Handler {
 		}
 		d := s.faults.delay(s.drawLocked)
 		s.mu.Unlock()
+		if s.cfg.OnRequest != nil {
+			s.cfg.OnRequest(name)
+		}
 		if d > 0 {
 			s.mu.Lock()
 			s.stats.Faults["latency"]++

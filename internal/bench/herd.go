@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
+	"github.com/tokenbroker/tokenbroker/store/postgres"
 )
 
 // HerdOptions configures one herd run.
@@ -35,8 +37,13 @@ type HerdOptions struct {
 	ProviderLatency time.Duration
 	TokenTTL        time.Duration
 	Strategy        string
-	Store           string // auto, sqlite, postgres
-	LeaseTTL        time.Duration
+	Store           string        // auto, sqlite, postgres
+	LeaseTTL        time.Duration // 0: serve's default
+	// KillHolder SIGKILLs the replica holding a link's lease while its
+	// provider call is in flight, in the first round (which is then the only
+	// one), and measures how long the other replicas' callers wait for a
+	// definite answer.
+	KillHolder bool
 }
 
 // HerdResult is what `bench herd --json` prints, one per strategy.
@@ -56,6 +63,15 @@ type HerdResult struct {
 	DistinctTokensMax    int            `json:"distinct_tokens_per_round_max"`
 	LatencyMS            LatencySummary `json:"latency_ms"`
 	ErrorCodes           map[string]int `json:"error_codes,omitempty"`
+	// With KillHolder: the killed replica, the longest wait of a caller of
+	// another replica for a definite answer (a token or a typed error),
+	// the callers of the killed replica (left out of the other figures),
+	// and the refreshes the surviving replicas counted as lost
+	// (tokenbroker_refresh_lost_total: the dead holder's rotated token).
+	KilledReplica  string  `json:"killed_replica,omitempty"`
+	TakeoverWaitMS float64 `json:"takeover_wait_ms,omitempty"`
+	KilledCallers  int     `json:"killed_replica_callers,omitempty"`
+	LostRefreshes  float64 `json:"lost_refreshes"`
 	// RoundTokens holds, per round and link, the distinct access tokens
 	// callers got (only in tests; never printed).
 	RoundTokens [][]int `json:"-"`
@@ -75,10 +91,10 @@ type LatencySummary struct {
 // {"results": [...]}.
 func PrintHerd(w io.Writer, results []*HerdResult, asJSON bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "strategy\tstore\treplicas\tcallers\trounds\tprovider calls\treuse detections\tcaller errors\tlinks broken\tp50 ms\tp99 ms\tmax ms\tprovider latency ms")
+	fmt.Fprintln(tw, "strategy\tstore\treplicas\tcallers\trounds\tprovider calls\treuse detections\tcaller errors\tlinks broken\tlost refreshes\tp50 ms\tp99 ms\tmax ms\tprovider latency ms\ttakeover wait ms")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.0f\n", r.Strategy, r.Store, r.Replicas, r.Callers, r.Rounds,
-			r.ProviderRefreshCalls, r.ReuseDetections, r.CallerErrors, r.LinksBroken, r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.ProviderLatencyMS)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\n", r.Strategy, r.Store, r.Replicas, r.Callers, r.Rounds,
+			r.ProviderRefreshCalls, r.ReuseDetections, r.CallerErrors, r.LinksBroken, r.LostRefreshes, r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.ProviderLatencyMS, r.TakeoverWaitMS)
 	}
 	tw.Flush()
 	if !asJSON {
@@ -119,6 +135,12 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 	if store != "sqlite" && store != "postgres" {
 		return nil, fmt.Errorf("unknown --store %q", store)
 	}
+	if o.KillHolder {
+		if o.Replicas < 2 || store != "postgres" || o.Strategy != StrategyCoordinated {
+			return nil, errors.New("--kill-holder needs the coordinated strategy on at least 2 replicas (PostgreSQL)")
+		}
+		o.Rounds = 1
+	}
 	dir, err := os.MkdirTemp("", "tokenbroker-herd-")
 	if err != nil {
 		return nil, err
@@ -126,7 +148,15 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 	defer os.RemoveAll(dir)
 
 	// The provider: single-use rotating refresh tokens, reuse detection on.
-	idp, err := fakeidp.Start(fakeidp.Config{AccessTokenTTL: o.TokenTTL, Faults: fakeidp.Faults{Latency: o.ProviderLatency}})
+	// While armed, the first token request of a round is announced.
+	var armed atomic.Bool
+	tokenRequest := make(chan struct{}, 1)
+	idp, err := fakeidp.Start(fakeidp.Config{AccessTokenTTL: o.TokenTTL, Faults: fakeidp.Faults{Latency: o.ProviderLatency},
+		OnRequest: func(endpoint string) {
+			if endpoint == "token" && armed.CompareAndSwap(true, false) {
+				tokenRequest <- struct{}{}
+			}
+		}})
 	if err != nil {
 		return nil, err
 	}
@@ -168,8 +198,10 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 		}
 	}()
 	for i := range o.Replicas {
-		args := append(slices.Clip(command), "--addr", "127.0.0.1:0", "--replica-id", fmt.Sprintf("r%d", i),
-			"--lease-ttl", o.LeaseTTL.String(), "--provider-timeout", (o.LeaseTTL / 3).String())
+		args := append(slices.Clip(command), "--addr", "127.0.0.1:0", "--replica-id", fmt.Sprintf("r%d", i))
+		if o.LeaseTTL > 0 {
+			args = append(args, "--lease-ttl", o.LeaseTTL.String())
+		}
 		r, err := StartReplica(ctx, fmt.Sprintf("replica-%d", i), o.Exe, args, env)
 		if err != nil {
 			return nil, err
@@ -258,6 +290,10 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 		samples := make([][]sample, len(replicas))
 		start := make(chan struct{})
 		var wg sync.WaitGroup
+		killed := -1
+		if o.KillHolder {
+			armed.Store(true)
+		}
 		for ri := range replicas {
 			samples[ri] = make([]sample, o.Callers)
 			for c := range o.Callers {
@@ -270,6 +306,12 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 			}
 		}
 		close(start)
+		if o.KillHolder {
+			if killed, err = killHolder(ctx, tokenRequest, dbURL, users[0], replicas); err != nil {
+				return nil, err
+			}
+			res.KilledReplica = replicas[killed].Name
+		}
 		wg.Wait()
 		tokensPerLink := make([]map[string]bool, len(users))
 		for i := range tokensPerLink {
@@ -277,9 +319,18 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 		}
 		var counts []int
 		for ri := range samples {
+			if ri == killed {
+				res.KilledCallers += len(samples[ri])
+				continue
+			}
 			for c, s := range samples[ri] {
 				res.CallerRequests++
 				lat = append(lat, s.ms)
+				if killed >= 0 {
+					// Every other caller ends with a definite answer: a
+					// token or a typed error, never a lost connection.
+					res.TakeoverWaitMS = max(res.TakeoverWaitMS, s.ms)
+				}
 				if s.code != "" {
 					res.CallerErrors++
 					res.ErrorCodes[s.code]++
@@ -304,6 +355,19 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 		}
 	}
 	after := idp.Stats()
+	for ri, r := range replicas {
+		if r.Alive() {
+			n, err := scrapeCounter(ctx, r.URL+"/metrics", "tokenbroker_refresh_lost_total")
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", replicas[ri].Name, err)
+			}
+			res.LostRefreshes += n
+		}
+	}
+	if res.KilledReplica != "" {
+		// The survivors answer for the links now.
+		admin = client.New(replicas[(slices.IndexFunc(replicas, func(r *Replica) bool { return r.Name == res.KilledReplica })+1)%len(replicas)].URL, apiKey)
+	}
 	res.ProviderRefreshCalls = after.RefreshCalls - before.RefreshCalls
 	res.ReuseDetections = after.ReuseDetections - before.ReuseDetections
 	res.LatencyMS = summarize(lat)
@@ -322,6 +386,64 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 		}
 	}
 	return res, nil
+}
+
+// killHolder waits for the round's first token request to reach the
+// provider, finds the replica holding user's lease on the database, and
+// SIGKILLs it while its call is in flight. It returns the replica's index.
+func killHolder(ctx context.Context, tokenRequest <-chan struct{}, dbURL, user string, replicas []*Replica) (int, error) {
+	t := time.NewTimer(30 * time.Second)
+	defer t.Stop()
+	select {
+	case <-tokenRequest:
+	case <-t.C:
+		return -1, errors.New("kill-holder: no refresh reached the provider within 30s")
+	case <-ctx.Done():
+		return -1, ctx.Err()
+	}
+	st, err := postgres.Open(ctx, dbURL)
+	if err != nil {
+		return -1, err
+	}
+	defer st.Close()
+	l, err := st.GetLink(ctx, user, "bench")
+	if err != nil {
+		return -1, err
+	}
+	var i int
+	if _, err := fmt.Sscanf(l.LeaseOwner, "r%d", &i); err != nil || i < 0 || i >= len(replicas) {
+		return -1, fmt.Errorf("kill-holder: the lease holder %q is not one of the replicas", l.LeaseOwner)
+	}
+	replicas[i].Kill()
+	return i, nil
+}
+
+// scrapeCounter sums the samples of a Prometheus counter at url.
+func scrapeCounter(ctx context.Context, url, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		var v float64
+		if _, err := fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v); err == nil {
+			sum += v
+		}
+	}
+	return sum, nil
 }
 
 // ReplicaEnv is the environment of replicas serving provider "bench" (kind

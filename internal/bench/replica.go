@@ -108,6 +108,16 @@ func (r *Replica) WaitLog(ctx context.Context, s string) error {
 	}
 }
 
+// Alive reports whether the process has not ended.
+func (r *Replica) Alive() bool {
+	select {
+	case <-r.done:
+		return false
+	default:
+		return true
+	}
+}
+
 // Kill sends SIGKILL and waits for the process to end.
 func (r *Replica) Kill() {
 	_ = r.cmd.Process.Signal(syscall.SIGKILL)

@@ -34,6 +34,8 @@ var ErrNotInstalled = errors.New("PostgreSQL server binaries (initdb, postgres) 
 type Cluster struct {
 	dir  string
 	port int
+	bin  string
+	cred *syscall.Credential
 	cmd  *exec.Cmd
 	// exited is closed when the postmaster has exited.
 	exited  chan struct{}
@@ -110,7 +112,7 @@ func StartCluster(ctx context.Context) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pgcluster: %w", err)
 	}
-	c := &Cluster{dir: dir}
+	c := &Cluster{dir: dir, bin: bin, cred: cred}
 	ok := false
 	defer func() {
 		if !ok {
@@ -210,8 +212,14 @@ func (c *Cluster) start(ctx context.Context, bin string, cred *syscall.Credentia
 	if err != nil {
 		return fmt.Errorf("pgcluster: %w", err)
 	}
+	return c.startOn(ctx, bin, cred, port, os.O_TRUNC)
+}
+
+// startOn runs the postmaster on port; logMode is os.O_TRUNC for a new
+// cluster, os.O_APPEND for a restart.
+func (c *Cluster) startOn(ctx context.Context, bin string, cred *syscall.Credential, port, logMode int) error {
 	logPath := filepath.Join(c.dir, "postgres.log")
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|logMode, 0o600)
 	if err != nil {
 		return fmt.Errorf("pgcluster: %w", err)
 	}
@@ -371,21 +379,41 @@ func (c *Cluster) Terminate(ctx context.Context, url, app string) (int, error) {
 	return n, err
 }
 
+// Halt shuts the postmaster down (fast shutdown: connections are closed)
+// and keeps the cluster's data, so that [Cluster.Resume] can start it again
+// on the same port: a database outage for the clients of its URLs.
+func (c *Cluster) Halt() {
+	if c.admin != nil {
+		c.admin.Close()
+		c.admin = nil
+	}
+	c.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-c.exited:
+	case <-time.After(15 * time.Second):
+		c.cmd.Process.Signal(syscall.SIGKILL)
+		<-c.exited
+	}
+	close(c.release)
+}
+
+// Resume starts a halted cluster again on its port and waits until it
+// accepts connections.
+func (c *Cluster) Resume(ctx context.Context) error {
+	return c.startOn(ctx, c.bin, c.cred, c.port, os.O_APPEND)
+}
+
 // Stop shuts the cluster down (fast shutdown, then SIGKILL after 15 s) and
-// removes its directory. It is safe to call more than once.
+// removes its directory. It is safe to call more than once, and after
+// [Cluster.Halt].
 func (c *Cluster) Stop() error {
 	c.stopOnce.Do(func() {
-		if c.admin != nil {
-			c.admin.Close()
-		}
-		c.cmd.Process.Signal(syscall.SIGINT) // fast shutdown
 		select {
 		case <-c.exited:
-		case <-time.After(15 * time.Second):
-			c.cmd.Process.Signal(syscall.SIGKILL)
-			<-c.exited
+			// Halted: nothing runs.
+		default:
+			c.Halt()
 		}
-		close(c.release)
 		c.stopErr = os.RemoveAll(c.dir)
 	})
 	return c.stopErr
