@@ -560,3 +560,49 @@ func countRows(t *testing.T, env *httpapitest.Env, table string) int {
 	}
 	return n
 }
+
+// TestCallerGoneIsNotAServerError: a caller that gives up while its token
+// is being refreshed is not a server error: nothing is logged at error, the
+// request log says 499, and the refresh goes on and is committed.
+func TestCallerGoneIsNotAServerError(t *testing.T) {
+	logs := httpapitest.NewLogCapture()
+	env := httpapitest.MustStart(t, httpapitest.Options{Logs: logs,
+		IDP: fakeidp.Config{Faults: fakeidp.Faults{Latency: 300 * time.Millisecond}}})
+	env.MustLink(t, "alice", demo, "alice")
+	key := env.MustKey(t, "reader", readTokens, nil, nil)
+	env.Clock.Advance(2 * time.Hour)
+	watch := logs.Watch()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", env.URL+path("users", "alice", "providers", demo, "token"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if resp, err := env.Server.Client().Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the request finished (%d) before its caller gave up", resp.StatusCode)
+	}
+	timeout := time.After(20 * time.Second)
+	for done := false; !done; {
+		select {
+		case line := <-watch:
+			done = strings.Contains(line, `"status":499`)
+		case <-timeout:
+			t.Fatalf("no request log line with status 499:\n%s", strings.Join(logs.Lines(), "\n"))
+		}
+	}
+	for _, line := range logs.Lines() {
+		if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, "internal error") {
+			t.Fatalf("a caller that went away was logged as a server error: %s", line)
+		}
+	}
+	// The refresh it started went on, detached, and was committed.
+	resp, body := env.Do(t, "GET", path("users", "alice", "providers", demo, "token"), key, "")
+	var tok apiv1.Token
+	MustDecode(t, resp, body, http.StatusOK, &tok)
+	if n := env.IDP.Stats().RefreshCalls; n != 1 {
+		t.Fatalf("provider refresh calls = %d, want 1 (the abandoned caller's refresh was committed)", n)
+	}
+}

@@ -610,3 +610,39 @@ func TestCloseWaitsForFlights(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// noScope wraps a provider whose refresh answers carry no scope.
+type noScope struct{ tokenbroker.Provider }
+
+func (n noScope) Refresh(ctx context.Context, rt string) (*tokenbroker.Token, error) {
+	tok, err := n.Provider.Refresh(ctx, rt)
+	if tok != nil {
+		tok.Scopes = nil
+	}
+	return tok, err
+}
+
+// TestRefreshWithoutScopeKeepsTheGrantsScopes: RFC 6749 §5.1, an answer
+// without scope grants what was asked; a refresh asks for the grant's
+// scopes, so the link keeps them (v1 stored an empty list).
+func TestRefreshWithoutScopeKeepsTheGrantsScopes(t *testing.T) {
+	e := MustEnv(t, envOptions{kind: "sqlite"})
+	c := e.coordinator(0, noScope{e.prov}, nil)
+	tok, err := e.idp.IssueToken("u1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.stores[0].PutLink(context.Background(), &tokenbroker.Link{UserID: "u1", ProviderID: providerID,
+		Token: tokenbroker.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry,
+			IssuedAt: e.clock.Now(), Scopes: []string{"repo", "read:user"}}}, tokenbroker.Record{}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Hour)
+	got, err := c.Token(context.Background(), providerID, "u1", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l := e.link("u1"); l.Generation != 2 || strings.Join(l.Token.Scopes, " ") != "repo read:user" || strings.Join(got.Scopes, " ") != "repo read:user" {
+		t.Fatalf("after a refresh without scope: link scopes %v, caller's %v; want the grant's", l.Token.Scopes, got.Scopes)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
+	"github.com/tokenbroker/tokenbroker/store/postgres"
 )
 
 // The multi-process tests of the refresh protocol's edges (docs/design.md,
@@ -377,5 +379,43 @@ func TestPostgresHaltedDuringRefreshes(t *testing.T) {
 	}
 	if st.ReuseDetections != 0 {
 		t.Errorf("reuse detections = %d, want 0", st.ReuseDetections)
+	}
+}
+
+// TestListenerLogsThroughServesHandler: the PostgreSQL listener's
+// reconnection warning is a line of serve's configured handler (JSON here),
+// like every other line, not of the default logger.
+func TestListenerLogsThroughServesHandler(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	requirePostgres(t)
+	t.Parallel()
+	dbURL := pgtest.NewDatabase(t)
+	rs := startReplicaSet(t, 1, fakeidp.Config{}, dbURL, "--log-format", "json")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	// The coordinator's token cache listens from the start.
+	for {
+		n, err := pgtest.SharedCluster(t).Terminate(ctx, dbURL, postgres.ListenerApplicationName)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the listener never connected")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if err := rs.replicas[0].WaitLog(ctx, `"msg":"postgres: listener connection lost; reconnecting"`); err != nil {
+		t.Fatalf("%v\n%s", err, rs.replicas[0].Logs())
+	}
+	for _, line := range strings.Split(strings.TrimSpace(rs.replicas[0].Logs()), "\n") {
+		if !strings.HasPrefix(line, "{") {
+			t.Fatalf("a line outside the JSON handler: %s", line)
+		}
 	}
 }
