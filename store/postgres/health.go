@@ -28,17 +28,17 @@ func scanHealth(r pgx.Row) (*tokenbroker.ProviderHealth, error) {
 
 // GetProviderHealth implements [tokenbroker.ProviderHealthStore].
 func (s *Store) GetProviderHealth(ctx context.Context, providerID string) (*tokenbroker.ProviderHealth, error) {
-	h, err := scanHealth(s.pool.QueryRow(ctx,
-		`SELECT `+healthColumns+`, now() FROM provider_health WHERE provider_id = $1`, providerID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		now, err := s.Now(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return &tokenbroker.ProviderHealth{ProviderID: providerID, Now: now}, nil
-	}
+	// One round trip whether the provider has a row or not: a provider
+	// without one is healthy.
+	h, err := scanHealth(s.pool.QueryRow(ctx, `
+		SELECT $1::text, COALESCE(p.failures, 0), COALESCE(p.opens, 0), p.open_until, p.probe_until,
+			COALESCE(p.misconfigured, ''), p.misconfigured_since, COALESCE(p.updated_at, n.now), n.now
+		FROM (SELECT now() AS now) n LEFT JOIN provider_health p ON p.provider_id = $1`, providerID))
 	if err != nil {
 		return nil, translate(err, "provider health")
+	}
+	if h.Failures == 0 && h.Opens == 0 && h.OpenUntil.IsZero() && h.Misconfigured == "" {
+		h.UpdatedAt = time.Time{}
 	}
 	return h, nil
 }

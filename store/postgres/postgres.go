@@ -22,6 +22,7 @@ import (
 	"github.com/pressly/goose/v3"
 
 	tokenbroker "github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/store/internal/migrations"
 	"github.com/tokenbroker/tokenbroker/store/internal/signal"
 )
 
@@ -192,6 +193,19 @@ func (s *Store) Close() error {
 // Pool returns the store's pool, for tests and tools.
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
+// knownVersions lists the schema versions embedded in this binary.
+func knownVersions() []int64 {
+	ents, _ := fs.ReadDir(migrationsFS, "migrations")
+	var out []int64
+	for _, e := range ents {
+		var v int64
+		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // LatestVersion returns the newest schema version embedded in this binary.
 func LatestVersion() int64 {
 	ents, _ := fs.ReadDir(migrationsFS, "migrations")
@@ -278,22 +292,26 @@ func (s *Store) SchemaVersion(ctx context.Context) (current, latest int64, err e
 	latest = LatestVersion()
 	var exists bool
 	if err := s.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, VersionTable).Scan(&exists); err != nil {
-		return 0, latest, fmt.Errorf("postgres: read schema version: %w", err)
+		return 0, latest, translate(err, "schema version")
 	}
 	if !exists {
 		return 0, latest, nil
 	}
-	err = s.pool.QueryRow(ctx, `SELECT COALESCE(MAX(version_id), 0) FROM `+VersionTable+` WHERE is_applied`).Scan(&current)
+	rows, err := s.pool.Query(ctx, `SELECT version_id FROM `+VersionTable+` WHERE is_applied`)
 	if err != nil {
-		return 0, latest, fmt.Errorf("postgres: read schema version: %w", err)
+		return 0, latest, translate(err, "schema version")
 	}
-	return current, latest, nil
+	applied, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return 0, latest, translate(err, "schema version")
+	}
+	return migrations.Current(applied, knownVersions()), latest, nil
 }
 
 // Ping implements [tokenbroker.Store].
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
+		return translate(err, "ping")
 	}
 	return nil
 }
@@ -302,7 +320,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	var t time.Time
 	if err := s.pool.QueryRow(ctx, `SELECT now()`).Scan(&t); err != nil {
-		return time.Time{}, fmt.Errorf("postgres: now: %w", err)
+		return time.Time{}, translate(err, "now")
 	}
 	return t.UTC(), nil
 }

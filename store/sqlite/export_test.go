@@ -1,10 +1,48 @@
 package sqlite
 
-import "context"
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"testing/fstest"
+
+	"github.com/pressly/goose/v3"
+)
 
 // ForceSchemaVersion records version as applied, to simulate a database
 // migrated by a newer binary.
 func (s *Store) ForceSchemaVersion(ctx context.Context, version int64) error {
 	_, err := s.wdb.ExecContext(ctx, `INSERT INTO `+VersionTable+` (version_id, is_applied) VALUES (?, 1)`, version)
 	return err
+}
+
+// MigrateWithout applies every embedded migration but skip, as a binary
+// built before skip landed (with later numbers) would have.
+func (s *Store) MigrateWithout(ctx context.Context, skip int64) error {
+	sub, err := fs.Sub(migrationsFS, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.wdb, without(sub, skip),
+		goose.WithTableName(VersionTable), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return err
+	}
+	_, err = p.Up(ctx)
+	return err
+}
+
+// without is fsys's migrations but the one numbered skip.
+func without(fsys fs.FS, skip int64) fs.FS {
+	out := fstest.MapFS{}
+	ents, _ := fs.ReadDir(fsys, ".")
+	for _, e := range ents {
+		var v int64
+		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil && v == skip {
+			continue
+		}
+		b, _ := fs.ReadFile(fsys, e.Name())
+		out[e.Name()] = &fstest.MapFile{Data: b}
+	}
+	return out
 }

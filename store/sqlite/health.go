@@ -25,15 +25,12 @@ func scanHealth(r rowScanner) (*tokenbroker.ProviderHealth, error) {
 
 // GetProviderHealth implements [tokenbroker.ProviderHealthStore].
 func (s *Store) GetProviderHealth(ctx context.Context, providerID string) (*tokenbroker.ProviderHealth, error) {
-	h, err := scanHealth(s.rdb.QueryRowContext(ctx,
-		`SELECT `+healthColumns+`, `+nowMS+` FROM provider_health WHERE provider_id = ?`, providerID))
-	if err == sql.ErrNoRows {
-		now, err := s.Now(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return &tokenbroker.ProviderHealth{ProviderID: providerID, Now: now}, nil
-	}
+	// One read whether the provider has a row or not: a provider without
+	// one is healthy.
+	h, err := scanHealth(s.rdb.QueryRowContext(ctx, `
+		SELECT ?, COALESCE(p.failures, 0), COALESCE(p.opens, 0), p.open_until, p.probe_until,
+			COALESCE(p.misconfigured, ''), p.misconfigured_since, p.updated_at, n.now
+		FROM (SELECT `+nowMS+` AS now) n LEFT JOIN provider_health p ON p.provider_id = ?`, providerID, providerID))
 	if err != nil {
 		return nil, translate(err, "provider health")
 	}

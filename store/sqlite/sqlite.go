@@ -18,6 +18,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	tokenbroker "github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/store/internal/migrations"
 	"github.com/tokenbroker/tokenbroker/store/internal/signal"
 )
 
@@ -136,6 +137,19 @@ func (s *Store) provider() (*goose.Provider, error) {
 	)
 }
 
+// knownVersions lists the schema versions embedded in this binary.
+func knownVersions() []int64 {
+	ents, _ := fs.ReadDir(migrationsFS, "migrations")
+	var out []int64
+	for _, e := range ents {
+		var v int64
+		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // LatestVersion returns the newest schema version embedded in this binary.
 func LatestVersion() int64 {
 	ents, _ := fs.ReadDir(migrationsFS, "migrations")
@@ -182,18 +196,29 @@ func (s *Store) SchemaVersion(ctx context.Context) (current, latest int64, err e
 	if n == 0 {
 		return 0, latest, nil
 	}
-	err = s.rdb.QueryRowContext(ctx,
-		`SELECT COALESCE(MAX(version_id), 0) FROM `+VersionTable+` WHERE is_applied`).Scan(&current)
+	rows, err := s.rdb.QueryContext(ctx, `SELECT version_id FROM `+VersionTable+` WHERE is_applied`)
 	if err != nil {
 		return 0, latest, fmt.Errorf("sqlite: read schema version of %s: %w", s.path, err)
 	}
-	return current, latest, nil
+	defer rows.Close()
+	var applied []int64
+	for rows.Next() {
+		var v int64
+		if err := rows.Scan(&v); err != nil {
+			return 0, latest, fmt.Errorf("sqlite: read schema version of %s: %w", s.path, err)
+		}
+		applied = append(applied, v)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, latest, fmt.Errorf("sqlite: read schema version of %s: %w", s.path, err)
+	}
+	return migrations.Current(applied, knownVersions()), latest, nil
 }
 
 // Ping implements [tokenbroker.Store].
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.rdb.PingContext(ctx); err != nil {
-		return fmt.Errorf("sqlite: ping: %w", err)
+		return translate(err, "ping")
 	}
 	return nil
 }
@@ -202,7 +227,7 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	var ms int64
 	if err := s.rdb.QueryRowContext(ctx, `SELECT `+nowMS).Scan(&ms); err != nil {
-		return time.Time{}, fmt.Errorf("sqlite: now: %w", err)
+		return time.Time{}, translate(err, "now")
 	}
 	return time.UnixMilli(ms).UTC(), nil
 }
