@@ -36,7 +36,7 @@ type LeaseRequest struct {
 }
 
 // Loss causes: why a generation's refresh token may already have been
-// processed by the provider when it is sent again (DESIGN.md I2's two
+// processed by the provider when it is sent again (docs/design.md, I2's two
 // windows). They are durable on the link row, whoever sees them.
 const (
 	// LossHolderDied: an earlier lease of this generation was taken over

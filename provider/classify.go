@@ -120,7 +120,7 @@ var (
 // [*tokenbroker.ProviderError] is returned as a copy.
 //
 // Classify only classifies. Nothing in this package retries: a rejected
-// refresh token must never be sent again (DESIGN.md I2), and the refresh
+// refresh token must never be sent again (docs/design.md, I2), and the refresh
 // coordinator decides about the others.
 func Classify(providerID string, err error) *tokenbroker.ProviderError {
 	return classify(providerID, err, time.Now(), nil, true)

@@ -35,7 +35,7 @@ func TestHerdKillHolder(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	requirePostgres(t)
+	pgtest.RequireBinaries(t)
 	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
@@ -78,7 +78,7 @@ func TestHerdSlowProvider(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	requirePostgres(t)
+	pgtest.RequireBinaries(t)
 	t.Parallel()
 	exe, err := os.Executable()
 	if err != nil {
@@ -179,7 +179,7 @@ func TestProviderOutageOnReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	requirePostgres(t)
+	pgtest.RequireBinaries(t)
 	t.Parallel()
 	rs := startReplicaSet(t, 3, fakeidp.Config{Faults: fakeidp.Faults{P503: 1}}, pgtest.NewDatabase(t))
 	users := []string{"o1", "o2", "o3", "o4", "o5"}
@@ -252,7 +252,7 @@ func TestPostgresHaltedDuringRefreshes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	requirePostgres(t)
+	pgtest.RequireBinaries(t)
 	t.Parallel()
 	cluster, err := pgcluster.StartCluster(context.Background())
 	if err != nil {
@@ -389,7 +389,7 @@ func TestListenerLogsThroughServesHandler(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	requirePostgres(t)
+	pgtest.RequireBinaries(t)
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
 	rs := startReplicaSet(t, 1, fakeidp.Config{}, dbURL, "--log-format", "json")
