@@ -19,15 +19,17 @@ func TestCacheFollowsChangesOnOtherReplicas(t *testing.T) {
 	for _, kind := range kinds {
 		t.Run(kind, func(t *testing.T) {
 			e := MustEnv(t, envOptions{kind: kind, replicas: 2})
+			ctx := context.Background()
+			l, first := e.seed("u1")
+			// Subscribed before anything starts the PostgreSQL listener, so
+			// its connection's signal cannot come before the subscription.
+			sig, cancel := e.stores[0].Subscribe(l.ID)
+			defer cancel()
 			a := e.coordinator(0, nil, func(cfg *refresh.Config) {
 				cfg.Changes = e.stores[0].(tokenbroker.ChangeFeed)
 				cfg.CacheTTL = time.Hour
 			})
 			defer a.Close()
-			ctx := context.Background()
-			l, first := e.seed("u1")
-			sig, cancel := e.stores[0].Subscribe(l.ID)
-			defer cancel()
 			// The first signal on a fresh PostgreSQL listener is its
 			// connection; drain it so the waits below see the writes.
 			if got, err := a.Token(ctx, providerID, "u1", 0); err != nil || got.AccessToken != first.AccessToken {
