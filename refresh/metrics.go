@@ -8,6 +8,13 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 )
 
+// ProviderLatencyMetric is the name of the histogram of provider refresh
+// calls, by provider: the console's latency figures read it.
+const ProviderLatencyMetric = "tokenbroker_provider_refresh_duration_seconds"
+
+// ProviderLatencyBuckets are its buckets, in seconds.
+var ProviderLatencyBuckets = []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
 // Metrics are the coordinator's Prometheus series. A nil *Metrics records
 // nothing. Labels carry provider ids and outcomes, never tokens.
 type Metrics struct {
@@ -30,9 +37,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Refresh calls sent to a provider's token endpoint.",
 		}, []string{"provider"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "tokenbroker_provider_refresh_duration_seconds",
+			Name:    ProviderLatencyMetric,
 			Help:    "Duration of refresh calls to a provider's token endpoint, failed ones included.",
-			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+			Buckets: ProviderLatencyBuckets,
 		}, []string{"provider"}),
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tokenbroker_refresh_committed_total",

@@ -270,6 +270,7 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	console, err := web.NewConsole(web.ConsoleConfig{
 		Store: a.store, Providers: reg, Backend: api, Auditor: a.audit, BaseURL: baseURL,
 		CookieKey: consoleKey, Logger: log, Docs: docs.FS, Version: version(),
+		Status: runtimeStatus(a.registry),
 	})
 	if err != nil {
 		return nil, err
