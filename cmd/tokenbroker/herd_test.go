@@ -149,6 +149,16 @@ func (ce *crashEnv) start(t *testing.T, name string, extraEnv ...string) *bench.
 	return r
 }
 
+// askInBackground asks r for user's token without waiting for the answer
+// (the request that runs into the injected fault).
+func (ce *crashEnv) askInBackground(r *bench.Replica, user string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = client.New(r.URL, ce.apiKey).Token(ctx, user, "bench", 0)
+	}()
+}
+
 // seedExpired imports a link whose access token has already expired.
 func (ce *crashEnv) seedExpired(t *testing.T, r *bench.Replica, user string) {
 	t.Helper()
@@ -214,11 +224,7 @@ func TestCrashWhileHoldingLease(t *testing.T) {
 	r1 := ce.start(t, "r1")
 	ce.seedExpired(t, r0, "crash-user")
 
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = client.New(r0.URL, ce.apiKey).Token(ctx, "crash-user", "bench", 0)
-	}()
+	ce.askInBackground(r0, "crash-user")
 	waitEvent(t, "r0's provider call to hang", hung.fired)
 	r0.Kill()
 	ce.idp.SetFaults(fakeidp.Faults{})
@@ -256,11 +262,7 @@ func TestCrashAfterProviderAnswered(t *testing.T) {
 	r1 := ce.start(t, "r1")
 	ce.seedExpired(t, r0, "crash-user")
 
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_, _ = client.New(r0.URL, ce.apiKey).Token(ctx, "crash-user", "bench", 0)
-	}()
+	ce.askInBackground(r0, "crash-user")
 	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer wcancel()
 	if err := r0.WaitLog(wctx, hangLogLine); err != nil {

@@ -74,13 +74,7 @@ func newKeysStatusCmd(f *keysFlags) *cobra.Command {
 		Short:   "Show how many rows each key seals, so you know when an old key can be dropped",
 		Example: "  tokenbroker keys status --database-url postgres://tb@db/tokenbroker",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			h, err := openKeysStore(ctx, f)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
+		RunE: withKeysStore(f, func(ctx context.Context, cmd *cobra.Command, h storeHandle) error {
 			counts, err := h.Store().CountSealedByKey(ctx)
 			if err != nil {
 				return exitf(1, "count sealed rows: %s", oneLine(err))
@@ -92,7 +86,7 @@ func newKeysStatusCmd(f *keysFlags) *cobra.Command {
 				fmt.Fprintf(cmd.ErrOrStderr(), "note: no key ring loaded (%s); showing counts only\n", oneLine(ringErr))
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -100,6 +94,19 @@ func newKeysStatusCmd(f *keysFlags) *cobra.Command {
 // migrate (a key tool should not change the schema under running
 // replicas); it refuses a database whose schema is not current, with the
 // command that fixes it.
+// withKeysStore is the RunE of a keys command that works on the database:
+// it opens it (openKeysStore), runs fn and closes it.
+func withKeysStore(f *keysFlags, fn func(ctx context.Context, cmd *cobra.Command, h storeHandle) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		h, err := openKeysStore(cmd.Context(), f)
+		if err != nil {
+			return err
+		}
+		defer h.Close()
+		return fn(cmd.Context(), cmd, h)
+	}
+}
+
 func openKeysStore(ctx context.Context, f *keysFlags) (storeHandle, error) {
 	h, err := openStore(ctx, f.databaseURL, f.dataDir)
 	if err != nil {
@@ -188,13 +195,7 @@ It only ever reads rows not yet sealed by the primary, so after an interruption
 running it again continues where it stopped.`,
 		Example: `  TOKENBROKER_ENCRYPTION_KEYS=NEWKEY,OLDKEY tokenbroker keys rekey --database-url postgres://tb@db/tokenbroker`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			h, err := openKeysStore(ctx, f)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
+		RunE: withKeysStore(f, func(ctx context.Context, cmd *cobra.Command, h storeHandle) error {
 			ring, err := loadKeysRing(f, h.Kind())
 			if err != nil {
 				return exitf(1, "key ring: %s", oneLine(err))
@@ -230,7 +231,7 @@ running it again continues where it stopped.`,
 				return exitf(1, "rekey: %s", oneLine(err))
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().IntVar(&batch, "batch-size", crypt.DefaultRekeyBatchSize, "rows read per batch")
 	return cmd
