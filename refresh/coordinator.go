@@ -136,11 +136,6 @@ type Config struct {
 	// be lost. Without Changes there is no cache.
 	Changes  tokenbroker.ChangeFeed
 	CacheTTL time.Duration
-
-	// BeforeCommit, if set, runs after the provider answered and before the
-	// commit. It exists for fault injection in tests (to stand for a
-	// replica that dies in the window I2 cannot close).
-	BeforeCommit func(ctx context.Context, l *tokenbroker.Link)
 }
 
 // Stats are counters of one coordinator that tests read; operators see the
@@ -649,9 +644,6 @@ func (c *Coordinator) onRefreshed(ctx context.Context, renewal *renewal, l *toke
 	}
 	if tok.Scopes == nil {
 		tok.Scopes = l.Token.Scopes // RFC 6749 §5.1: the grant's scope is unchanged
-	}
-	if c.cfg.BeforeCommit != nil {
-		c.cfg.BeforeCommit(ctx, l)
 	}
 	next := *l
 	next.Token = *tok

@@ -497,13 +497,12 @@ func TestLostRefreshAfterHolderDied(t *testing.T) {
 	e := MustEnv(t, envOptions{kind: "postgres", replicas: 2})
 	cut := &partitionedStore{replicaStore: e.stores[0]}
 	stopped := make(chan struct{})
-	dead := e.coordinator(0, nil, func(cfg *refresh.Config) {
+	dead := e.coordinator(0, afterAnswer{e.prov, func() {
+		cut.cut.Store(true)
+		close(stopped)
+	}}, func(cfg *refresh.Config) {
 		cfg.Store = cut
 		cfg.LeaseTTL, cfg.Grace, cfg.CommitRetryInterval = time.Second, 200*time.Millisecond, 20*time.Millisecond
-		cfg.BeforeCommit = func(context.Context, *tokenbroker.Link) {
-			cut.cut.Store(true)
-			close(stopped)
-		}
 	})
 	heir := e.coordinator(1, nil, func(cfg *refresh.Config) {
 		cfg.LeaseTTL, cfg.Grace, cfg.PollInterval = time.Second, 200*time.Millisecond, 50*time.Millisecond

@@ -301,3 +301,20 @@ func waitPast(t *testing.T, s tokenbroker.Store, at time.Time) {
 		time.Sleep(min(at.Sub(now)+time.Millisecond, 100*time.Millisecond))
 	}
 }
+
+// afterAnswer wraps a provider: once a refresh has been answered (the
+// provider rotated the token), hook runs before the answer returns to the
+// coordinator, standing for what happens to a replica in the window
+// between the provider's answer and the commit.
+type afterAnswer struct {
+	tokenbroker.Provider
+	hook func()
+}
+
+func (a afterAnswer) Refresh(ctx context.Context, rt string) (*tokenbroker.Token, error) {
+	tok, err := a.Provider.Refresh(ctx, rt)
+	if err == nil {
+		a.hook()
+	}
+	return tok, err
+}

@@ -379,13 +379,12 @@ func TestLossAttributedWhoeverSeesIt(t *testing.T) {
 				cfg.LeaseTTL, cfg.Grace, cfg.PollInterval, cfg.CommitRetryInterval = time.Second, 200*time.Millisecond, 50*time.Millisecond, 20*time.Millisecond
 				cfg.RetryBackoff, cfg.RetryBackoffMax = 50*time.Millisecond, 50*time.Millisecond
 			}
-			dead := e.coordinator(0, nil, func(cfg *refresh.Config) {
+			dead := e.coordinator(0, afterAnswer{e.prov, func() {
+				cut.cut.Store(true)
+				close(stopped)
+			}}, func(cfg *refresh.Config) {
 				short(cfg)
 				cfg.Store = cut
-				cfg.BeforeCommit = func(context.Context, *tokenbroker.Link) {
-					cut.cut.Store(true)
-					close(stopped)
-				}
 			})
 			flaky := &failFirst{Provider: e.prov}
 			flaky.n.Store(tc.failFirst)

@@ -34,10 +34,7 @@ func TestMain(m *testing.M) {
 	if os.Getenv(execMainEnv) == "1" {
 		if os.Getenv(hangBeforeCommitEnv) == "1" {
 			configureRefresh = func(rc *refresh.Config, log *slog.Logger) {
-				rc.BeforeCommit = func(_ context.Context, l *tokenbroker.Link) {
-					log.Warn(hangLogLine, "user", l.UserID, "provider", l.ProviderID)
-					select {} // stands for a dead process; the test kills it
-				}
+				rc.Providers = hangAfterAnswer{rc.Providers, log}
 			}
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -52,4 +49,35 @@ func TestMain(m *testing.M) {
 // acts as tokenbroker, with extra on top.
 func childEnv(extra ...string) []string {
 	return append(append(os.Environ(), execMainEnv+"=1"), extra...)
+}
+
+// hangAfterAnswer is a provider registry whose providers, once a refresh
+// was answered (the provider rotated the token), hang before handing the
+// answer to the coordinator: the lease holder stops between the provider's
+// answer and its commit.
+type hangAfterAnswer struct {
+	tokenbroker.Providers
+	log *slog.Logger
+}
+
+func (h hangAfterAnswer) Provider(id string) (tokenbroker.Provider, error) {
+	p, err := h.Providers.Provider(id)
+	if err != nil {
+		return nil, err
+	}
+	return hangingProvider{p, h.log}, nil
+}
+
+type hangingProvider struct {
+	tokenbroker.Provider
+	log *slog.Logger
+}
+
+func (p hangingProvider) Refresh(ctx context.Context, rt string) (*tokenbroker.Token, error) {
+	tok, err := p.Provider.Refresh(ctx, rt)
+	if err == nil {
+		p.log.Warn(hangLogLine, "provider", p.ID())
+		select {} // stands for a dead process; the test kills it
+	}
+	return tok, err
 }
