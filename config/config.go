@@ -6,15 +6,13 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/tokenbroker/tokenbroker/identity"
+	"github.com/tokenbroker/tokenbroker/internal/configfile"
 	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/webhook"
 )
@@ -33,28 +31,13 @@ type File struct {
 	Webhooks  webhook.Config  `yaml:",inline"`
 }
 
-// maxFileBytes bounds the configuration file.
-const maxFileBytes = 1 << 20
-
 // Parse reads a configuration document from r. Unknown fields, at the top
 // level or in any section, are errors (a misspelt field would otherwise be
 // silently ignored). It does not validate: call [File.Validate] after
 // [provider.Config.ApplyEnv].
 func Parse(r io.Reader) (*File, error) {
-	data, err := io.ReadAll(io.LimitReader(r, maxFileBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	if len(data) > maxFileBytes {
-		return nil, fmt.Errorf("config: larger than %d bytes", maxFileBytes)
-	}
 	f := &File{}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return f, nil
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(f); err != nil && !errors.Is(err, io.EOF) {
+	if err := configfile.Decode(r, f); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return f, nil

@@ -1,17 +1,15 @@
 package identity
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/configfile"
 	"github.com/tokenbroker/tokenbroker/provider"
 )
 
@@ -104,28 +102,9 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("workload identity %s: %s: %s", e.Trust, e.Field, e.Msg)
 }
 
-// ValidationError lists every invalid field [Config.Validate] found.
-type ValidationError struct {
-	Errors []*FieldError
-}
-
-// Error implements the error interface: one field per line.
-func (e *ValidationError) Error() string {
-	msgs := make([]string, len(e.Errors))
-	for i, fe := range e.Errors {
-		msgs[i] = fe.Error()
-	}
-	return "invalid workload identity configuration:\n  " + strings.Join(msgs, "\n  ")
-}
-
-// Unwrap returns the field errors, for errors.As.
-func (e *ValidationError) Unwrap() []error {
-	errs := make([]error, len(e.Errors))
-	for i, fe := range e.Errors {
-		errs[i] = fe
-	}
-	return errs
-}
+// ValidationError lists every invalid field [Config.Validate] found: one
+// field per line, and the field errors for errors.As.
+type ValidationError = configfile.ValidationError[*FieldError]
 
 var trustIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
@@ -154,7 +133,7 @@ func (c *Config) Validate(providerIDs []string) error {
 		}
 	}
 	if len(errs) > 0 {
-		return &ValidationError{Errors: errs}
+		return &ValidationError{Section: "workload identity", Errors: errs}
 	}
 	return nil
 }
@@ -252,31 +231,11 @@ func checkIssuerURL(s string) string {
 	switch u.Scheme {
 	case "https":
 	case "http":
-		if !isLoopback(u.Hostname()) {
+		if !configfile.IsLoopback(u.Hostname()) {
 			return "must use https (http only for loopback hosts)"
 		}
 	default:
 		return "scheme must be https"
 	}
 	return ""
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// readFile is os.ReadFile, with the error reduced to its cause.
-func readFile(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		if pe := (*os.PathError)(nil); errors.As(err, &pe) {
-			return nil, pe.Err
-		}
-		return nil, err
-	}
-	return b, nil
 }

@@ -18,6 +18,8 @@ import (
 	"github.com/coreos/go-oidc/v3/oidc"
 	"github.com/go-jose/go-jose/v4"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/tokenbroker/tokenbroker/internal/configfile"
 )
 
 // keySet gives the public keys that may have signed a JWT.
@@ -38,7 +40,7 @@ func (s staticKeys) keys(_ context.Context, kid string) ([]jose.JSONWebKey, erro
 
 // loadJWKSFile reads a JSON Web Key Set file.
 func loadJWKSFile(path string) (staticKeys, error) {
-	b, err := readFile(path)
+	b, err := configfile.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %s: %v", path, err)
 	}

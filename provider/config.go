@@ -1,11 +1,8 @@
 package provider
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -16,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/configfile"
 )
 
 // Config is a provider configuration file:
@@ -140,44 +138,21 @@ func (e *FieldError) Error() string {
 }
 
 // ValidationError is the list of every invalid field that
-// [Config.Validate] or [Config.ApplyEnv] found.
-type ValidationError struct {
-	Errors []*FieldError
-}
+// [Config.Validate] or [Config.ApplyEnv] found: one field per line, and
+// the field errors for errors.As.
+type ValidationError = configfile.ValidationError[*FieldError]
 
-// Error implements the error interface: one field per line.
-func (e *ValidationError) Error() string {
-	msgs := make([]string, len(e.Errors))
-	for i, fe := range e.Errors {
-		msgs[i] = fe.Error()
-	}
-	return "invalid provider configuration:\n  " + strings.Join(msgs, "\n  ")
-}
-
-// Unwrap returns the field errors, for errors.As.
-func (e *ValidationError) Unwrap() []error {
-	errs := make([]error, len(e.Errors))
-	for i, fe := range e.Errors {
-		errs[i] = fe
-	}
-	return errs
+// invalid returns the [*ValidationError] of errs.
+func invalid(errs []*FieldError) *ValidationError {
+	return &ValidationError{Section: "provider", Errors: errs}
 }
 
 // ParseConfig reads a YAML configuration from r. Unknown fields are errors
 // (a misspelt field would otherwise be silently ignored). It does not
 // validate: call [Config.Validate] after [Config.ApplyEnv].
 func ParseConfig(r io.Reader) (*Config, error) {
-	data, err := io.ReadAll(io.LimitReader(r, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("provider config: %w", err)
-	}
 	cfg := &Config{}
-	if len(bytes.TrimSpace(data)) == 0 {
-		return cfg, nil
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	if err := configfile.Decode(r, cfg); err != nil {
 		return nil, fmt.Errorf("provider config: %w", err)
 	}
 	return cfg, nil
@@ -233,7 +208,7 @@ func (c *Config) Validate() error {
 		seenEnv[envKey(pc.ID)] = pc.ID
 	}
 	if len(errs) > 0 {
-		return &ValidationError{Errors: errs}
+		return invalid(errs)
 	}
 	return nil
 }
@@ -330,7 +305,7 @@ func (pc *ProviderConfig) validate(i int) []*FieldError {
 		if v == "" {
 			continue
 		}
-		if msg := checkURL(v, r.InsecureHTTP); msg != "" {
+		if msg := configfile.CheckURL(v, r.InsecureHTTP); msg != "" {
 			bad(f, "%s: %s", redactURL(v), msg)
 		}
 	}
@@ -363,38 +338,6 @@ func (pc *ProviderConfig) field(name string) string {
 	return ""
 }
 
-// checkURL returns why s is not a usable endpoint URL, or "".
-func checkURL(s string, insecure bool) string {
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || !u.IsAbs() {
-		return "not an absolute URL"
-	}
-	if u.User != nil {
-		return "must not contain credentials"
-	}
-	if u.Fragment != "" {
-		return "must not contain a fragment"
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !insecure && !isLoopback(u.Hostname()) {
-			return "must use https (http is allowed for loopback hosts, or with insecure_http)"
-		}
-	default:
-		return "scheme must be https"
-	}
-	return ""
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // redactURL drops credentials from a URL before it is shown.
 func redactURL(s string) string {
 	u, err := url.Parse(s)
@@ -411,12 +354,8 @@ func (pc *ProviderConfig) LoadSecret() (string, error) {
 	if pc.ClientSecretFile == "" {
 		return pc.ClientSecret, nil
 	}
-	b, err := os.ReadFile(pc.ClientSecretFile)
+	b, err := configfile.ReadFile(pc.ClientSecretFile)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
 		return "", &FieldError{Provider: pc.ID, Field: "client_secret_file", Msg: fmt.Sprintf("cannot read %s: %v", pc.ClientSecretFile, err)}
 	}
 	s := strings.TrimRight(string(b), "\r\n")

@@ -168,7 +168,7 @@ func (c *Config) ApplyEnv(environ []string) error {
 		}
 	}
 	if len(errs) > 0 {
-		return &ValidationError{Errors: errs}
+		return invalid(errs)
 	}
 	return nil
 }

@@ -73,7 +73,7 @@ func New(ctx context.Context, pc ProviderConfig, opts Options) (tokenbroker.Prov
 
 func newProvider(ctx context.Context, pc ProviderConfig, opts Options) (*oauthProvider, error) {
 	if errs := pc.validate(0); len(errs) > 0 {
-		return nil, &ValidationError{Errors: errs}
+		return nil, invalid(errs)
 	}
 	secret, err := pc.LoadSecret()
 	if err != nil {

@@ -1,16 +1,14 @@
 package webhook
 
 import (
-	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/configfile"
 )
 
 // Config is the webhooks: section of the configuration file (package
@@ -62,18 +60,14 @@ func (e *FieldError) Error() string {
 	return fmt.Sprintf("webhook %s: %s: %s", e.Endpoint, e.Field, e.Msg)
 }
 
-// ValidationError lists every invalid field [Config.Validate] found.
-type ValidationError struct {
-	Errors []*FieldError
-}
+// ValidationError lists every invalid field [Config.Validate] or
+// [Config.Endpoints] found: one field per line, and the field errors for
+// errors.As.
+type ValidationError = configfile.ValidationError[*FieldError]
 
-// Error implements the error interface: one field per line.
-func (e *ValidationError) Error() string {
-	msgs := make([]string, len(e.Errors))
-	for i, fe := range e.Errors {
-		msgs[i] = fe.Error()
-	}
-	return "invalid webhook configuration:\n  " + strings.Join(msgs, "\n  ")
+// invalid returns the [*ValidationError] of errs.
+func invalid(errs []*FieldError) *ValidationError {
+	return &ValidationError{Section: "webhook", Errors: errs}
 }
 
 var idRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/:-]{0,199}$`)
@@ -135,7 +129,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if len(errs) > 0 {
-		return &ValidationError{Errors: errs}
+		return invalid(errs)
 	}
 	return nil
 }
@@ -153,34 +147,7 @@ func checkURL(s string, insecure bool) string {
 	if s == "" {
 		return "required"
 	}
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || !u.IsAbs() {
-		return "not an absolute URL"
-	}
-	if u.User != nil {
-		return "must not contain credentials"
-	}
-	if u.Fragment != "" {
-		return "must not contain a fragment"
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !insecure && !isLoopback(u.Hostname()) {
-			return "must use https (http is allowed for loopback hosts, or with insecure_http)"
-		}
-	default:
-		return "scheme must be https"
-	}
-	return ""
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
+	return configfile.CheckURL(s, insecure)
 }
 
 // Endpoint is a validated endpoint with its keys loaded.
@@ -222,7 +189,7 @@ func (c Config) Endpoints() ([]*Endpoint, error) {
 		out = append(out, e)
 	}
 	if len(errs) > 0 {
-		return nil, &ValidationError{Errors: errs}
+		return nil, invalid(errs)
 	}
 	return out, nil
 }
@@ -248,12 +215,8 @@ func (ec *EndpointConfig) loadKeys() ([][]byte, *FieldError) {
 	field, text := "secret", ec.Secret
 	if ec.SecretFile != "" {
 		field = "secret_file"
-		b, err := os.ReadFile(ec.SecretFile)
+		b, err := configfile.ReadFile(ec.SecretFile)
 		if err != nil {
-			var pe *os.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
 			return nil, &FieldError{Endpoint: ec.EndpointID(), Field: field, Msg: fmt.Sprintf("cannot read %s: %v", ec.SecretFile, err)}
 		}
 		text = string(b)

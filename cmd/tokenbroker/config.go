@@ -63,47 +63,35 @@ func envOr(environ func(string) string, key, def string) string {
 	return def
 }
 
-// envDuration returns the duration in the environment variable key, or
-// def when unset. A value that does not parse is recorded in *errp, naming
-// the variable, and def is returned.
+// envParse returns the value of the environment variable key as parse
+// reads it, or def when unset. A value that does not parse is recorded in
+// *errp, naming the variable and what it wants, and def is returned.
+func envParse[T any](environ func(string) string, key string, def T, parse func(string) (T, error), want string, errp *error) T {
+	v := environ(key)
+	if v == "" {
+		return def
+	}
+	x, err := parse(v)
+	if err != nil {
+		*errp = errors.Join(*errp, fmt.Errorf("invalid %s=%q: want %s", key, tokenbroker.Truncate(v, 40), want))
+		return def
+	}
+	return x
+}
+
+// envDuration is envParse for a duration.
 func envDuration(environ func(string) string, key string, def time.Duration, errp *error) time.Duration {
-	v := environ(key)
-	if v == "" {
-		return def
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		*errp = errors.Join(*errp, fmt.Errorf("invalid %s=%q: want a duration with a unit, such as 30s or 2m", key, tokenbroker.Truncate(v, 40)))
-		return def
-	}
-	return d
+	return envParse(environ, key, def, time.ParseDuration, "a duration with a unit, such as 30s or 2m", errp)
 }
 
-// envInt is envDuration for an integer.
+// envInt is envParse for an integer.
 func envInt(environ func(string) string, key string, def int, errp *error) int {
-	v := environ(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil {
-		*errp = errors.Join(*errp, fmt.Errorf("invalid %s=%q: want an integer", key, tokenbroker.Truncate(v, 40)))
-		return def
-	}
-	return n
+	return envParse(environ, key, def, strconv.Atoi, "an integer", errp)
 }
 
-// envBool is envDuration for a boolean (true/false, 1/0).
+// envBool is envParse for a boolean (true/false, 1/0), false when unset.
 func envBool(environ func(string) string, key string, errp *error) bool {
-	v := environ(key)
-	if v == "" {
-		return false
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		*errp = errors.Join(*errp, fmt.Errorf("invalid %s=%q: want true or false", key, tokenbroker.Truncate(v, 40)))
-	}
-	return b
+	return envParse(environ, key, false, strconv.ParseBool, "true or false", errp)
 }
 
 // bindServeFlags declares the serve flags on fs with defaults taken from
