@@ -136,34 +136,23 @@ func (e *ProviderUnavailableError) Is(target error) bool { return target == ErrP
 // ErrorCode returns the code of the application error found in err's chain,
 // "" for nil, and [EINTERNAL] for anything else.
 func ErrorCode(err error) string {
-	if err == nil {
-		return ""
-	}
-	var e *Error
-	var re *ReauthRequiredError
-	var pe *ProviderUnavailableError
-	var me *ProviderMisconfiguredError
-	var se *StoreUnavailableError
-	switch {
-	case errors.As(err, &re):
-		return EREAUTHREQUIRED
-	case errors.As(err, &pe):
-		return EPROVIDERUNAVAILABLE
-	case errors.As(err, &me):
-		return EPROVIDERMISCONFIGURED
-	case errors.As(err, &e):
-		return e.Code
-	case errors.As(err, &se):
-		return ESTOREUNAVAILABLE
-	}
-	return EINTERNAL
+	code, _ := codeAndMessage(err)
+	return code
 }
 
 // ErrorMessage returns the user-safe message of the application error in
 // err's chain, and "Internal error." for anything else.
 func ErrorMessage(err error) string {
+	_, msg := codeAndMessage(err)
+	return msg
+}
+
+// codeAndMessage finds the application error in err's chain and returns
+// its code and user-safe message: "", "" for nil; [EINTERNAL] and
+// "Internal error." for anything else.
+func codeAndMessage(err error) (code, msg string) {
 	if err == nil {
-		return ""
+		return "", ""
 	}
 	var e *Error
 	var re *ReauthRequiredError
@@ -172,17 +161,17 @@ func ErrorMessage(err error) string {
 	var se *StoreUnavailableError
 	switch {
 	case errors.As(err, &re):
-		return re.Error()
+		return EREAUTHREQUIRED, re.Error()
 	case errors.As(err, &pe):
-		return fmt.Sprintf("provider %s is unavailable, try again later", pe.ProviderID)
+		return EPROVIDERUNAVAILABLE, fmt.Sprintf("provider %s is unavailable, try again later", pe.ProviderID)
 	case errors.As(err, &me):
-		return fmt.Sprintf("provider %s refuses this service's client credentials (%s); an operator must fix its configuration", me.ProviderID, me.Reason)
+		return EPROVIDERMISCONFIGURED, fmt.Sprintf("provider %s refuses this service's client credentials (%s); an operator must fix its configuration", me.ProviderID, me.Reason)
 	case errors.As(err, &e):
-		return e.Message
+		return e.Code, e.Message
 	case errors.As(err, &se):
-		return "The database is unavailable, try again later."
+		return ESTOREUNAVAILABLE, "The database is unavailable, try again later."
 	}
-	return "Internal error."
+	return EINTERNAL, "Internal error."
 }
 
 // IsNotFound reports whether err is an application error with code [ENOTFOUND].
