@@ -3,7 +3,6 @@ package httpapi
 import (
 	"net/http"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -30,11 +29,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, k *caller) er
 			UserID: e.UserID, ProviderID: e.ProviderID, Outcome: e.Outcome, Detail: e.Detail,
 		})
 	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 100
-	}
-	if len(events) == limit && len(events) > 0 {
+	if pageFull(len(events), f.Limit) {
 		out.NextBeforeID = events[len(events)-1].ID
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -74,21 +69,8 @@ func parseAuditFilter(q url.Values) (tokenbroker.AuditFilter, error) {
 	if f.Until, err = parseTime(q.Get("until"), "until"); err != nil {
 		return f, err
 	}
-	if v := q.Get("before_id"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			return f, tokenbroker.Errorf(tokenbroker.EINVALID, "before_id: want a positive integer")
-		}
-		f.BeforeID = n
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return f, tokenbroker.Errorf(tokenbroker.EINVALID, "limit: want 1-1000")
-		}
-		f.Limit = n
-	}
-	return f, nil
+	f.BeforeID, f.Limit, err = parsePage(q)
+	return f, err
 }
 
 func parseTime(v, name string) (time.Time, error) {

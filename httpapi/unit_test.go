@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -75,5 +76,49 @@ func TestProblemForProviderError(t *testing.T) {
 	p = s.problemFor(&tokenbroker.StoreUnavailableError{Op: "link", Err: errors.New("dial tcp: connection refused")})
 	if p.Code != tokenbroker.ESTOREUNAVAILABLE || p.Status != 503 || p.RetryAfter != int(StoreRetryAfter/time.Second) || strings.Contains(p.Detail, "dial") {
 		t.Errorf("database unavailable: %+v", p)
+	}
+}
+
+func TestParsePage(t *testing.T) {
+	for _, c := range []struct {
+		query    string
+		beforeID int64
+		limit    int
+		err      string
+	}{
+		{"", 0, 0, ""},
+		{"before_id=42&limit=7", 42, 7, ""},
+		{"limit=1000", 0, 1000, ""},
+		{"before_id=0", 0, 0, "before_id"},
+		{"before_id=-3", 0, 0, "before_id"},
+		{"before_id=x", 0, 0, "before_id"},
+		{"limit=0", 0, 0, "limit"},
+		{"limit=1001", 0, 0, "limit"},
+		{"limit=ten", 0, 0, "limit"},
+	} {
+		q, _ := url.ParseQuery(c.query)
+		b, l, err := parsePage(q)
+		if c.err != "" {
+			if tokenbroker.ErrorCode(err) != tokenbroker.EINVALID || !strings.HasPrefix(tokenbroker.ErrorMessage(err), c.err) {
+				t.Errorf("parsePage(%q) = %v, want an invalid_request about %s", c.query, err, c.err)
+			}
+			continue
+		}
+		if err != nil || b != c.beforeID || l != c.limit {
+			t.Errorf("parsePage(%q) = %d, %d, %v; want %d, %d", c.query, b, l, err, c.beforeID, c.limit)
+		}
+	}
+}
+
+func TestPageFull(t *testing.T) {
+	for _, c := range []struct {
+		n, limit int
+		want     bool
+	}{
+		{0, 0, false}, {99, 0, false}, {100, 0, true}, {0, 5, false}, {4, 5, false}, {5, 5, true},
+	} {
+		if got := pageFull(c.n, c.limit); got != c.want {
+			t.Errorf("pageFull(%d, %d) = %v, want %v", c.n, c.limit, got, c.want)
+		}
 	}
 }

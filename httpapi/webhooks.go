@@ -35,11 +35,7 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request, k *call
 	for _, d := range ds {
 		out.DeadLetters = append(out.DeadLetters, deadLetter(d))
 	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = 100
-	}
-	if len(ds) == limit {
+	if pageFull(len(ds), f.Limit) {
 		out.NextBeforeID = ds[len(ds)-1].ID
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -54,21 +50,9 @@ func parseDeadLetterFilter(q url.Values) (tokenbroker.DeadLetterFilter, error) {
 		}
 		f.Endpoint = v
 	}
-	if v := q.Get("before_id"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 {
-			return f, tokenbroker.Errorf(tokenbroker.EINVALID, "before_id: want a positive integer")
-		}
-		f.BeforeID = n
-	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 1000 {
-			return f, tokenbroker.Errorf(tokenbroker.EINVALID, "limit: want 1-1000")
-		}
-		f.Limit = n
-	}
-	return f, nil
+	var err error
+	f.BeforeID, f.Limit, err = parsePage(q)
+	return f, err
 }
 
 // retryDeadLetter serves POST /api/v1/webhooks/dead-letters/{id}/retry:
