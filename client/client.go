@@ -116,21 +116,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("tokenbroker: %s %s: %w", method, path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.hc.Do(req)
+	resp, data, err := c.send(req, maxResponseBytes)
 	if err != nil {
-		// net/http's error names the URL, which holds no secret (the key
-		// travels in a header).
 		return fmt.Errorf("tokenbroker: %w", err)
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return fmt.Errorf("tokenbroker: %s %s: read response: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
 		return problem(resp, data)
@@ -142,6 +133,34 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return fmt.Errorf("tokenbroker: %s %s: decode response: %w", method, path, err)
 	}
 	return nil
+}
+
+// send adds the headers every request carries (Accept, User-Agent) to req,
+// sends it and reads at most limit bytes of the answer's body.
+func (c *Client) send(req *http.Request, limit int64) (*http.Response, []byte, error) {
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		// net/http's error names the URL, which holds no secret (the key
+		// travels in a header).
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: read response: %w", req.Method, req.URL.Path, err)
+	}
+	return resp, body, nil
+}
+
+// retryAfter is the delay of a Retry-After header in seconds (RFC 9110
+// §10.2.3), 0 when there is none.
+func retryAfter(h http.Header) time.Duration {
+	if n, err := strconv.Atoi(h.Get("Retry-After")); err == nil && n > 0 {
+		return time.Duration(n) * time.Second
+	}
+	return 0
 }
 
 // problem turns an error answer into an [*Error], from its problem
@@ -157,9 +176,7 @@ func problem(resp *http.Response, data []byte) *Error {
 		}
 	}
 	if e.RetryAfter == 0 {
-		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 0 {
-			e.RetryAfter = time.Duration(n) * time.Second
-		}
+		e.RetryAfter = retryAfter(resp.Header)
 	}
 	if e.Code == "" {
 		e.Code = codeForStatus(resp.StatusCode)

@@ -3,10 +3,8 @@ package client
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -57,14 +55,7 @@ func (c *Client) ExchangeToken(ctx context.Context, subjectToken, providerID, us
 		return nil, fmt.Errorf("tokenbroker: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("tokenbroker: token exchange: %w", err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp, body, err := c.send(req, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("tokenbroker: token exchange: %w", err)
 	}
@@ -73,11 +64,7 @@ func (c *Client) ExchangeToken(ctx context.Context, subjectToken, providerID, us
 		if json.Unmarshal(body, &e) != nil || e.Error == "" {
 			return nil, &OAuthError{Status: resp.StatusCode, Code: "server_error", Description: "unexpected answer " + resp.Status}
 		}
-		oe := &OAuthError{Status: resp.StatusCode, Code: e.Error, Description: e.Description}
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
-			oe.RetryAfter = time.Duration(s) * time.Second
-		}
-		return nil, oe
+		return nil, &OAuthError{Status: resp.StatusCode, Code: e.Error, Description: e.Description, RetryAfter: retryAfter(resp.Header)}
 	}
 	var r apiv1.ExchangeToken
 	if err := json.Unmarshal(body, &r); err != nil || r.AccessToken == "" {
