@@ -22,6 +22,13 @@ const (
 	// AuditConsoleSignIn: an admin key signed in to the console.
 	AuditConsoleSignIn = "console.sign_in"
 
+	// AuditLinkDegraded: the link's refreshes kept failing transiently
+	// past the degraded threshold; AuditLinkIdle: nobody asked for the
+	// link's token for longer than the idle threshold, so it is no longer
+	// refreshed in the background or kept alive.
+	AuditLinkDegraded = "link.degraded"
+	AuditLinkIdle     = "link.idle"
+
 	AuditProviderMisconfigured = "provider.misconfigured"
 	AuditProviderRecovered     = "provider.recovered"
 	// AuditWebhookRetry: an operator sent a webhook dead letter back to

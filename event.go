@@ -73,6 +73,28 @@ type Event struct {
 	Detail string
 }
 
+// LinkEvent returns an event of type t about l's user and provider. Its
+// time is left to the database's clock of the write that records it.
+func LinkEvent(t EventType, l *Link, reason, detail string) Event {
+	return Event{Type: t, UserID: l.UserID, ProviderID: l.ProviderID, Reason: reason, Detail: Truncate(detail, 500)}
+}
+
+// PutLinkEvent is the lifecycle event of a link that [LinkStore.PutLink]
+// (a connect or an import) wrote over a link in state prev, "" when none
+// existed: link.created for a new link, link.recovered (Reason the state it
+// left) when it replaced a degraded or reauth_required one; none (false)
+// when it replaced an active or idle link. Stores call it with the state
+// their statement replaced, so the event is exact under concurrent writes.
+func PutLinkEvent(prev LinkState, l *Link) (Event, bool) {
+	switch prev {
+	case "":
+		return LinkEvent(EventLinkCreated, l, "", ""), true
+	case LinkDegraded, LinkReauthRequired:
+		return LinkEvent(EventLinkRecovered, l, string(prev), "connected again"), true
+	}
+	return Event{}, false
+}
+
 // Validate checks an event before it is written.
 func (e *Event) Validate() error {
 	if !e.Type.Valid() {

@@ -70,8 +70,13 @@ type LeaseGrant struct {
 	PreviousOwner string
 
 	// The row as the statement saw it (after the change when Won).
-	Generation    int64
-	State         LinkState
+	Generation int64
+	State      LinkState
+	// FailingSince is when the link's current run of failed attempts
+	// began (zero: none). A holder's lease keeps both it and State from
+	// changing under it, so the holder can tell which transition its own
+	// write makes (degraded, recovered).
+	FailingSince  time.Time
 	LeaseOwner    string
 	LeaseUntil    time.Time // zero: no lease
 	NextAttemptAt time.Time // zero: no backoff
@@ -94,6 +99,11 @@ type Release struct {
 	Backoff time.Duration
 	// Error is the user-safe failure reason kept on the row.
 	Error string
+	// Degrade makes an active link degraded with this release (a failure
+	// class must be set): the holder found the link's failures older than
+	// its threshold. The transition's record goes in the release's
+	// [Record], so it is written once, by the release that crosses it.
+	Degrade bool
 }
 
 // Reauth says why a link is marked [LinkReauthRequired].
@@ -105,10 +115,17 @@ type Reauth struct {
 }
 
 // Record is what a state-changing write records in the same transaction as
-// the change, so that a process dying a moment later cannot lose it.
+// the change, so that a process dying a moment later cannot lose it: audit
+// events, and webhook events for the outbox ([OutboxStore]). A write that
+// changes nothing (a lost compare-and-swap) writes none of it, and a record
+// that cannot be written undoes the change.
 type Record struct {
-	Audit []AuditEvent
+	Audit  []AuditEvent
+	Events []Event
 }
+
+// Empty reports whether r has nothing to write.
+func (r Record) Empty() bool { return len(r.Audit) == 0 && len(r.Events) == 0 }
 
 // ProviderHealth is the state of a provider shared by every replica: its
 // circuit (opened by repeated failures across links, probed by one call at
@@ -163,6 +180,10 @@ type ProviderFailure struct {
 	// RetryAfter, when the provider said when to come back, keeps the
 	// circuit open at least that long if it opens.
 	RetryAfter time.Duration
+	// Record is written in the same transaction when this failure makes
+	// the provider misconfigured (it was not): the transition's audit and
+	// webhook events, written once across replicas.
+	Record Record
 }
 
 // ProviderHealthStore keeps [ProviderHealth], one row per provider, each
@@ -180,8 +201,10 @@ type ProviderHealthStore interface {
 	RecordProviderFailure(ctx context.Context, providerID string, f ProviderFailure) (after *ProviderHealth, changed bool, err error)
 	// RecordProviderSuccess clears the provider's failures, circuit and
 	// misconfiguration. It returns the health before the change (nil when
-	// there was nothing to clear).
-	RecordProviderSuccess(ctx context.Context, providerID string) (before *ProviderHealth, err error)
+	// there was nothing to clear). rec is written in the same transaction
+	// when the provider was misconfigured (its recovery), so of replicas
+	// racing to clear it exactly one writes it.
+	RecordProviderSuccess(ctx context.Context, providerID string, rec Record) (before *ProviderHealth, err error)
 	// AcquireProviderProbe lets one caller across all replicas probe an
 	// open circuit whose OpenUntil has passed, for ttl. Reports whether it
 	// won.

@@ -11,13 +11,40 @@ type LinkState string
 const (
 	// LinkActive: the link holds a grant that tokenbroker believes usable.
 	LinkActive LinkState = "active"
-	// LinkReauthRequired: the provider rejected the link's grant; the user
-	// must connect again. FailureReason says why.
+	// LinkDegraded: refreshing the link has failed transiently (the
+	// provider or the network) for longer than a threshold. It still
+	// serves its token while that is valid and is still refreshed; the
+	// next successful refresh makes it active again (a recovery).
+	LinkDegraded LinkState = "degraded"
+	// LinkIdle: nobody has asked for the link's token for longer than the
+	// idle threshold, so it is neither refreshed in the background nor
+	// kept alive: it is left to expire. It is still served and refreshed
+	// on demand; a use makes it active again. A provider whose grants die
+	// unused marks it reauth_required (reason inactivity) once its
+	// inactivity limit has passed.
+	LinkIdle LinkState = "idle"
+	// LinkReauthRequired: the link's grant is broken; the user must connect
+	// again. ReauthReason says why, FailureReason in words.
 	LinkReauthRequired LinkState = "reauth_required"
 )
 
+// LinkStates lists every link state, in documentation order.
+func LinkStates() []LinkState {
+	return []LinkState{LinkActive, LinkDegraded, LinkIdle, LinkReauthRequired}
+}
+
 // Valid reports whether s is a known state.
-func (s LinkState) Valid() bool { return s == LinkActive || s == LinkReauthRequired }
+func (s LinkState) Valid() bool {
+	switch s {
+	case LinkActive, LinkDegraded, LinkIdle, LinkReauthRequired:
+		return true
+	}
+	return false
+}
+
+// Refreshable reports whether a link in state s holds a grant that may
+// still be refreshed: every state but reauth_required.
+func (s LinkState) Refreshable() bool { return s.Valid() && s != LinkReauthRequired }
 
 // ReauthReason is the typed reason of a [LinkReauthRequired] link: what a
 // platform can act on. [Link.FailureReason] explains it in words.
@@ -39,7 +66,16 @@ const (
 	// ReasonScopesChanged: the provider rejected the refresh because the
 	// grant's scopes no longer match (invalid_scope).
 	ReasonScopesChanged ReauthReason = "scopes_changed"
+	// ReasonInactivity: the link was left idle past its provider's
+	// inactivity limit (the provider lets an unused grant expire), so its
+	// grant has expired by inactivity.
+	ReasonInactivity ReauthReason = "inactivity"
 )
+
+// ReauthReasons lists every typed reason, in documentation order.
+func ReauthReasons() []ReauthReason {
+	return []ReauthReason{ReasonRevoked, ReasonInactivity, ReasonLostRefresh, ReasonScopesChanged, ReasonNoRefreshToken}
+}
 
 // Token is an OAuth2 token set as a provider issued it (RFC 6749 §5.1).
 // AccessToken, RefreshToken, IDToken and the values of Extra are secrets:
@@ -124,6 +160,33 @@ type Link struct {
 	// RefreshedAt is when the current tokens were obtained from the
 	// provider (connect, import or refresh), on the database's clock.
 	RefreshedAt time.Time
+	// LastUsedAt is when a token of the link was last asked for (or the
+	// link connected), on the database's clock. It is recorded at most
+	// about once per interval per link, asynchronously, so it may lag
+	// that much.
+	LastUsedAt time.Time
+}
+
+// LinkKey names a link by its user and provider.
+type LinkKey struct {
+	UserID     string
+	ProviderID string
+}
+
+// StaleLinkQuery selects links whose tokens are older than a time: see
+// [LinkStore.ListStaleLinks].
+type StaleLinkQuery struct {
+	ProviderID      string
+	States          []LinkState
+	RefreshedBefore time.Time
+	Limit           int
+}
+
+// LinkStateCount is the number of links of one provider in one state.
+type LinkStateCount struct {
+	ProviderID string
+	State      LinkState
+	Count      int64
 }
 
 // Lifetime estimates how long the provider's access tokens live: the

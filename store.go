@@ -49,9 +49,12 @@ type LinkStore interface {
 	// same user and provider, replaces its tokens and account: generation
 	// is bumped, state set to active, failure reason, backoff and lease
 	// cleared (the lease epoch is kept, so a holder of the replaced
-	// generation can no longer write), refreshed_at set. It is how connect
-	// and import write. It signals the link's waiters. rec is written in
-	// the same transaction.
+	// generation can no longer write), refreshed_at and last_used_at set.
+	// It is how connect and import write. It signals the link's waiters.
+	// rec is written in the same transaction, and with it the link's
+	// lifecycle event that only the statement can tell ([PutLinkEvent] of
+	// the state it replaced: link.created, or link.recovered after a
+	// reconnect).
 	PutLink(ctx context.Context, l *Link, rec Record) (*Link, error)
 	// DeleteLink removes the link, or returns [ENOTFOUND]. It signals. rec
 	// is written in the same transaction.
@@ -91,9 +94,31 @@ type LinkStore interface {
 	// the same transaction. It does not touch the tokens. It signals on
 	// success.
 	MarkReauthRequired(ctx context.Context, lease Lease, r Reauth, rec Record) (bool, error)
-	// ListLinksExpiringBefore returns active links whose access token
-	// expires before t, soonest first, at most limit (indexed).
+	// ListLinksExpiringBefore returns the links the background refresher
+	// keeps fresh (active or degraded) whose access token expires before
+	// t, soonest first, at most limit (indexed).
 	ListLinksExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*Link, error)
+	// ListStaleLinks returns the links of q.ProviderID in one of q.States
+	// whose tokens were obtained (RefreshedAt) before q.RefreshedBefore,
+	// oldest first, at most q.Limit (indexed): the keep-alive's
+	// candidates, and the idle links whose grant has expired by
+	// inactivity.
+	ListStaleLinks(ctx context.Context, q StaleLinkQuery) ([]*Link, error)
+	// MarkLinkIdle makes the link idle if it is active or degraded, its
+	// generation is still generation, no lease is held on it and it was
+	// not used since usedBefore (LastUsedAt), in one conditional
+	// statement, writing rec with the change. Reports whether it did.
+	MarkLinkIdle(ctx context.Context, linkID, generation int64, usedBefore time.Time, rec Record) (bool, error)
+	// RecordLinkUse sets LastUsedAt of the links to the database's clock
+	// and makes the idle ones active again; keys of missing links are
+	// ignored. It is the batched, asynchronous write of token use (one
+	// per link per interval, never one per request); a row another write
+	// holds locked may be skipped.
+	RecordLinkUse(ctx context.Context, links []LinkKey) error
+	// CountLinksByState returns the number of links per provider and
+	// state, kept by the database as links are written (cheap to read:
+	// one small row per provider and state).
+	CountLinksByState(ctx context.Context) ([]LinkStateCount, error)
 
 	// ListLinksNotSealedBy returns links with id > afterID whose key_id is
 	// not keyID, by id, at most limit: the batches of a rekey.

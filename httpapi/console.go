@@ -73,8 +73,8 @@ func (s *Server) RevokeKey(ctx context.Context, id int64) (*tokenbroker.APIKey, 
 // DeleteLinkRevoking revokes the link's grant at the provider (best
 // effort, bounded by ProviderTimeout) and deletes the link whatever the
 // provider said, as DELETE /api/v1/users/{u}/links/{p} does, writing the
-// audit event that event makes of the revocation's outcome in the same
-// transaction. revocation is "revoked", "not_supported" or "failed:
+// audit event that event makes of the revocation's outcome and the
+// link.deleted webhook event in the same transaction. revocation is "revoked", "not_supported" or "failed:
 // <reason>"; it is "" when nothing was done (no link).
 func (s *Server) DeleteLinkRevoking(ctx context.Context, userID, providerID string, event func(revocation string) tokenbroker.AuditEvent) (revocation string, err error) {
 	l, err := s.store.GetLink(ctx, userID, providerID)
@@ -82,7 +82,7 @@ func (s *Server) DeleteLinkRevoking(ctx context.Context, userID, providerID stri
 		return "", err
 	}
 	revocation = s.revoke(ctx, providerID, &l.Token)
-	var rec tokenbroker.Record
+	rec := tokenbroker.Record{Events: []tokenbroker.Event{tokenbroker.LinkEvent(tokenbroker.EventLinkDeleted, l, "", "")}}
 	if event != nil {
 		rec.Audit = []tokenbroker.AuditEvent{event(revocation)}
 	}

@@ -31,6 +31,7 @@ const (
 	DefaultCircuitOpenFor      = 5 * time.Second
 	DefaultCircuitOpenForMax   = 5 * time.Minute
 	DefaultMisconfiguredProbe  = 30 * time.Second
+	DefaultDegradeAfter        = 10 * time.Minute
 )
 
 // Store is what the coordinator needs of storage: the link read and the
@@ -119,6 +120,10 @@ type Config struct {
 	CircuitThreshold                  int
 	CircuitOpenFor, CircuitOpenForMax time.Duration
 	MisconfiguredProbe                time.Duration
+	// DegradeAfter is how long a link's refreshes may keep failing
+	// transiently before the failed attempt that finds it so marks the
+	// link degraded (default 10m; negative: never).
+	DegradeAfter time.Duration
 
 	// Clock is the coordinator's time (default the wall clock).
 	Clock Clock
@@ -201,6 +206,9 @@ func New(cfg Config) (*Coordinator, error) {
 	def(&cfg.CircuitOpenFor, DefaultCircuitOpenFor)
 	def(&cfg.CircuitOpenForMax, DefaultCircuitOpenForMax)
 	def(&cfg.MisconfiguredProbe, DefaultMisconfiguredProbe)
+	if cfg.DegradeAfter == 0 {
+		cfg.DegradeAfter = DefaultDegradeAfter
+	}
 	if cfg.CircuitThreshold <= 0 {
 		cfg.CircuitThreshold = DefaultCircuitThreshold
 	}
@@ -549,7 +557,7 @@ func (c *Coordinator) flight(ctx context.Context, f *flight, p tokenbroker.Provi
 			return c.refreshHeld(hctx, p, l, g, health)
 		}
 		switch {
-		case g.Generation != l.Generation || g.State != tokenbroker.LinkActive:
+		case g.Generation != l.Generation || !g.State.Refreshable():
 			continue // refreshed, reconnected or marked meanwhile: read again
 		case g.LeaseOwner == "" && g.NextAttemptAt.After(g.Now):
 			// The link backs off after a failed attempt; every replica
@@ -648,6 +656,11 @@ func (c *Coordinator) onRefreshed(ctx context.Context, renewal *renewal, l *toke
 	next := *l
 	next.Token = *tok
 	rec := tokenbroker.Record{Audit: []tokenbroker.AuditEvent{c.event(l, tokenbroker.AuditLinkRefresh, "ok", recoveredDetail(l))}}
+	if g.State == tokenbroker.LinkDegraded {
+		// Our lease kept the state from changing since we took it: this
+		// commit is the recovery, recorded once.
+		rec.Events = append(rec.Events, tokenbroker.LinkEvent(tokenbroker.EventLinkRecovered, l, string(tokenbroker.LinkDegraded), recoveredDetail(l)))
+	}
 	committed, err := c.commit(ctx, g.Lease, &next, rec)
 	renewal.stop()
 	if err != nil || !committed {
@@ -688,6 +701,7 @@ func (c *Coordinator) onRefreshed(ctx context.Context, renewal *renewal, l *toke
 	next.LeaseOwner, next.LeaseUntil = "", time.Time{}
 	next.Attempts, next.Suspect, next.Failures, next.LastError = 0, "", 0, ""
 	next.FailingSince, next.NextAttemptAt = time.Time{}, time.Time{}
+	next.State = tokenbroker.LinkActive
 	next.RefreshedAt = c.cfg.Clock.Now()
 	return &next, nil
 }
@@ -740,7 +754,7 @@ func (c *Coordinator) onRejected(ctx context.Context, l *tokenbroker.Link, g *to
 	if err != nil {
 		return nil, err
 	}
-	if cur.Generation != l.Generation || cur.State != tokenbroker.LinkActive {
+	if cur.Generation != l.Generation || !cur.State.Refreshable() {
 		c.log.Info("provider rejected a refresh token already replaced by another writer; using the newer state",
 			"user", l.UserID, "provider", l.ProviderID, "generation", cur.Generation)
 		if cur.State == tokenbroker.LinkReauthRequired {
@@ -768,6 +782,7 @@ func (c *Coordinator) onRejected(ctx context.Context, l *tokenbroker.Link, g *to
 		rec.Audit = append(rec.Audit, c.event(l, tokenbroker.AuditLostRefresh, g.Suspect, r.Detail))
 	}
 	rec.Audit = append(rec.Audit, c.event(l, tokenbroker.AuditLinkBroken, string(r.Reason), r.Detail))
+	rec.Events = append(rec.Events, tokenbroker.LinkEvent(tokenbroker.EventLinkReauthRequired, l, string(r.Reason), r.Detail))
 	// Marked with our lease: a token written meanwhile is never
 	// overwritten or hidden (I3, I4).
 	marked, err := c.cfg.Store.MarkReauthRequired(ctx, g.Lease, r, rec)
@@ -808,6 +823,13 @@ func (c *Coordinator) onClientError(ctx context.Context, l *tokenbroker.Link, g 
 	}
 	after, _, err := c.cfg.Store.RecordProviderFailure(ctx, l.ProviderID, tokenbroker.ProviderFailure{
 		Misconfigured: pe.Reason(), OpenFor: c.cfg.MisconfiguredProbe, MaxOpenFor: c.cfg.MisconfiguredProbe, RetryAfter: pe.RetryAfter,
+		// Written by the one failure, across replicas, that marks it.
+		Record: tokenbroker.Record{
+			Audit: []tokenbroker.AuditEvent{{Actor: c.cfg.Owner, Action: tokenbroker.AuditProviderMisconfigured,
+				ProviderID: l.ProviderID, Outcome: "misconfigured", Detail: pe.Reason()}},
+			Events: []tokenbroker.Event{{Type: tokenbroker.EventProviderMisconfigured, ProviderID: l.ProviderID,
+				Reason: pe.Code, Detail: pe.Reason()}},
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -818,8 +840,6 @@ func (c *Coordinator) onClientError(ctx context.Context, l *tokenbroker.Link, g 
 		c.cfg.Metrics.misconfigured(l.ProviderID, true)
 		c.log.Error("provider misconfigured: it refused this service's client credentials; no link is marked, refreshes wait for a probe to succeed",
 			"provider", l.ProviderID, "reason", pe.Reason(), "probe_every", c.cfg.MisconfiguredProbe)
-		c.cfg.Auditor.Record(tokenbroker.AuditEvent{Time: c.cfg.Clock.Now(), Actor: c.cfg.Owner, Action: tokenbroker.AuditProviderMisconfigured,
-			ProviderID: l.ProviderID, Outcome: "misconfigured", Detail: pe.Reason()})
 	}
 	return nil, c.healthErr(after, after.OpenUntil.Sub(after.Now))
 }
@@ -841,7 +861,8 @@ func (c *Coordinator) onTransient(ctx context.Context, l *tokenbroker.Link, g *t
 		c.log.Debug("provider refresh failed again", "user", l.UserID, "provider", l.ProviderID,
 			"class", pe.Class, "failures", l.Failures+1, "backoff", backoff, "err", pe)
 	}
-	if _, err := c.cfg.Store.ReleaseLease(ctx, g.Lease, tokenbroker.Release{Class: pe.Class, Backoff: backoff, Error: pe.Reason()}, rec); err != nil {
+	degrade := c.degrades(l, g, pe, &rec)
+	if _, err := c.cfg.Store.ReleaseLease(ctx, g.Lease, tokenbroker.Release{Class: pe.Class, Backoff: backoff, Error: pe.Reason(), Degrade: degrade}, rec); err != nil {
 		c.log.Warn("release lease failed", "user", l.UserID, "provider", l.ProviderID, "err", err)
 	}
 	after, opened, err := c.cfg.Store.RecordProviderFailure(ctx, l.ProviderID, tokenbroker.ProviderFailure{
@@ -860,7 +881,15 @@ func (c *Coordinator) onTransient(ctx context.Context, l *tokenbroker.Link, g *t
 // recordSuccess clears the provider's failures and says so when it was
 // open or misconfigured.
 func (c *Coordinator) recordSuccess(ctx context.Context, providerID string) {
-	before, err := c.cfg.Store.RecordProviderSuccess(ctx, providerID)
+	// Written by the one success, across replicas, that clears a
+	// misconfiguration.
+	rec := tokenbroker.Record{
+		Audit: []tokenbroker.AuditEvent{{Actor: c.cfg.Owner, Action: tokenbroker.AuditProviderRecovered,
+			ProviderID: providerID, Outcome: "ok", Detail: "accepts this service's client again"}},
+		Events: []tokenbroker.Event{{Type: tokenbroker.EventProviderRecovered, ProviderID: providerID,
+			Detail: "accepts this service's client again"}},
+	}
+	before, err := c.cfg.Store.RecordProviderSuccess(ctx, providerID, rec)
 	if err != nil {
 		c.log.Warn("record provider success", "provider", providerID, "err", err)
 		return
@@ -870,9 +899,7 @@ func (c *Coordinator) recordSuccess(ctx context.Context, providerID string) {
 	}
 	if before.Misconfigured != "" {
 		c.cfg.Metrics.misconfigured(providerID, false)
-		c.log.Info("provider recovered: it accepts this service's client again", "provider", providerID)
-		c.cfg.Auditor.Record(tokenbroker.AuditEvent{Time: c.cfg.Clock.Now(), Actor: c.cfg.Owner, Action: tokenbroker.AuditProviderRecovered,
-			ProviderID: providerID, Outcome: "ok", Detail: "was misconfigured: " + before.Misconfigured})
+		c.log.Info("provider recovered: it accepts this service's client again", "provider", providerID, "was", before.Misconfigured)
 	} else if before.Opens > 0 {
 		c.log.Info("provider recovered: its circuit is closed", "provider", providerID, "failures", before.Failures)
 	}

@@ -38,9 +38,12 @@ type serveConfig struct {
 	LeaseGrace      time.Duration
 	ProviderTimeout time.Duration
 	TokenCacheTTL   time.Duration
-	LogRequests     bool
-	LogFormat       string
-	LogLevel        string
+	// DegradeAfter is how long a link's refreshes may fail transiently
+	// before it is marked degraded.
+	DegradeAfter time.Duration
+	LogRequests  bool
+	LogFormat    string
+	LogLevel     string
 	// MetricsAddr, if set, serves /metrics on its own listener instead of
 	// the main one.
 	MetricsAddr string
@@ -108,6 +111,7 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.DurationVar(&cfg.LeaseGrace, "lease-grace", envDuration(getenv, "TOKENBROKER_LEASE_GRACE", refresh.DefaultGrace, &cfg.envErr), "how long an expired, unreleased lease stays protected after another replica first found it expired, so a live holder cut off from the database commits first when it returns (env TOKENBROKER_LEASE_GRACE)")
 	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", envDuration(getenv, "TOKENBROKER_PROVIDER_TIMEOUT", refresh.DefaultProviderTimeout, &cfg.envErr), "bound of one provider call; the lease is renewed meanwhile (env TOKENBROKER_PROVIDER_TIMEOUT)")
 	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", envDuration(getenv, "TOKENBROKER_TOKEN_CACHE_TTL", time.Second, &cfg.envErr), "how long a replica may serve a fresh token from memory; changes invalidate it at once, this bounds it if notifications are lost; 0 disables (env TOKENBROKER_TOKEN_CACHE_TTL)")
+	fs.DurationVar(&cfg.DegradeAfter, "degrade-after", envDuration(getenv, "TOKENBROKER_DEGRADE_AFTER", refresh.DefaultDegradeAfter, &cfg.envErr), "how long a link's refreshes may keep failing transiently before it is marked degraded (link.degraded) (env TOKENBROKER_DEGRADE_AFTER)")
 	fs.BoolVar(&cfg.LogRequests, "log-requests", envBool(getenv, "TOKENBROKER_LOG_REQUESTS", &cfg.envErr), "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(getenv, "TOKENBROKER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env TOKENBROKER_LOG_LEVEL)")
@@ -171,6 +175,9 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.ProviderTimeout <= 0 {
 		return fmt.Errorf("invalid --provider-timeout %s: must be positive", c.ProviderTimeout)
+	}
+	if c.DegradeAfter < time.Second || c.DegradeAfter > 30*24*time.Hour {
+		return fmt.Errorf("invalid --degrade-after %s: want 1s to 720h", c.DegradeAfter)
 	}
 	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > time.Minute {
 		return fmt.Errorf("invalid --token-cache-ttl %s: want 0 to 1m", c.TokenCacheTTL)

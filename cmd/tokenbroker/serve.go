@@ -190,7 +190,8 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 		rc := refresh.Config{
 			Store: a.store, Signaler: h.Signaler(), Providers: reg, Auditor: a.audit, Logger: log,
 			Owner: cfg.ReplicaID, LeaseTTL: cfg.LeaseTTL, Grace: cfg.LeaseGrace, ProviderTimeout: cfg.ProviderTimeout,
-			Metrics: refresh.NewMetrics(a.registry), Tracer: tp.Tracer("github.com/tokenbroker/tokenbroker/refresh"),
+			DegradeAfter: cfg.DegradeAfter,
+			Metrics:      refresh.NewMetrics(a.registry), Tracer: tp.Tracer("github.com/tokenbroker/tokenbroker/refresh"),
 		}
 		if feed, ok := h.Signaler().(tokenbroker.ChangeFeed); ok && cfg.TokenCacheTTL > 0 {
 			rc.Changes, rc.CacheTTL = feed, cfg.TokenCacheTTL

@@ -49,3 +49,41 @@ func without(fsys fs.FS, skip int64) fs.FS {
 	}
 	return out
 }
+
+// migrateProvider is a goose provider of the embedded migrations.
+func (s *Store) migrateProvider() (*goose.Provider, func(), error) {
+	sub, err := fs.Sub(migrationsFS, "migrations")
+	if err != nil {
+		return nil, nil, err
+	}
+	db := stdlib.OpenDBFromPool(s.pool)
+	p, err := goose.NewProvider(goose.DialectPostgres, db, sub,
+		goose.WithTableName(VersionTable), goose.WithDisableGlobalRegistry(true), goose.WithAllowOutofOrder(true))
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return p, func() { db.Close() }, nil
+}
+
+// MigrateTo applies the embedded migrations up to version.
+func (s *Store) MigrateTo(ctx context.Context, version int64) error {
+	p, done, err := s.migrateProvider()
+	if err != nil {
+		return err
+	}
+	defer done()
+	_, err = p.UpTo(ctx, version)
+	return err
+}
+
+// MigrateDownTo rolls the embedded migrations back to version.
+func (s *Store) MigrateDownTo(ctx context.Context, version int64) error {
+	p, done, err := s.migrateProvider()
+	if err != nil {
+		return err
+	}
+	defer done()
+	_, err = p.DownTo(ctx, version)
+	return err
+}

@@ -84,6 +84,8 @@ func (s *Store) RecordProviderFailure(ctx context.Context, providerID string, f 
 		if !open || after.Open() && (f.Misconfigured == "" || after.Misconfigured != "") {
 			return nil // nothing to open, or already open for the same cause
 		}
+		// The upsert locked the row: this is the state before this call.
+		becomesMisconfigured := f.Misconfigured != "" && after.Misconfigured == ""
 		d := min(f.OpenFor<<min(after.Opens, 16), f.MaxOpenFor)
 		if d <= 0 {
 			d = f.MaxOpenFor
@@ -96,8 +98,14 @@ func (s *Store) RecordProviderFailure(ctx context.Context, providerID string, f 
 				misconfigured_since = CASE WHEN $3 <> '' AND misconfigured_since IS NULL THEN now() ELSE misconfigured_since END
 			WHERE provider_id = $1
 			RETURNING `+healthColumns+`, now()`, providerID, d.Milliseconds(), f.Misconfigured))
-		opened = err == nil
-		return err
+		if err != nil {
+			return err
+		}
+		opened = true
+		if becomesMisconfigured {
+			return writeRecord(ctx, tx, f.Record)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, false, translate(err, "provider health")
@@ -106,22 +114,40 @@ func (s *Store) RecordProviderFailure(ctx context.Context, providerID string, f 
 }
 
 // RecordProviderSuccess implements [tokenbroker.ProviderHealthStore] in one
-// statement that locks the row to report what it cleared.
-func (s *Store) RecordProviderSuccess(ctx context.Context, providerID string) (*tokenbroker.ProviderHealth, error) {
-	before, err := scanHealth(s.pool.QueryRow(ctx, `
-		WITH old AS (
-			SELECT * FROM provider_health WHERE provider_id = $1
-			  AND (failures > 0 OR open_until IS NOT NULL OR misconfigured <> '')
-			FOR UPDATE
-		), u AS (
-			UPDATE provider_health p SET failures = 0, opens = 0, open_until = NULL, probe_owner = NULL,
-				probe_until = NULL, misconfigured = '', misconfigured_since = NULL, updated_at = now()
-			FROM old WHERE p.provider_id = old.provider_id
-			RETURNING p.provider_id
-		)
-		SELECT `+healthColumns+`, now() FROM old`, providerID))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+// statement that locks the row to report what it cleared and, when it
+// cleared a misconfiguration, rec in the same transaction.
+func (s *Store) RecordProviderSuccess(ctx context.Context, providerID string, rec tokenbroker.Record) (*tokenbroker.ProviderHealth, error) {
+	var before *tokenbroker.ProviderHealth
+	clear := func(q querier) error {
+		var err error
+		before, err = scanHealth(q.QueryRow(ctx, `
+			WITH old AS (
+				SELECT * FROM provider_health WHERE provider_id = $1
+				  AND (failures > 0 OR open_until IS NOT NULL OR misconfigured <> '')
+				FOR UPDATE
+			), u AS (
+				UPDATE provider_health p SET failures = 0, opens = 0, open_until = NULL, probe_owner = NULL,
+					probe_until = NULL, misconfigured = '', misconfigured_since = NULL, updated_at = now()
+				FROM old WHERE p.provider_id = old.provider_id
+				RETURNING p.provider_id
+			)
+			SELECT `+healthColumns+`, now() FROM old`, providerID))
+		if errors.Is(err, pgx.ErrNoRows) {
+			before = nil
+			return nil
+		}
+		return err
+	}
+	var err error
+	if rec.Empty() {
+		err = clear(s.pool)
+	} else {
+		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			if err := clear(tx); err != nil || before == nil || before.Misconfigured == "" {
+				return err
+			}
+			return writeRecord(ctx, tx, rec)
+		})
 	}
 	if err != nil {
 		return nil, translate(err, "provider health")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,13 +18,14 @@ const linkColumns = `id, user_id, provider_id, account_id, account_login,
 	access_token, token_type, refresh_token, id_token, expiry, issued_at, scopes, extra, key_id,
 	generation, state, reauth_reason, failure_reason, lease_owner, lease_until, lease_epoch,
 	attempts, suspect, failures, failing_since, last_error, next_attempt_at,
-	created_at, updated_at, refreshed_at`
+	created_at, updated_at, refreshed_at, last_used_at`
 
 // scanLink scans linkColumns followed by extra destinations (nil skips).
 func scanLink(r pgx.Row, extra ...any) (*tokenbroker.Link, error) {
 	var (
 		l                                     tokenbroker.Link
 		expiry, issued, leaseUntil, refreshed *time.Time
+		lastUsed                              *time.Time
 		failingSince, nextAttempt             *time.Time
 		created, updated                      time.Time
 		extraMap                              map[string]string
@@ -35,7 +37,7 @@ func scanLink(r pgx.Row, extra ...any) (*tokenbroker.Link, error) {
 		&expiry, &issued, &l.Token.Scopes, &extraMap, &l.KeyID,
 		&l.Generation, &state, &reason, &l.FailureReason, &leaseOwner, &leaseUntil, &l.LeaseEpoch,
 		&l.Attempts, &l.Suspect, &l.Failures, &failingSince, &l.LastError, &nextAttempt,
-		&created, &updated, &refreshed}
+		&created, &updated, &refreshed, &lastUsed}
 	if err := r.Scan(append(dest, extra...)...); err != nil {
 		return nil, err
 	}
@@ -55,6 +57,7 @@ func scanLink(r pgx.Row, extra ...any) (*tokenbroker.Link, error) {
 	l.NextAttemptAt = fromNull(nextAttempt)
 	l.CreatedAt, l.UpdatedAt = created.UTC(), updated.UTC()
 	l.RefreshedAt = fromNull(refreshed)
+	l.LastUsedAt = fromNull(lastUsed)
 	return &l, nil
 }
 
@@ -102,7 +105,8 @@ func (s *Store) ListLinks(ctx context.Context, userID string) ([]*tokenbroker.Li
 }
 
 // PutLink implements [tokenbroker.LinkStore] with one upsert that also
-// notifies, and rec in the same transaction.
+// notifies, in a transaction that first locks the row it may replace (to
+// know the state it leaves) and writes rec and the link's lifecycle event.
 func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroker.Record) (*tokenbroker.Link, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
@@ -112,12 +116,20 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroke
 		return nil, err
 	}
 	var out *tokenbroker.Link
-	err = s.inTx(ctx, rec, func(q querier) error {
-		out, err = scanLink(q.QueryRow(ctx, `
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var prev *string
+		err := tx.QueryRow(ctx, `SELECT state FROM links WHERE user_id = $1 AND provider_id = $2 FOR UPDATE`,
+			l.UserID, l.ProviderID).Scan(&prev)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		var inserted bool
+		out, err = scanLink(tx.QueryRow(ctx, `
 			WITH u AS (
 				INSERT INTO links (user_id, provider_id, account_id, account_login,
-					access_token, token_type, refresh_token, id_token, expiry, issued_at, scopes, extra, key_id, refreshed_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $10, $11::jsonb, $12, now())
+					access_token, token_type, refresh_token, id_token, expiry, issued_at, scopes, extra, key_id,
+					refreshed_at, last_used_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $10, $11::jsonb, $12, now(), now())
 				ON CONFLICT (user_id, provider_id) DO UPDATE SET
 					account_id            = excluded.account_id,
 					account_login         = excluded.account_login,
@@ -144,14 +156,31 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroke
 					last_error            = '',
 					next_attempt_at       = NULL,
 					updated_at            = now(),
-					refreshed_at          = now()
-				RETURNING `+linkColumns+`
+					refreshed_at          = now(),
+					last_used_at          = now()
+				RETURNING `+linkColumns+`, (xmax = 0) AS inserted
 			)
-			SELECT `+linkColumns+`, pg_notify('`+Channel+`', u.id::text) FROM u`,
+			SELECT `+linkColumns+`, inserted, pg_notify('`+Channel+`', u.id::text) FROM u`,
 			l.UserID, l.ProviderID, l.AccountID, l.AccountLogin,
 			l.Token.AccessToken, l.Token.TokenType, l.Token.RefreshToken, l.Token.IDToken,
-			nullTime(l.Token.Expiry), nonNil(l.Token.Scopes), extra, l.KeyID, nullTime(l.Token.IssuedAt)), nil)
-		return err
+			nullTime(l.Token.Expiry), nonNil(l.Token.Scopes), extra, l.KeyID, nullTime(l.Token.IssuedAt)), &inserted, nil)
+		if err != nil {
+			return err
+		}
+		// The state replaced: none for an insert; a row another
+		// transaction inserted after the lock above found nothing was
+		// created active.
+		replaced := tokenbroker.LinkActive
+		switch {
+		case inserted:
+			replaced = ""
+		case prev != nil:
+			replaced = tokenbroker.LinkState(*prev)
+		}
+		if ev, ok := tokenbroker.PutLinkEvent(replaced, out); ok {
+			rec.Events = append(rec.Events[:len(rec.Events):len(rec.Events)], ev)
+		}
+		return writeRecord(ctx, tx, rec)
 	})
 	if err != nil {
 		return nil, translate(err, "link")
@@ -191,6 +220,8 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 	var (
 		prevOwner  *string
 		until, now time.Time
+		wonState   string
+		failing    *time.Time
 	)
 	err := s.pool.QueryRow(ctx, `
 		WITH prev AS (SELECT id, lease_owner FROM links WHERE id = $1 FOR UPDATE)
@@ -202,13 +233,13 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 			attempts              = l.attempts + 1,
 			suspect               = CASE WHEN l.lease_owner IS NOT NULL AND l.suspect = '' THEN 'holder_died' ELSE l.suspect END
 		FROM prev
-		WHERE l.id = prev.id AND l.generation = $2 AND l.state = 'active'
+		WHERE l.id = prev.id AND l.generation = $2 AND l.state IN ('active', 'degraded', 'idle')
 		  AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= now())
 		  AND (l.lease_owner IS NULL OR (l.lease_until < now()
 		       AND l.lease_expired_seen_at IS NOT NULL AND l.lease_expired_seen_at + $5 * interval '1 millisecond' <= now()))
-		RETURNING l.lease_epoch, l.attempts, l.suspect, l.lease_until, prev.lease_owner, now()`,
+		RETURNING l.lease_epoch, l.attempts, l.suspect, l.lease_until, prev.lease_owner, l.state, l.failing_since, now()`,
 		r.LinkID, r.Generation, r.Owner, r.TTL.Milliseconds(), r.Grace.Milliseconds()).
-		Scan(&g.Lease.Epoch, &g.Attempt, &g.Suspect, &until, &prevOwner, &now)
+		Scan(&g.Lease.Epoch, &g.Attempt, &g.Suspect, &until, &prevOwner, &wonState, &failing, &now)
 	switch {
 	case err == nil:
 		g.Won = true
@@ -216,7 +247,8 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 		if prevOwner != nil {
 			g.PreviousOwner = *prevOwner
 		}
-		g.Generation, g.State, g.LeaseOwner, g.LeaseUntil, g.Now = r.Generation, tokenbroker.LinkActive, r.Owner, until.UTC(), now.UTC()
+		g.Generation, g.State, g.LeaseOwner, g.LeaseUntil, g.Now = r.Generation, tokenbroker.LinkState(wonState), r.Owner, until.UTC(), now.UTC()
+		g.FailingSince = fromNull(failing)
 		return g, nil
 	case !errors.Is(err, pgx.ErrNoRows):
 		return nil, translate(err, "link lease")
@@ -236,9 +268,9 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 		)
 		SELECT generation, state, lease_owner, lease_until,
 			COALESCE(lease_expired_seen_at, (SELECT lease_expired_seen_at FROM seen)),
-			next_attempt_at, attempts, suspect, now()
+			next_attempt_at, failing_since, attempts, suspect, now()
 		FROM links WHERE id = $1`, r.LinkID).
-		Scan(&g.Generation, &state, &owner, &leaseUntil, &seen, &next, &g.Attempt, &g.Suspect, &now)
+		Scan(&g.Generation, &state, &owner, &leaseUntil, &seen, &next, &failing, &g.Attempt, &g.Suspect, &now)
 	if err != nil {
 		return nil, translate(err, "link lease")
 	}
@@ -247,6 +279,7 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 		g.LeaseOwner = *owner
 	}
 	g.LeaseUntil, g.NextAttemptAt, g.Now = fromNull(leaseUntil), fromNull(next), now.UTC()
+	g.FailingSince = fromNull(failing)
 	if seen != nil {
 		g.GraceUntil = seen.UTC().Add(r.Grace)
 	}
@@ -276,11 +309,13 @@ func (s *Store) ReleaseLease(ctx context.Context, lease tokenbroker.Lease, r tok
 				failures        = CASE WHEN $4 <> '' THEN failures + 1 ELSE failures END,
 				failing_since   = CASE WHEN $4 <> '' AND failing_since IS NULL THEN now() ELSE failing_since END,
 				last_error      = CASE WHEN $4 <> '' THEN $5 ELSE last_error END,
-				next_attempt_at = CASE WHEN $6 > 0 THEN now() + $6 * interval '1 millisecond' ELSE next_attempt_at END
+				next_attempt_at = CASE WHEN $6 > 0 THEN now() + $6 * interval '1 millisecond' ELSE next_attempt_at END,
+				state           = CASE WHEN $7 AND $4 <> '' AND state = 'active' THEN 'degraded' ELSE state END,
+				updated_at      = CASE WHEN $7 AND $4 <> '' AND state = 'active' THEN now() ELSE updated_at END
 			WHERE `+leaseFence+`
 			RETURNING id
 		) `+notifyFrom,
-		lease.LinkID, lease.Owner, lease.Epoch, string(r.Class), r.Error, r.Backoff.Milliseconds())
+		lease.LinkID, lease.Owner, lease.Epoch, string(r.Class), r.Error, r.Backoff.Milliseconds(), r.Degrade)
 }
 
 // CommitRefresh implements [tokenbroker.LinkStore]: a compare-and-swap on
@@ -351,15 +386,24 @@ type querier interface {
 // inTx runs fn on the pool when rec is empty (one statement), else in one
 // transaction that also writes rec.
 func (s *Store) inTx(ctx context.Context, rec tokenbroker.Record, fn func(q querier) error) error {
-	if len(rec.Audit) == 0 {
+	if rec.Empty() {
 		return fn(s.pool)
 	}
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := fn(tx); err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, rec.Audit)
+		return writeRecord(ctx, tx, rec)
 	})
+}
+
+// writeRecord writes rec through tx: the audit events, then the webhook
+// events (a copy, whose ids are filled in).
+func writeRecord(ctx context.Context, tx pgx.Tx, rec tokenbroker.Record) error {
+	if err := insertAudit(ctx, tx, rec.Audit); err != nil {
+		return err
+	}
+	return insertEvents(ctx, tx, slices.Clone(rec.Events))
 }
 
 // writeIf runs the conditional, notifying statement q and, if it changed
@@ -376,7 +420,7 @@ func (s *Store) writeIf(ctx context.Context, id int64, rec tokenbroker.Record, w
 		return tag.RowsAffected() > 0, nil
 	}
 	var err error
-	if len(rec.Audit) == 0 {
+	if rec.Empty() {
 		ok, err = run(s.pool)
 	} else {
 		err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -384,7 +428,7 @@ func (s *Store) writeIf(ctx context.Context, id int64, rec tokenbroker.Record, w
 			if ok, err = run(tx); err != nil || !ok {
 				return err
 			}
-			return insertAudit(ctx, tx, rec.Audit)
+			return writeRecord(ctx, tx, rec)
 		})
 	}
 	if err != nil {
@@ -397,11 +441,11 @@ func (s *Store) writeIf(ctx context.Context, id int64, rec tokenbroker.Record, w
 }
 
 // ListLinksExpiringBefore implements [tokenbroker.LinkStore] on the
-// partial index links_active_expiry.
+// partial index links_refresh_expiry.
 func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*tokenbroker.Link, error) {
 	return scanLinks(s.pool.Query(ctx, `
 		SELECT `+linkColumns+` FROM links
-		WHERE state = 'active' AND expiry IS NOT NULL AND expiry < $1
+		WHERE state IN ('active', 'degraded') AND expiry IS NOT NULL AND expiry < $1
 		ORDER BY expiry, id LIMIT $2`, t, limit))
 }
 

@@ -46,3 +46,29 @@ func without(fsys fs.FS, skip int64) fs.FS {
 	}
 	return out
 }
+
+// MigrateTo applies the embedded migrations up to version.
+func (s *Store) MigrateTo(ctx context.Context, version int64) error {
+	p, err := s.provider()
+	if err != nil {
+		return err
+	}
+	_, err = p.UpTo(ctx, version)
+	return err
+}
+
+// MigrateDownTo rolls the embedded migrations back to version.
+func (s *Store) MigrateDownTo(ctx context.Context, version int64) error {
+	p, err := s.provider()
+	if err != nil {
+		return err
+	}
+	_, err = p.DownTo(ctx, version)
+	return err
+}
+
+// Exec runs a statement on the writer connection.
+func (s *Store) Exec(ctx context.Context, q string, args ...any) error {
+	_, err := s.wdb.ExecContext(ctx, q, args...)
+	return err
+}

@@ -76,6 +76,7 @@ func (s *Store) RecordProviderFailure(ctx context.Context, providerID string, f 
 		if !open || after.Open() && (f.Misconfigured == "" || after.Misconfigured != "") {
 			return nil // nothing to open, or already open for the same cause
 		}
+		becomesMisconfigured := f.Misconfigured != "" && after.Misconfigured == ""
 		d := min(f.OpenFor<<min(after.Opens, 16), f.MaxOpenFor)
 		if d <= 0 {
 			d = f.MaxOpenFor
@@ -89,8 +90,14 @@ func (s *Store) RecordProviderFailure(ctx context.Context, providerID string, f 
 			WHERE provider_id = ?
 			RETURNING `+healthColumns+`, `+nowMS,
 			d.Milliseconds(), f.Misconfigured, f.Misconfigured, f.Misconfigured, providerID))
-		opened = err == nil
-		return err
+		if err != nil {
+			return err
+		}
+		opened = true
+		if becomesMisconfigured {
+			return writeRecord(ctx, tx, f.Record)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, false, err
@@ -98,8 +105,10 @@ func (s *Store) RecordProviderFailure(ctx context.Context, providerID string, f 
 	return after, opened, nil
 }
 
-// RecordProviderSuccess implements [tokenbroker.ProviderHealthStore].
-func (s *Store) RecordProviderSuccess(ctx context.Context, providerID string) (*tokenbroker.ProviderHealth, error) {
+// RecordProviderSuccess implements [tokenbroker.ProviderHealthStore]: the
+// read and the clearing are one immediate transaction, so of racing
+// callers one clears (and writes rec for a misconfiguration).
+func (s *Store) RecordProviderSuccess(ctx context.Context, providerID string, rec tokenbroker.Record) (*tokenbroker.ProviderHealth, error) {
 	var before *tokenbroker.ProviderHealth
 	err := s.write(ctx, "provider health", func(tx *sql.Tx) error {
 		var err error
@@ -120,7 +129,10 @@ func (s *Store) RecordProviderSuccess(ctx context.Context, providerID string) (*
 			UPDATE provider_health SET failures = 0, opens = 0, open_until = NULL, probe_owner = NULL,
 				probe_until = NULL, misconfigured = '', misconfigured_since = NULL, updated_at = `+nowMS+`
 			WHERE provider_id = ?`, providerID)
-		return err
+		if err != nil || before.Misconfigured == "" {
+			return err
+		}
+		return writeRecord(ctx, tx, rec)
 	})
 	return before, err
 }

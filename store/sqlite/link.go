@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	tokenbroker "github.com/tokenbroker/tokenbroker"
@@ -15,12 +16,13 @@ const linkColumns = `id, user_id, provider_id, account_id, account_login,
 	access_token, token_type, refresh_token, id_token, expiry, issued_at, scopes, extra, key_id,
 	generation, state, reauth_reason, failure_reason, lease_owner, lease_until, lease_epoch,
 	attempts, suspect, failures, failing_since, last_error, next_attempt_at,
-	created_at, updated_at, refreshed_at`
+	created_at, updated_at, refreshed_at, last_used_at`
 
 func scanLink(r rowScanner) (*tokenbroker.Link, error) {
 	var (
 		l                                                  tokenbroker.Link
 		expiry, issued, leaseUntil, created, updated, refr sql.NullInt64
+		lastUsed                                           sql.NullInt64
 		failingSince, nextAttempt                          sql.NullInt64
 		scopes, extra                                      string
 		leaseOwner                                         sql.NullString
@@ -31,7 +33,7 @@ func scanLink(r rowScanner) (*tokenbroker.Link, error) {
 		&expiry, &issued, &scopes, &extra, &l.KeyID,
 		&l.Generation, &state, &reason, &l.FailureReason, &leaseOwner, &leaseUntil, &l.LeaseEpoch,
 		&l.Attempts, &l.Suspect, &l.Failures, &failingSince, &l.LastError, &nextAttempt,
-		&created, &updated, &refr)
+		&created, &updated, &refr, &lastUsed)
 	if err != nil {
 		return nil, err
 	}
@@ -52,6 +54,7 @@ func scanLink(r rowScanner) (*tokenbroker.Link, error) {
 	l.CreatedAt = fromMS(created)
 	l.UpdatedAt = fromMS(updated)
 	l.RefreshedAt = fromMS(refr)
+	l.LastUsedAt = fromMS(lastUsed)
 	return &l, nil
 }
 
@@ -89,8 +92,9 @@ func (s *Store) ListLinks(ctx context.Context, userID string) ([]*tokenbroker.Li
 	return links, translate(err, "links")
 }
 
-// PutLink implements [tokenbroker.LinkStore] with one upsert, and rec in
-// the same transaction.
+// PutLink implements [tokenbroker.LinkStore] with one upsert, and rec and
+// the link's lifecycle event in the same (immediate) transaction, which
+// also reads the state the upsert replaces.
 func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroker.Record) (*tokenbroker.Link, error) {
 	if err := l.Validate(); err != nil {
 		return nil, err
@@ -101,11 +105,17 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroke
 	}
 	var out *tokenbroker.Link
 	err = s.write(ctx, "link", func(tx *sql.Tx) error {
+		var prev string
+		err := tx.QueryRowContext(ctx, `SELECT state FROM links WHERE user_id = ? AND provider_id = ?`,
+			l.UserID, l.ProviderID).Scan(&prev)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
 		out, err = scanLink(tx.QueryRowContext(ctx, `
 			INSERT INTO links (user_id, provider_id, account_id, account_login,
 				access_token, token_type, refresh_token, id_token, expiry, issued_at, scopes, extra, key_id,
-				generation, state, failure_reason, created_at, updated_at, refreshed_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'active', '', `+nowMS+`, `+nowMS+`, `+nowMS+`)
+				generation, state, failure_reason, created_at, updated_at, refreshed_at, last_used_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 'active', '', `+nowMS+`, `+nowMS+`, `+nowMS+`, `+nowMS+`)
 			ON CONFLICT (user_id, provider_id) DO UPDATE SET
 				account_id            = excluded.account_id,
 				account_login         = excluded.account_login,
@@ -132,7 +142,8 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroke
 				last_error            = '',
 				next_attempt_at       = NULL,
 				updated_at            = excluded.updated_at,
-				refreshed_at          = excluded.refreshed_at
+				refreshed_at          = excluded.refreshed_at,
+				last_used_at          = excluded.last_used_at
 			RETURNING `+linkColumns,
 			l.UserID, l.ProviderID, l.AccountID, l.AccountLogin,
 			l.Token.AccessToken, l.Token.TokenType, l.Token.RefreshToken, l.Token.IDToken,
@@ -140,7 +151,10 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroke
 		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, rec.Audit)
+		if ev, ok := tokenbroker.PutLinkEvent(tokenbroker.LinkState(prev), out); ok {
+			rec.Events = append(rec.Events[:len(rec.Events):len(rec.Events)], ev)
+		}
+		return writeRecord(ctx, tx, rec)
 	})
 	if err != nil {
 		return nil, err
@@ -158,7 +172,7 @@ func (s *Store) DeleteLink(ctx context.Context, userID, providerID string, rec t
 		if err != nil {
 			return err
 		}
-		return insertAudit(ctx, tx, rec.Audit)
+		return writeRecord(ctx, tx, rec)
 	})
 	if err != nil {
 		return err
@@ -180,21 +194,22 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 	g := &tokenbroker.LeaseGrant{}
 	err := s.write(ctx, "link lease", func(tx *sql.Tx) error {
 		var (
-			state                  string
-			owner                  sql.NullString
-			until, seen, next, now sql.NullInt64
-			epoch                  int64
+			state                           string
+			owner                           sql.NullString
+			until, seen, next, failing, now sql.NullInt64
+			epoch                           int64
 		)
 		err := tx.QueryRowContext(ctx, `
 			SELECT generation, state, lease_owner, lease_until, lease_expired_seen_at, next_attempt_at,
-				attempts, suspect, lease_epoch, `+nowMS+`
+				failing_since, attempts, suspect, lease_epoch, `+nowMS+`
 			FROM links WHERE id = ?`, r.LinkID).Scan(&g.Generation, &state, &owner, &until, &seen, &next,
-			&g.Attempt, &g.Suspect, &epoch, &now)
+			&failing, &g.Attempt, &g.Suspect, &epoch, &now)
 		if err != nil {
 			return err
 		}
 		g.State = tokenbroker.LinkState(state)
 		g.LeaseOwner, g.LeaseUntil, g.NextAttemptAt, g.Now = owner.String, fromMS(until), fromMS(next), fromMS(now)
+		g.FailingSince = fromMS(failing)
 		if seen.Valid {
 			g.GraceUntil = fromMS(seen).Add(r.Grace)
 		}
@@ -208,7 +223,7 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 				lease_expired_seen_at = NULL,
 				attempts              = attempts + 1,
 				suspect               = CASE WHEN lease_owner IS NOT NULL AND suspect = '' THEN 'holder_died' ELSE suspect END
-			WHERE id = ? AND generation = ? AND state = 'active'
+			WHERE id = ? AND generation = ? AND state IN ('active', 'degraded', 'idle')
 			  AND (next_attempt_at IS NULL OR next_attempt_at <= `+nowMS+`)
 			  AND (lease_owner IS NULL OR (lease_until < `+nowMS+`
 			       AND lease_expired_seen_at IS NOT NULL AND lease_expired_seen_at + ? <= `+nowMS+`))
@@ -265,9 +280,12 @@ func (s *Store) ReleaseLease(ctx context.Context, lease tokenbroker.Lease, r tok
 			failures        = CASE WHEN ? <> '' THEN failures + 1 ELSE failures END,
 			failing_since   = CASE WHEN ? <> '' AND failing_since IS NULL THEN `+nowMS+` ELSE failing_since END,
 			last_error      = CASE WHEN ? <> '' THEN ? ELSE last_error END,
-			next_attempt_at = CASE WHEN ? > 0 THEN `+nowMS+` + ? ELSE next_attempt_at END
+			next_attempt_at = CASE WHEN ? > 0 THEN `+nowMS+` + ? ELSE next_attempt_at END,
+			state           = CASE WHEN ? AND ? <> '' AND state = 'active' THEN 'degraded' ELSE state END,
+			updated_at      = CASE WHEN ? AND ? <> '' AND state = 'active' THEN `+nowMS+` ELSE updated_at END
 		WHERE `+leaseFence,
 		r.Class, r.Class, r.Class, r.Class, r.Error, r.Backoff.Milliseconds(), r.Backoff.Milliseconds(),
+		r.Degrade, r.Class, r.Degrade, r.Class,
 		lease.LinkID, lease.Owner, lease.Epoch)
 	if ok {
 		s.hub.Signal(lease.LinkID)
@@ -335,6 +353,15 @@ func (s *Store) MarkReauthRequired(ctx context.Context, lease tokenbroker.Lease,
 	return ok, err
 }
 
+// writeRecord writes rec through tx: the audit events, then the webhook
+// events (a copy, whose ids are filled in).
+func writeRecord(ctx context.Context, tx *sql.Tx, rec tokenbroker.Record) error {
+	if err := insertAudit(ctx, tx, rec.Audit); err != nil {
+		return err
+	}
+	return insertEvents(ctx, tx, slices.Clone(rec.Events))
+}
+
 // write runs fn in one (immediate) transaction on the writer connection.
 func (s *Store) write(ctx context.Context, what string, fn func(tx *sql.Tx) error) error {
 	tx, err := s.wdb.BeginTx(ctx, nil)
@@ -351,7 +378,7 @@ func (s *Store) write(ctx context.Context, what string, fn func(tx *sql.Tx) erro
 // writeIf runs the conditional statement q and, if it changed a row, writes
 // rec in the same transaction. It reports whether the statement won.
 func (s *Store) writeIf(ctx context.Context, what string, rec tokenbroker.Record, q string, args ...any) (bool, error) {
-	if len(rec.Audit) == 0 {
+	if rec.Empty() {
 		res, err := s.wdb.ExecContext(ctx, q, args...)
 		return affected(res, err, what)
 	}
@@ -362,17 +389,17 @@ func (s *Store) writeIf(ctx context.Context, what string, rec tokenbroker.Record
 			return err
 		}
 		won = true
-		return insertAudit(ctx, tx, rec.Audit)
+		return writeRecord(ctx, tx, rec)
 	})
 	return won, err
 }
 
 // ListLinksExpiringBefore implements [tokenbroker.LinkStore] on the
-// partial index links_active_expiry.
+// partial index links_refresh_expiry.
 func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*tokenbroker.Link, error) {
 	rows, err := s.rdb.QueryContext(ctx, `
 		SELECT `+linkColumns+` FROM links
-		WHERE state = 'active' AND expiry IS NOT NULL AND expiry < ?
+		WHERE state IN ('active', 'degraded') AND expiry IS NOT NULL AND expiry < ?
 		ORDER BY expiry, id LIMIT ?`, t.UnixMilli(), limit)
 	if err != nil {
 		return nil, translate(err, "links")

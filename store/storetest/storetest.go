@@ -67,6 +67,7 @@ func RunConformance(t *testing.T, open func(t *testing.T) tokenbroker.Store) {
 	}
 	tests = append(tests, outboxTests...)
 	tests = append(tests, consoleTests...)
+	tests = append(tests, lifecycleTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
@@ -211,7 +212,7 @@ func sameLink(t *testing.T, got, want *tokenbroker.Link) {
 	g, w := *got, *want
 	for _, p := range []*tokenbroker.Link{&g, &w} {
 		p.Token = tokenbroker.Token{}
-		for _, tm := range []*time.Time{&p.LeaseUntil, &p.CreatedAt, &p.UpdatedAt, &p.RefreshedAt} {
+		for _, tm := range []*time.Time{&p.LeaseUntil, &p.CreatedAt, &p.UpdatedAt, &p.RefreshedAt, &p.LastUsedAt} {
 			if !tm.IsZero() {
 				*tm = tm.UTC()
 			}
@@ -907,7 +908,7 @@ func testProviderHealthCircuit(t *testing.T, s tokenbroker.Store) {
 	if err != nil || h.ProviderID != "github" || h.Troubled() || h.Open() || h.Now.IsZero() {
 		t.Fatalf("GetProviderHealth(new) = %+v, %v; want healthy with the database's now", h, err)
 	}
-	if before, err := s.RecordProviderSuccess(c, "github"); err != nil || before != nil {
+	if before, err := s.RecordProviderSuccess(c, "github", tokenbroker.Record{}); err != nil || before != nil {
 		t.Fatalf("RecordProviderSuccess(healthy) = %+v, %v; want nothing cleared", before, err)
 	}
 	f := tokenbroker.ProviderFailure{Threshold: 3, OpenFor: time.Hour, MaxOpenFor: 4 * time.Hour}
@@ -939,7 +940,7 @@ func testProviderHealthCircuit(t *testing.T, s tokenbroker.Store) {
 	if err != nil || len(list) != 1 || list[0].ProviderID != "github" || !list[0].Open() {
 		t.Fatalf("ListProviderHealth = %+v, %v", list, err)
 	}
-	before, err := s.RecordProviderSuccess(c, "github")
+	before, err := s.RecordProviderSuccess(c, "github", tokenbroker.Record{})
 	if err != nil || before == nil || before.Failures != 4 || !before.Open() {
 		t.Fatalf("RecordProviderSuccess = %+v, %v; want the cleared state", before, err)
 	}
@@ -970,7 +971,7 @@ func testProviderHealthMisconfigured(t *testing.T, s tokenbroker.Store) {
 	if err != nil || changed || !after.MisconfiguredSince.Equal(since) {
 		t.Fatalf("misconfigured again = %+v, %v, %v; want no change", after, changed, err)
 	}
-	before, err := s.RecordProviderSuccess(c, "github")
+	before, err := s.RecordProviderSuccess(c, "github", tokenbroker.Record{})
 	if err != nil || before == nil || before.Misconfigured == "" {
 		t.Fatalf("RecordProviderSuccess = %+v, %v; want the misconfiguration cleared", before, err)
 	}
