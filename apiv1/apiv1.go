@@ -40,9 +40,12 @@ type Token struct {
 type Link struct {
 	UserID     string `json:"user_id"`
 	ProviderID string `json:"provider_id"`
-	State      string `json:"state"` // "active" or "reauth_required"
+	// State is active, degraded, idle or reauth_required
+	// (tokenbroker.LinkState).
+	State string `json:"state"`
 	// ReauthReason is the typed reason of a reauth_required link:
-	// revoked, lost_refresh, no_refresh_token or scopes_changed.
+	// revoked, inactivity, lost_refresh, scopes_changed or
+	// no_refresh_token.
 	ReauthReason    string    `json:"reauth_reason,omitempty"`
 	FailureReason   string    `json:"failure_reason,omitempty"`
 	AccountID       string    `json:"account_id,omitempty"`
@@ -50,6 +53,7 @@ type Link struct {
 	Scopes          []string  `json:"scopes"`
 	Expiry          time.Time `json:"expiry,omitzero"`
 	RefreshedAt     time.Time `json:"refreshed_at,omitzero"`
+	LastUsedAt      time.Time `json:"last_used_at,omitzero"`
 	CreatedAt       time.Time `json:"created_at,omitzero"`
 	UpdatedAt       time.Time `json:"updated_at,omitzero"`
 	Generation      int64     `json:"generation"`

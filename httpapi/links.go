@@ -23,6 +23,7 @@ func linkStatus(l *tokenbroker.Link) apiv1.Link {
 		Scopes:          l.Token.Scopes,
 		Expiry:          l.Token.Expiry.UTC(),
 		RefreshedAt:     l.RefreshedAt.UTC(),
+		LastUsedAt:      l.LastUsedAt.UTC(),
 		CreatedAt:       l.CreatedAt.UTC(),
 		UpdatedAt:       l.UpdatedAt.UTC(),
 		Generation:      l.Generation,
@@ -175,7 +176,7 @@ func (s *Server) putLink(w http.ResponseWriter, r *http.Request, k *caller) erro
 	if err != nil && !tokenbroker.IsNotFound(err) {
 		return err
 	}
-	replaces := old != nil && old.State == tokenbroker.LinkActive && !sameGrant(&old.Token, &tok)
+	replaces := old != nil && old.State.Refreshable() && !sameGrant(&old.Token, &tok)
 	detail := ""
 	if replaces {
 		detail = "replaces an active grant"

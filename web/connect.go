@@ -157,8 +157,8 @@ func (h *Handler) serveConnect(w http.ResponseWriter, r *http.Request) {
 		row := providerRow{ID: p.ID(), DisplayName: displayName(info), StatusText: "Not connected",
 			StatusClass: "none", ButtonLabel: "Connect", Action: h.connectPath(s.ID) + "/start/" + url.PathEscape(p.ID())}
 		if l := byProvider[p.ID()]; l != nil {
-			switch l.State {
-			case tokenbroker.LinkActive:
+			switch {
+			case l.State.Refreshable():
 				row.Connected, row.StatusClass, row.ButtonLabel = true, "ok", "Reconnect"
 				row.StatusText = "Connected"
 				if l.AccountLogin != "" {
@@ -452,8 +452,8 @@ func (h *Handler) finish(w http.ResponseWriter, r *http.Request, sessionID strin
 	http.Redirect(w, r, h.connectPath(s.ID)+"?connected="+url.QueryEscape(p.ID()), http.StatusSeeOther)
 }
 
-// allConnected reports whether the user has an active link to every
-// provider the session offers.
+// allConnected reports whether the user has a link that needs nothing of
+// them (active, degraded or idle) to every provider the session offers.
 func (h *Handler) allConnected(ctx context.Context, s *tokenbroker.ConnectSession) bool {
 	links, err := h.store.ListLinks(ctx, s.UserID)
 	if err != nil {
@@ -462,7 +462,7 @@ func (h *Handler) allConnected(ctx context.Context, s *tokenbroker.ConnectSessio
 	}
 	for _, p := range h.sessionProviders(s) {
 		if !slices.ContainsFunc(links, func(l *tokenbroker.Link) bool {
-			return l.ProviderID == p.ID() && l.State == tokenbroker.LinkActive
+			return l.ProviderID == p.ID() && l.State.Refreshable()
 		}) {
 			return false
 		}

@@ -16,8 +16,7 @@ import (
 const linksPageSize = 50
 
 // reauthReasons are the typed reasons the filter offers.
-var reauthReasons = []tokenbroker.ReauthReason{tokenbroker.ReasonRevoked, tokenbroker.ReasonLostRefresh,
-	tokenbroker.ReasonNoRefreshToken, tokenbroker.ReasonScopesChanged}
+var reauthReasons = tokenbroker.ReauthReasons()
 
 type linkFilter struct {
 	Provider string
@@ -210,7 +209,7 @@ func (c *Console) serveLinks(w http.ResponseWriter, r *http.Request, a *adminSes
 		d.Reauths = append(d.Reauths, option{Value: string(x), Label: string(x), Selected: string(x) == f.Reauth})
 	}
 	d.States = []option{{Value: "", Label: "Any state"}}
-	for _, s := range []tokenbroker.LinkState{tokenbroker.LinkActive, tokenbroker.LinkReauthRequired} {
+	for _, s := range tokenbroker.LinkStates() {
 		d.States = append(d.States, option{Value: string(s), Label: string(s), Selected: string(s) == f.State})
 	}
 	c.render(w, r, http.StatusOK, linksTmpl, d)

@@ -76,6 +76,8 @@ type overviewData struct {
 type stateCounts struct {
 	Total          int64
 	Active         int64
+	Degraded       int64
+	Idle           int64
 	ReauthRequired int64
 	Other          int64 // any other state
 }
@@ -223,6 +225,10 @@ func (s *stateCounts) add(state tokenbroker.LinkState, n int64) {
 	switch state {
 	case tokenbroker.LinkActive:
 		s.Active += n
+	case tokenbroker.LinkDegraded:
+		s.Degraded += n
+	case tokenbroker.LinkIdle:
+		s.Idle += n
 	case tokenbroker.LinkReauthRequired:
 		s.ReauthRequired += n
 	default:
@@ -231,15 +237,19 @@ func (s *stateCounts) add(state tokenbroker.LinkState, n int64) {
 }
 
 // stateRank orders states from healthy to broken; unknown states go
-// between.
+// before the broken ones.
 func stateRank(s string) int {
 	switch tokenbroker.LinkState(s) {
 	case tokenbroker.LinkActive:
 		return 0
-	case tokenbroker.LinkReauthRequired:
+	case tokenbroker.LinkIdle:
+		return 1
+	case tokenbroker.LinkDegraded:
 		return 2
+	case tokenbroker.LinkReauthRequired:
+		return 4
 	}
-	return 1
+	return 3
 }
 
 type homeData struct {

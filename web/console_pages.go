@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"html/template"
 	"net/http"
 	"strconv"
@@ -55,8 +56,19 @@ var consoleFuncs = template.FuncMap{
 		}
 		return relative(now.Sub(t))
 	},
-	"join": strings.Join,
-	"num":  formatCount,
+	"join":       strings.Join,
+	"num":        formatCount,
+	"stateClass": stateClass,
+}
+
+// stateClass is the CSS class suffix of a link state: the state itself when
+// known, "other" otherwise (a state a newer replica wrote).
+func stateClass(s any) string {
+	st := tokenbroker.LinkState(fmt.Sprint(s))
+	if st.Valid() {
+		return string(st)
+	}
+	return "other"
 }
 
 // formatTime shows a time in UTC to the second; the zero time as "—".

@@ -197,3 +197,41 @@ func TestConsoleOverviewProviderHealth(t *testing.T) {
 		t.Fatalf("a misconfigured provider:\n%s", p.body)
 	}
 }
+
+// TestConsoleDegradedAndIdleLinks: the overview counts degraded and idle
+// links, and the list filters by those states.
+func TestConsoleDegradedAndIdleLinks(t *testing.T) {
+	e := mustStartConsole(t, consoleOptions{})
+	key, _ := e.mustKey("op", []string{tokenbroker.ScopeAdmin}, nil)
+	c := newConsoleClient(t, e)
+	c.mustSignIn(key)
+	ctx := context.Background()
+	d := e.mustLink("deg", false)
+	g, err := e.store.AcquireLease(ctx, tokenbroker.LeaseRequest{LinkID: d.ID, Generation: d.Generation, Owner: "t", TTL: time.Minute})
+	if err != nil || !g.Won {
+		t.Fatalf("AcquireLease = %+v, %v", g, err)
+	}
+	if ok, err := e.store.ReleaseLease(ctx, g.Lease, tokenbroker.Release{Class: tokenbroker.FailureUncertain, Degrade: true}, tokenbroker.Record{}); err != nil || !ok {
+		t.Fatalf("ReleaseLease = %v, %v", ok, err)
+	}
+	i := e.mustLink("idl", false)
+	if ok, err := e.store.MarkLinkIdle(ctx, i.ID, i.Generation, time.Now().Add(time.Hour), tokenbroker.Record{}); err != nil || !ok {
+		t.Fatalf("MarkLinkIdle = %v, %v", ok, err)
+	}
+	e.mustLink("act", false)
+	p := c.get("/admin/")
+	for _, want := range []string{`id="total-degraded">1<`, `id="total-idle">1<`, `id="total-active">1<`, `data-state="degraded"`, `class="state state-degraded"`} {
+		if !strings.Contains(p.body, want) {
+			t.Fatalf("overview lacks %q:\n%s", want, p.body)
+		}
+	}
+	for state, user := range map[string]string{"degraded": "deg", "idle": "idl"} {
+		p := c.get("/admin/links?state=" + state)
+		if p.status != http.StatusOK || !strings.Contains(p.body, `data-user="`+user+`"`) || strings.Contains(p.body, `data-user="act"`) {
+			t.Fatalf("links?state=%s = %d:\n%s", state, p.status, p.body)
+		}
+		if !strings.Contains(p.body, `<option value="`+state+`" selected>`) {
+			t.Fatalf("links?state=%s: the filter does not offer it selected:\n%s", state, p.body)
+		}
+	}
+}
