@@ -30,13 +30,6 @@ const (
 	cookiePrefix = "tb_connect_"
 )
 
-func (h *Handler) mac(label, sessionID string) string {
-	m := hmac.New(sha256.New, h.key)
-	m.Write([]byte(label))
-	m.Write([]byte(sessionID))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
 // cookieName is the name of sessionID's binding cookie: a short hash of the
 // id, never the id itself.
 func cookieName(sessionID string) string {

@@ -2,18 +2,11 @@ package web
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"errors"
 	"io"
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -100,15 +93,11 @@ type Console struct {
 	now      func() time.Time
 	basePath string
 	secure   bool
-	key      []byte
 	limiter  *SignInLimiter
 	cop      *http.CrossOriginProtection
 
-	// randMu serializes reads of the configured random source, which need
-	// not be safe for concurrent use. It guards no invariant of
-	// docs/design.md: sessions are not part of the refresh protocol.
-	randMu sync.Mutex
-	rand   io.Reader
+	// secrets keys the CSRF tokens and draws the session ids.
+	*secrets
 
 	mux *http.ServeMux
 }
@@ -119,10 +108,9 @@ func NewConsole(cfg ConsoleConfig) (*Console, error) {
 	if cfg.Store == nil || cfg.Providers == nil || cfg.Backend == nil {
 		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "web: console needs Store, Providers and Backend")
 	}
-	base, err := url.Parse(cfg.BaseURL)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" ||
-		base.User != nil || base.RawQuery != "" || base.Fragment != "" {
-		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "web: BaseURL must be an absolute http(s) URL without user info, query or fragment")
+	base, err := parseBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, err
 	}
 	c := &Console{
 		cfg:      cfg,
@@ -131,7 +119,6 @@ func NewConsole(cfg ConsoleConfig) (*Console, error) {
 		basePath: strings.TrimRight(base.EscapedPath(), "/"),
 		secure:   cfg.CookieSecure || base.Scheme == "https",
 		limiter:  cfg.SignInLimiter,
-		rand:     cfg.Rand,
 		cop:      http.NewCrossOriginProtection(),
 	}
 	if c.cfg.Auditor == nil {
@@ -150,22 +137,11 @@ func NewConsole(cfg ConsoleConfig) (*Console, error) {
 	if c.now == nil {
 		c.now = time.Now
 	}
-	if c.rand == nil {
-		c.rand = rand.Reader
-	}
 	if c.limiter == nil {
 		c.limiter = NewSignInLimiter(SignInLimits{})
 	}
-	switch {
-	case cfg.CookieKey == nil:
-		c.key = make([]byte, 32)
-		if err := c.readRand(c.key); err != nil {
-			return nil, err
-		}
-	case len(cfg.CookieKey) < 32:
-		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "web: CookieKey must be at least 32 bytes")
-	default:
-		c.key = append([]byte(nil), cfg.CookieKey...)
+	if c.secrets, err = newSecrets(cfg.CookieKey, cfg.Rand); err != nil {
+		return nil, err
 	}
 	c.cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.renderError(w, r, nil, http.StatusForbidden, codeCSRF, "Request refused",
@@ -203,7 +179,7 @@ func (c *Console) routes() {
 // security headers; a form sent from another origin is refused before any
 // handler runs; unknown paths get the not-found page.
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	setConsoleHeaders(w.Header())
+	setPageHeaders(w.Header(), consoleCSP)
 	if _, pattern := c.mux.Handler(r); pattern == "" {
 		c.renderError(w, r, nil, http.StatusNotFound, codeNotFound, "Page not found", "There is nothing at this address.")
 		return
@@ -218,24 +194,6 @@ func (c *Console) redirect(to string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, c.path(to), http.StatusSeeOther)
 	}
-}
-
-// readRand fills b from the configured random source.
-func (c *Console) readRand(b []byte) error {
-	c.randMu.Lock()
-	defer c.randMu.Unlock()
-	if _, err := io.ReadFull(c.rand, b); err != nil {
-		return errors.New("web: read random: " + err.Error())
-	}
-	return nil
-}
-
-// mac is HMAC-SHA256 under the console's key of label || value.
-func (c *Console) mac(label, value string) string {
-	m := hmac.New(sha256.New, c.key)
-	m.Write([]byte(label))
-	m.Write([]byte(value))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 // audit records one console action by the session's key.

@@ -1,9 +1,6 @@
 package web
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"encoding/base64"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -21,13 +18,9 @@ import (
 // else; without it the field's text can still be selected and copied.
 
 var (
-	consoleCSS  = styleCSS + "\n" + mustRead("templates/console.css")
-	copyJS      = mustRead("templates/copy.js")
-	consoleHash = func(s string) string {
-		sum := sha256.Sum256([]byte(s))
-		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-	}
-	consoleCSP = "default-src 'none'; style-src " + consoleHash(consoleCSS) + "; script-src " + consoleHash(copyJS) +
+	consoleCSS = styleCSS + "\n" + mustRead("templates/console.css")
+	copyJS     = mustRead("templates/copy.js")
+	consoleCSP = "default-src 'none'; style-src " + cspHash(consoleCSS) + "; script-src " + cspHash(copyJS) +
 		"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 
 	homeTmpl         = mustConsolePage("home.html")
@@ -45,7 +38,7 @@ var (
 
 func mustConsolePage(name string) *template.Template {
 	return template.Must(template.New(name).Funcs(consoleFuncs).ParseFS(templateFS,
-		"templates/console_layout.html", "templates/"+name))
+		"templates/console_layout.html", "templates/head.html", "templates/"+name))
 }
 
 var consoleFuncs = template.FuncMap{
@@ -112,16 +105,6 @@ func formatCount(n int64) string {
 	return b.String()
 }
 
-func setConsoleHeaders(hd http.Header) {
-	hd.Set("Content-Security-Policy", consoleCSP)
-	hd.Set("X-Frame-Options", "DENY")
-	hd.Set("X-Content-Type-Options", "nosniff")
-	hd.Set("Referrer-Policy", "no-referrer")
-	hd.Set("Cache-Control", "no-store")
-	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
-	hd.Set("Cross-Origin-Resource-Policy", "same-origin")
-}
-
 // consolePage is what the console layout needs; each page embeds it.
 type consolePage struct {
 	Title  string
@@ -155,18 +138,7 @@ func (c *Console) page(a *adminSession, title, nav string) consolePage {
 // render executes t into a buffer first, so a template failure never
 // leaves half a page behind.
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, t *template.Template, data any) {
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", data); err != nil {
-		c.log.ErrorContext(r.Context(), "render console page", "template", t.Name(), "err", err)
-		http.Error(w, "Internal error.", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Content-Length", strconv.Itoa(buf.Len()))
-	w.WriteHeader(status)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(buf.Bytes())
-	}
+	renderPage(c.log, w, r, status, t, data)
 }
 
 type consoleErrorData struct {

@@ -6,6 +6,7 @@ import (
 	"embed"
 	"encoding/base64"
 	"html/template"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -15,11 +16,11 @@ import (
 var templateFS embed.FS
 
 var (
-	styleCSS  = mustRead("templates/style.css")
-	styleHash = func() string {
-		sum := sha256.Sum256([]byte(styleCSS))
-		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
-	}()
+	styleCSS = mustRead("templates/style.css")
+	// connectCSP is the content security policy of the connect pages; see
+	// setSecurityHeaders.
+	connectCSP = "default-src 'none'; style-src " + cspHash(styleCSS) +
+		"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 	connectTmpl = mustPage("connect.html")
 	errorTmpl   = mustPage("error.html")
 	doneTmpl    = mustPage("done.html")
@@ -34,8 +35,16 @@ func mustRead(name string) string {
 	return string(b)
 }
 
+// cspHash is the source expression that allows the inline style sheet or
+// script s in a content security policy: its SHA-256 hash.
+func cspHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}
+
 func mustPage(name string) *template.Template {
-	return template.Must(template.New(name).ParseFS(templateFS, "templates/layout.html", "templates/"+name))
+	return template.Must(template.New(name).ParseFS(templateFS,
+		"templates/layout.html", "templates/head.html", "templates/"+name))
 }
 
 // setSecurityHeaders sets the headers every response carries. The content
@@ -46,9 +55,13 @@ func mustPage(name string) *template.Template {
 // separate login app, a federated identity provider), so the browser
 // leaves for the provider from a page of its own (see serveStart), never
 // by a redirect answering the form.
-func setSecurityHeaders(hd http.Header) {
-	hd.Set("Content-Security-Policy", "default-src 'none'; style-src "+styleHash+
-		"; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+func setSecurityHeaders(hd http.Header) { setPageHeaders(hd, connectCSP) }
+
+// setPageHeaders sets the headers of every page, the connect pages' and the
+// console's, with csp as the content security policy: no framing, no
+// sniffing, no referrer, no caching, no cross-origin opener or embedding.
+func setPageHeaders(hd http.Header, csp string) {
+	hd.Set("Content-Security-Policy", csp)
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("X-Content-Type-Options", "nosniff")
 	hd.Set("Referrer-Policy", "no-referrer")
@@ -66,9 +79,17 @@ type pageData struct {
 // render executes t with data into a buffer first, so a template failure
 // never leaves half a page behind.
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, status int, t *template.Template, data any) {
+	renderPage(h.log, w, r, status, t, data)
+}
+
+// renderPage writes the page of t's layout executed with data, with status
+// (and no body for HEAD). It executes into a buffer first, so a template
+// failure never leaves half a page behind: it is logged to log and
+// answered with a plain 500.
+func renderPage(log *slog.Logger, w http.ResponseWriter, r *http.Request, status int, t *template.Template, data any) {
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", data); err != nil {
-		h.log.ErrorContext(r.Context(), "web: render page", "template", t.Name(), "err", err)
+		log.ErrorContext(r.Context(), "web: render page", "template", t.Name(), "err", err)
 		http.Error(w, "Internal error.", http.StatusInternalServerError)
 		return
 	}

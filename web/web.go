@@ -1,14 +1,10 @@
 package web
 
 import (
-	"crypto/rand"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -86,18 +82,14 @@ type Handler struct {
 	allow       returnurl.AllowList
 	stateTTL    time.Duration
 	validate    bool
-	key         []byte
 	secure      bool
 	exchangeTTL time.Duration
 	log         *slog.Logger
 	now         func() time.Time
 
-	// randMu serializes reads of the configured random source, which need
-	// not be safe for concurrent use. (This guards no docs/design.md invariant:
-	// the connect flow writes a link with PutLink, outside the refresh
-	// protocol's lease.)
-	randMu sync.Mutex
-	rand   io.Reader
+	// secrets keys the binding cookies and CSRF tokens, and draws the
+	// states and PKCE verifiers.
+	*secrets
 
 	mux *http.ServeMux
 }
@@ -109,10 +101,9 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Store == nil || cfg.Providers == nil {
 		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "web: Store and Providers are required")
 	}
-	base, err := url.Parse(cfg.BaseURL)
-	if err != nil || (base.Scheme != "http" && base.Scheme != "https") || base.Host == "" ||
-		base.User != nil || base.RawQuery != "" || base.Fragment != "" {
-		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "web: BaseURL must be an absolute http(s) URL without user info, query or fragment")
+	base, err := parseBaseURL(cfg.BaseURL)
+	if err != nil {
+		return nil, err
 	}
 	h := &Handler{
 		store:       cfg.Store,
@@ -125,7 +116,6 @@ func New(cfg Config) (*Handler, error) {
 		exchangeTTL: cfg.ExchangeTimeout,
 		log:         cfg.Logger,
 		now:         cfg.Now,
-		rand:        cfg.Rand,
 	}
 	h.redirectURI = strings.TrimRight(base.String(), "/") + "/oauth/callback"
 	if h.stateTTL <= 0 {
@@ -143,24 +133,13 @@ func New(cfg Config) (*Handler, error) {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	if h.rand == nil {
-		h.rand = rand.Reader
-	}
 	allow, err := returnurl.Parse(cfg.ReturnURLAllowList)
 	if err != nil {
 		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "web: %s", tokenbroker.ErrorMessage(err))
 	}
 	h.allow = allow
-	switch {
-	case cfg.CookieKey == nil:
-		h.key = make([]byte, 32)
-		if err := h.readRand(h.key); err != nil {
-			return nil, err
-		}
-	case len(cfg.CookieKey) < 32:
-		return nil, tokenbroker.Errorf(tokenbroker.EINVALID, "web: CookieKey must be at least 32 bytes")
-	default:
-		h.key = append([]byte(nil), cfg.CookieKey...)
+	if h.secrets, err = newSecrets(cfg.CookieKey, cfg.Rand); err != nil {
+		return nil, err
 	}
 
 	h.mux = http.NewServeMux()
@@ -198,14 +177,4 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.mux.ServeHTTP(w, r)
-}
-
-// readRand fills b from the configured random source.
-func (h *Handler) readRand(b []byte) error {
-	h.randMu.Lock()
-	defer h.randMu.Unlock()
-	if _, err := io.ReadFull(h.rand, b); err != nil {
-		return fmt.Errorf("web: read random: %w", err)
-	}
-	return nil
 }
