@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/identity"
+	"github.com/tokenbroker/tokenbroker/internal/testclock"
 	"github.com/tokenbroker/tokenbroker/provider"
 )
 
@@ -31,21 +31,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 const aud = "https://tokenbroker.test"
 
-// clock is a settable clock shared by the issuer and the verifier.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
-
 type env struct {
-	clock *clock
+	clock *testclock.Clock // shared by the issuer and the verifier
 	idp   *fakeidp.Server
 	v     *identity.Verifier
 }
@@ -63,7 +50,7 @@ func trusts(issuer string) []identity.Trust {
 
 func mustEnv(t *testing.T, opts ...func(*identity.Config)) *env {
 	t.Helper()
-	c := &clock{now: time.Now().UTC().Truncate(time.Second)}
+	c := testclock.New(time.Now().UTC().Truncate(time.Second))
 	idp, err := fakeidp.Start(fakeidp.Config{OIDC: true, Now: c.Now})
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package web_test
 import (
 	"context"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -15,7 +14,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/internal/testdb"
-	"github.com/tokenbroker/tokenbroker/provider"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/web"
 )
@@ -54,28 +52,9 @@ func mustStartConsole(tb testing.TB, o consoleOptions) *consoleEnv {
 		tb.Fatal(err)
 	}
 	e := &consoleEnv{tb: tb, store: crypt.NewStore(sq, ring), logs: &logBuffer{}}
-	idp, err := fakeidp.Start(fakeidp.Config{AutoApprove: "alice", RequirePKCE: true})
-	if err != nil {
-		tb.Fatalf("start fakeidp: %v", err)
-	}
-	tb.Cleanup(idp.Close)
-	e.idp = idp
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	eps := idp.Endpoints()
-	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{{
-		ID: "demo", Kind: "oauth2", DisplayName: "Demo",
-		ClientID: fakeidp.DefaultClientID, ClientSecret: fakeidp.DefaultClientSecret,
-		AuthURL: eps.Authorize, TokenURL: eps.Token, ValidateURL: eps.Userinfo, RevokeURL: eps.Revoke,
-		InsecureHTTP: true,
-	}}}, provider.Options{})
-	if err != nil {
-		tb.Fatalf("provider registry: %v", err)
-	}
+	e.idp = mustStartIdP(tb, fakeidp.Config{AutoApprove: "alice"})
+	ln, base := mustListen(tb)
+	providers := mustDemoProvider(tb, e.idp, e.idp.Endpoints().Userinfo)
 	log := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	auditor := tokenbroker.AuditorFunc(func(ev tokenbroker.AuditEvent) {
 		if err := e.store.AppendAudit(context.Background(), []tokenbroker.AuditEvent{ev}); err != nil {

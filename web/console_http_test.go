@@ -2,69 +2,41 @@ package web_test
 
 import (
 	"html"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
 )
 
-// consoleClient is a browser without JavaScript: a cookie jar, forms
-// posted by hand, redirects not followed.
+// consoleClient is a browser without JavaScript (a cookie jar, forms
+// posted by hand, redirects not followed) on the console's paths.
 type consoleClient struct {
-	tb testing.TB
-	e  *consoleEnv
-	c  *http.Client
+	*browser
+	e *consoleEnv
 }
 
 func newConsoleClient(tb testing.TB, e *consoleEnv) *consoleClient {
-	jar, _ := cookiejar.New(nil)
-	return &consoleClient{tb: tb, e: e, c: &http.Client{Jar: jar, Timeout: 30 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
+	b := newBrowser(tb)
+	b.c.Timeout = 30 * time.Second
+	return &consoleClient{browser: b, e: e}
 }
 
-func (c *consoleClient) do(req *http.Request) page {
-	c.tb.Helper()
-	resp, err := c.c.Do(req)
-	if err != nil {
-		c.tb.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		c.tb.Fatal(err)
-	}
-	return page{status: resp.StatusCode, header: resp.Header, body: string(body)}
-}
-
+// get fetches path on the console's server.
 func (c *consoleClient) get(path string) page {
 	c.tb.Helper()
-	req, err := http.NewRequest(http.MethodGet, c.e.srv.URL+path, nil)
-	if err != nil {
-		c.tb.Fatal(err)
-	}
-	return c.do(req)
+	return c.browser.get(c.e.srv.URL + path)
 }
 
+// post posts form to path on the console's server.
 func (c *consoleClient) post(path string, form url.Values) page {
 	c.tb.Helper()
-	req, err := http.NewRequest(http.MethodPost, c.e.srv.URL+path, strings.NewReader(form.Encode()))
-	if err != nil {
-		c.tb.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return c.do(req)
+	return c.browser.post(c.e.srv.URL+path, form)
 }
-
-var consoleCSRFRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // csrf returns the first CSRF token on p.
 func csrfOf(tb testing.TB, p page) string {
 	tb.Helper()
-	m := consoleCSRFRe.FindStringSubmatch(p.body)
+	m := csrfRe.FindStringSubmatch(p.body)
 	if m == nil {
 		tb.Fatalf("no CSRF token on the page (status %d):\n%s", p.status, p.body)
 	}

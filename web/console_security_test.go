@@ -5,11 +5,11 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/testclock"
 	"github.com/tokenbroker/tokenbroker/web"
 )
 
@@ -67,25 +67,12 @@ func TestConsoleFormsNeedCSRF(t *testing.T) {
 	}
 }
 
-// testClock is a settable clock.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *testClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *testClock) add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // TestConsoleSignInRateLimited: after the allowed failures a client gets
 // 429 with Retry-After even with a good key, until the bucket refills; each
 // failure is logged without the key's secret.
 func TestConsoleSignInRateLimited(t *testing.T) {
-	clock := &testClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	e := mustStartConsole(t, consoleOptions{now: clock.now,
+	clock := testclock.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	e := mustStartConsole(t, consoleOptions{now: clock.Now,
 		limiter: web.NewSignInLimiter(web.SignInLimits{Burst: 3, Every: 10 * time.Second})})
 	key, _ := e.mustKey("op", []string{tokenbroker.ScopeAdmin}, nil)
 	c := newConsoleClient(t, e)
@@ -99,7 +86,7 @@ func TestConsoleSignInRateLimited(t *testing.T) {
 	if p.status != http.StatusTooManyRequests || p.header.Get("Retry-After") != "10" {
 		t.Fatalf("after 3 failures: %d, Retry-After %q", p.status, p.header.Get("Retry-After"))
 	}
-	clock.add(10 * time.Second)
+	clock.Advance(10 * time.Second)
 	if p := c.signIn(key); p.status != http.StatusSeeOther {
 		t.Fatalf("after the wait: %d", p.status)
 	}

@@ -60,32 +60,15 @@ type envOptions struct {
 func MustStartEnv(tb testing.TB, o envOptions) *env {
 	tb.Helper()
 	e := &env{tb: tb, store: testdb.SQLite(tb), logs: &logBuffer{}}
-	o.idp.RequirePKCE = true
-	idp, err := fakeidp.Start(o.idp)
-	if err != nil {
-		tb.Fatalf("start fakeidp: %v", err)
-	}
-	tb.Cleanup(idp.Close)
-	e.idp = idp
-
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	base := "http://" + ln.Addr().String()
-	eps := idp.Endpoints()
+	e.idp = mustStartIdP(tb, o.idp)
+	ln, base := mustListen(tb)
 	switch o.validateURL {
 	case "":
-		o.validateURL = eps.Userinfo
+		o.validateURL = e.idp.Endpoints().Userinfo
 	case "none":
 		o.validateURL = ""
 	}
-	pc := idptest.OAuth2(idp, "demo")
-	pc.DisplayName, pc.ValidateURL, pc.InsecureHTTP = "Demo", o.validateURL, true
-	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{pc}}, provider.Options{})
-	if err != nil {
-		tb.Fatalf("provider registry: %v", err)
-	}
+	providers := mustDemoProvider(tb, e.idp, o.validateURL)
 	h, err := web.New(web.Config{
 		Store:              e.store,
 		Providers:          providers,
@@ -102,6 +85,43 @@ func MustStartEnv(tb testing.TB, o envOptions) *env {
 	e.srv.Start()
 	tb.Cleanup(e.srv.Close)
 	return e
+}
+
+// mustStartIdP starts a fakeidp that requires PKCE, closed at cleanup.
+func mustStartIdP(tb testing.TB, cfg fakeidp.Config) *fakeidp.Server {
+	tb.Helper()
+	cfg.RequirePKCE = true
+	idp, err := fakeidp.Start(cfg)
+	if err != nil {
+		tb.Fatalf("start fakeidp: %v", err)
+	}
+	tb.Cleanup(idp.Close)
+	return idp
+}
+
+// mustListen opens a loopback listener for the server under test, so its
+// base URL is known before the handler is made; the server closes it.
+func mustListen(tb testing.TB) (ln net.Listener, baseURL string) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ln, "http://" + ln.Addr().String()
+}
+
+// mustDemoProvider returns the providers of the tests: "demo" (display name
+// Demo), an oauth2 provider speaking to idp that validates tokens at
+// validateURL ("" for none).
+func mustDemoProvider(tb testing.TB, idp *fakeidp.Server, validateURL string) tokenbroker.Providers {
+	tb.Helper()
+	pc := idptest.OAuth2(idp, "demo")
+	pc.DisplayName, pc.ValidateURL, pc.InsecureHTTP = "Demo", validateURL, true
+	providers, err := provider.NewRegistry(context.Background(), &provider.Config{Providers: []provider.ProviderConfig{pc}}, provider.Options{})
+	if err != nil {
+		tb.Fatalf("provider registry: %v", err)
+	}
+	return providers
 }
 
 func (e *env) record(ev tokenbroker.AuditEvent) {
