@@ -5,8 +5,6 @@ import (
 	"os"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 )
@@ -45,16 +43,6 @@ func TestMain(m *testing.M) {
 			return
 		}
 		code = m.Run()
-		if report := broker.Logs.Report(); code == 0 && len(report) > 0 {
-			fmt.Fprintln(os.Stderr, "FAIL: secrets in logs:", report)
-			code = 1
-		}
 	}()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "FAIL: goroutine leak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(httpapitest.AfterRun(code, broker.Logs))
 }

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"go.uber.org/goleak"
-
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/httpapi"
@@ -25,27 +23,13 @@ var logs = httpapitest.NewLogCapture()
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if code == 0 {
-		if report := logs.Report(); len(report) > 0 {
-			fmt.Fprintf(os.Stderr, "FAIL: %d log lines hold secrets:\n", len(report))
-			for _, l := range report {
-				fmt.Fprintln(os.Stderr, "  ", l)
-			}
-			code = 1
-		} else if len(logs.Lines()) == 0 && flag.Lookup("test.run").Value.String() == "" {
-			// The whole package ran and nothing was logged: the check
-			// above would have proved nothing.
-			fmt.Fprintln(os.Stderr, "FAIL: no log line captured: the secret check proved nothing")
-			code = 1
-		}
+	if code == 0 && len(logs.Lines()) == 0 && flag.Lookup("test.run").Value.String() == "" {
+		// The whole package ran and nothing was logged: the secret check
+		// of AfterRun would prove nothing.
+		fmt.Fprintln(os.Stderr, "FAIL: no log line captured: the secret check proved nothing")
+		code = 1
 	}
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "FAIL: goroutine leak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(httpapitest.AfterRun(code, logs))
 }
 
 // MustEnv starts a test environment logging into the package's capture.

@@ -2,11 +2,11 @@ package sqlite
 
 import (
 	"context"
-	"fmt"
 	"io/fs"
-	"testing/fstest"
 
 	"github.com/pressly/goose/v3"
+
+	"github.com/tokenbroker/tokenbroker/store/storetest"
 )
 
 // ForceSchemaVersion records version as applied, to simulate a database
@@ -23,28 +23,13 @@ func (s *Store) MigrateWithout(ctx context.Context, skip int64) error {
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, s.wdb, without(sub, skip),
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.wdb, storetest.MigrationsWithout(sub, skip),
 		goose.WithTableName(VersionTable), goose.WithDisableGlobalRegistry(true))
 	if err != nil {
 		return err
 	}
 	_, err = p.Up(ctx)
 	return err
-}
-
-// without is fsys's migrations but the one numbered skip.
-func without(fsys fs.FS, skip int64) fs.FS {
-	out := fstest.MapFS{}
-	ents, _ := fs.ReadDir(fsys, ".")
-	for _, e := range ents {
-		var v int64
-		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil && v == skip {
-			continue
-		}
-		b, _ := fs.ReadFile(fsys, e.Name())
-		out[e.Name()] = &fstest.MapFile{Data: b}
-	}
-	return out
 }
 
 // MigrateTo applies the embedded migrations up to version.

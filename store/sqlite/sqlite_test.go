@@ -150,17 +150,5 @@ func TestMigrateAppliesAMissingLowerVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.MigrateWithout(ctx, 3); err != nil {
-		t.Fatal(err)
-	}
-	cur, latest, err := s.SchemaVersion(ctx)
-	if err != nil || cur != 2 || latest <= 3 {
-		t.Fatalf("SchemaVersion with 00003 missing = %d, %d, %v; want 2 and the latest", cur, latest, err)
-	}
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatalf("Migrate with a lower version missing: %v", err)
-	}
-	if cur, latest, err = s.SchemaVersion(ctx); err != nil || cur != latest {
-		t.Fatalf("SchemaVersion after Migrate = %d, %d, %v", cur, latest, err)
-	}
+	storetest.RunMigrateMissingLowerVersion(t, s)
 }
