@@ -87,10 +87,7 @@ func TestKeysRotationThenRekey(t *testing.T) {
 // refused with one line that names no key material.
 func TestKeysWrongRingRefused(t *testing.T) {
 	dir := t.TempDir()
-	k1, _ := crypt.GenerateKey(nil)
-	k2, _ := crypt.GenerateKey(nil)
-	r1, _ := crypt.ParseKeys(k1)
-	mustSealOneLink(t, dir, r1)
+	k1, _, k2 := mustSealWithOtherKey(t, dir)
 	t.Setenv("TOKENBROKER_ENCRYPTION_KEYS", k2)
 	_, errOut, code := runKeys(t, "keys", "rekey", "--data-dir", dir)
 	if code == 0 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || strings.Contains(errOut, k1) || strings.Contains(errOut, k2) {
@@ -127,14 +124,26 @@ func mustOpenMigrated(t *testing.T, dir string) storeHandle {
 	return h
 }
 
-// mustSealOneLink stores one link sealed by ring in the SQLite database in
-// dir, migrated first.
-func mustSealOneLink(t *testing.T, dir string, ring *crypt.Ring) {
+// mustSealWithOtherKey stores one link sealed by a fresh key in the SQLite
+// database in dir (migrated first) and returns that key, its ring, and
+// another fresh key, which cannot open the link.
+func mustSealWithOtherKey(t *testing.T, dir string) (sealing string, ring *crypt.Ring, other string) {
 	t.Helper()
+	sealing, err := crypt.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if other, err = crypt.GenerateKey(nil); err != nil {
+		t.Fatal(err)
+	}
+	if ring, err = crypt.ParseKeys(sealing); err != nil {
+		t.Fatal(err)
+	}
 	h := mustOpenMigrated(t, dir)
 	defer h.Close()
 	if _, err := crypt.NewStore(h.Store(), ring).PutLink(context.Background(), &tokenbroker.Link{UserID: "u", ProviderID: "github",
 		Token: tokenbroker.Token{AccessToken: "a", RefreshToken: "r"}}, tokenbroker.Record{}); err != nil {
 		t.Fatal(err)
 	}
+	return sealing, ring, other
 }

@@ -126,15 +126,23 @@ func TestProvidersCheckInvalid(t *testing.T) {
 	}
 }
 
-func TestProvidersCheckOnline(t *testing.T) {
+// mustOnlineIssuers starts an OIDC fakeidp (closed at cleanup) and returns
+// it with the URL of a server that is down, the two issuers --online
+// meets.
+func mustOnlineIssuers(t *testing.T) (idp *fakeidp.Server, downURL string) {
+	t.Helper()
 	idp, err := fakeidp.Start(fakeidp.Config{OIDC: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer idp.Close()
+	t.Cleanup(idp.Close)
 	down := httptest.NewServer(nil)
-	downURL := down.URL
 	down.Close()
+	return idp, down.URL
+}
+
+func TestProvidersCheckOnline(t *testing.T) {
+	idp, downURL := mustOnlineIssuers(t)
 
 	env := []string{
 		"TOKENBROKER_PROVIDER_SSO_KIND=oidc",
@@ -162,14 +170,7 @@ func TestProvidersCheckOnline(t *testing.T) {
 // The workload_identities section is validated with the providers,
 // printed, and with --online each issuer's discovery and keys fetched.
 func TestProvidersCheckWorkloadIdentities(t *testing.T) {
-	idp, err := fakeidp.Start(fakeidp.Config{OIDC: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idp.Close()
-	down := httptest.NewServer(nil)
-	downURL := down.URL
-	down.Close()
+	idp, downURL := mustOnlineIssuers(t)
 	dir := t.TempDir()
 	doc := func(issuer, provider string) string {
 		return writeFile(t, dir, "tb.yaml", `providers:

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 )
 
@@ -49,11 +48,7 @@ func TestServeRefusesWithoutKeyOnPostgres(t *testing.T) {
 // refuses to start, naming the key ids, never key material.
 func TestServeRefusesWrongRing(t *testing.T) {
 	dir := t.TempDir()
-	k1, _ := crypt.GenerateKey(nil)
-	k2, _ := crypt.GenerateKey(nil)
-	r1, _ := crypt.ParseKeys(k1)
-	mustSealOneLink(t, dir, r1)
-
+	k1, r1, k2 := mustSealWithOtherKey(t, dir)
 	t.Setenv("TOKENBROKER_ENCRYPTION_KEYS", k2)
 	code, stderr := serveOnce(t, "--data-dir", dir)
 	if code == 0 || !strings.Contains(lastLine(stderr), r1.PrimaryID()) || strings.Contains(stderr, k1) || strings.Contains(stderr, k2) {
