@@ -127,15 +127,39 @@ func isLoopbackRedirect(raw string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// handleAuthorize shows the login page, or approves at once in
-// auto-approve mode (RFC 6749 §4.1.1).
-func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
-	req, fatal, e := s.parseAuthRequest(r.URL.Query())
+// authRequest parses the authorization request in v. When it is not
+// valid, it answers (an error page when the client cannot be trusted with
+// a redirect, else a redirect with the error) and reports false.
+func (s *Server) authRequest(w http.ResponseWriter, r *http.Request, v url.Values) (*authRequest, bool) {
+	req, fatal, e := s.parseAuthRequest(v)
 	switch {
 	case fatal != "":
 		s.renderError(w, http.StatusBadRequest, fatal)
+		return nil, false
 	case e != nil:
 		s.redirectError(w, r, req, e)
+		return nil, false
+	}
+	return req, true
+}
+
+// formUser is the user the login or device form chose: the username
+// typed, else the one picked from the list; "" when neither.
+func formUser(form url.Values) string {
+	if name := strings.TrimSpace(form.Get("username")); name != "" {
+		return name
+	}
+	return form.Get("login")
+}
+
+// handleAuthorize shows the login page, or approves at once in
+// auto-approve mode (RFC 6749 §4.1.1).
+func (s *Server) handleAuthorize(w http.ResponseWriter, r *http.Request) {
+	req, ok := s.authRequest(w, r, r.URL.Query())
+	if !ok {
+		return
+	}
+	switch {
 	case s.cfg.AutoApprove != "":
 		s.mu.Lock()
 		u, _ := s.userLocked(s.cfg.AutoApprove)
@@ -159,13 +183,7 @@ func (s *Server) handleSeparateLogin(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	req, fatal, e := s.parseAuthRequest(r.URL.Query())
-	switch {
-	case fatal != "":
-		s.renderError(w, http.StatusBadRequest, fatal)
-	case e != nil:
-		s.redirectError(w, r, req, e)
-	default:
+	if req, ok := s.authRequest(w, r, r.URL.Query()); ok {
 		s.renderLogin(w, r, http.StatusOK, req, "")
 	}
 }
@@ -184,23 +202,15 @@ func (s *Server) handleAuthorizeDecision(w http.ResponseWriter, r *http.Request)
 			form[k] = v
 		}
 	}
-	req, fatal, e := s.parseAuthRequest(form)
-	switch {
-	case fatal != "":
-		s.renderError(w, http.StatusBadRequest, fatal)
-		return
-	case e != nil:
-		s.redirectError(w, r, req, e)
+	req, ok := s.authRequest(w, r, form)
+	if !ok {
 		return
 	}
 	if r.PostForm.Get("action") == "deny" {
 		s.redirectError(w, r, req, &oauthError{code: "access_denied", desc: "The user denied the request."})
 		return
 	}
-	name := strings.TrimSpace(r.PostForm.Get("username"))
-	if name == "" {
-		name = r.PostForm.Get("login")
-	}
+	name := formUser(r.PostForm)
 	if name == "" {
 		s.renderLogin(w, r, http.StatusBadRequest, req, "Pick a user or type a username.")
 		return

@@ -250,10 +250,7 @@ func (s *Server) handleDeviceDecision(w http.ResponseWriter, r *http.Request) {
 	if deny {
 		err = s.DenyDevice(code)
 	} else {
-		name := strings.TrimSpace(r.PostForm.Get("username"))
-		if name == "" {
-			name = r.PostForm.Get("login")
-		}
+		name := formUser(r.PostForm)
 		if name == "" {
 			s.renderDevice(w, r, http.StatusBadRequest, code, "Pick a user or type a username.")
 			return

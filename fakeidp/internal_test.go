@@ -2,6 +2,7 @@ package fakeidp
 
 import (
 	"encoding/json"
+	"net/url"
 	"testing"
 	"time"
 )
@@ -230,5 +231,21 @@ func TestSweepForgetsExpiredState(t *testing.T) {
 	}
 	if want := 2 * (1 + minSweep/2); s.nextSweep != want {
 		t.Fatalf("nextSweep = %d, want %d", s.nextSweep, want)
+	}
+}
+
+func TestFormUser(t *testing.T) {
+	for _, c := range []struct {
+		form url.Values
+		want string
+	}{
+		{url.Values{"username": {" bob "}, "login": {"alice"}}, "bob"},
+		{url.Values{"username": {"  "}, "login": {"alice"}}, "alice"},
+		{url.Values{"login": {"alice"}}, "alice"},
+		{url.Values{}, ""},
+	} {
+		if got := formUser(c.form); got != c.want {
+			t.Errorf("formUser(%v) = %q, want %q", c.form, got, c.want)
+		}
 	}
 }
