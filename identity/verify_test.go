@@ -226,14 +226,7 @@ func TestAlgorithmAllowList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		now := e.clock.Now()
-		raw, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: e.idp.URL(), Subject: "repo:acme/app", Audience: jwt.Audience{aud},
-			IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}).
-			Claims(map[string]any{"repository_owner": "acme", "runner_environment": "github-hosted", "actor": "alice"}).Serialize()
-		if err != nil {
-			t.Fatal(err)
-		}
-		e.mustRefuse(t, raw, identity.ReasonAlgorithm)
+		e.mustRefuse(t, signCI(t, e, signer), identity.ReasonAlgorithm)
 	}
 }
 
@@ -244,6 +237,13 @@ func signWith(t *testing.T, e *env, key any, alg jose.SignatureAlgorithm, kid st
 	if err != nil {
 		t.Fatal(err)
 	}
+	return signCI(t, e, signer)
+}
+
+// signCI signs the claims of a CI job of acme acting for alice, valid for a
+// minute from now on e's clock, with signer.
+func signCI(t *testing.T, e *env, signer jose.Signer) string {
+	t.Helper()
 	now := e.clock.Now()
 	raw, err := jwt.Signed(signer).Claims(jwt.Claims{Issuer: e.idp.URL(), Subject: "repo:acme/app", Audience: jwt.Audience{aud},
 		IssuedAt: jwt.NewNumericDate(now), Expiry: jwt.NewNumericDate(now.Add(time.Minute))}).

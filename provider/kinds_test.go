@@ -51,6 +51,14 @@ type kindCase struct {
 	revokeMethod, revokePath, revokeFixture string // "" path: not implemented
 }
 
+// mustStart starts a replay server (closed at cleanup) and a provider of
+// the case's kind speaking to it.
+func (kc kindCase) mustStart(t *testing.T) (*replay, *oauthProvider) {
+	t.Helper()
+	srv := MustReplay(t)
+	return srv, MustNew(t, kc.config(srv.URL), srv.Client())
+}
+
 func kindCases() []kindCase {
 	base := func(kind string, f func(pc *ProviderConfig, base string)) func(string) ProviderConfig {
 		return func(b string) ProviderConfig {
@@ -243,8 +251,7 @@ func checkClientAuth(t *testing.T, style string, q recorded) {
 func TestKindRefresh(t *testing.T) {
 	for _, kc := range kindCases() {
 		t.Run(kc.kind, func(t *testing.T) {
-			srv := MustReplay(t)
-			p := MustNew(t, kc.config(srv.URL), srv.Client())
+			srv, p := kc.mustStart(t)
 			srv.answer(t, "POST", kc.tokenPath, kc.refreshOK)
 
 			tok, err := p.Refresh(context.Background(), oldRefresh)
@@ -295,8 +302,7 @@ func TestKindRefreshErrors(t *testing.T) {
 	for _, kc := range kindCases() {
 		for _, ec := range kc.errors {
 			t.Run(kc.kind+"/"+ec.fixture, func(t *testing.T) {
-				srv := MustReplay(t)
-				p := MustNew(t, kc.config(srv.URL), srv.Client())
+				srv, p := kc.mustStart(t)
 				srv.answer(t, "POST", kc.tokenPath, ec.fixture)
 
 				tok, err := p.Refresh(context.Background(), oldRefresh)
@@ -337,8 +343,7 @@ func TestKindRefreshErrors(t *testing.T) {
 func TestRefreshOneRequestOn401(t *testing.T) {
 	for _, kc := range kindCases() {
 		t.Run(kc.kind, func(t *testing.T) {
-			srv := MustReplay(t)
-			p := MustNew(t, kc.config(srv.URL), srv.Client())
+			srv, p := kc.mustStart(t)
 			srv.answer(t, "POST", kc.tokenPath, "oauth2/invalid_client")
 			_, err := p.Refresh(context.Background(), oldRefresh)
 			var pe *tokenbroker.ProviderError
@@ -368,8 +373,7 @@ func TestRefreshOneRequestOn401(t *testing.T) {
 func TestKindValidate(t *testing.T) {
 	for _, kc := range kindCases() {
 		t.Run(kc.kind, func(t *testing.T) {
-			srv := MustReplay(t)
-			p := MustNew(t, kc.config(srv.URL), srv.Client())
+			srv, p := kc.mustStart(t)
 			srv.answer(t, kc.validateMethod, kc.validatePath, kc.validateFixture)
 			acct, err := p.Validate(context.Background(), testAccess)
 			if err != nil {
@@ -434,8 +438,7 @@ func TestKindRevoke(t *testing.T) {
 	tok := &tokenbroker.Token{AccessToken: testAccess, RefreshToken: oldRefresh}
 	for _, kc := range kindCases() {
 		t.Run(kc.kind, func(t *testing.T) {
-			srv := MustReplay(t)
-			p := MustNew(t, kc.config(srv.URL), srv.Client())
+			srv, p := kc.mustStart(t)
 			if kc.revokePath == "" {
 				err := p.Revoke(context.Background(), tok)
 				if tokenbroker.ErrorCode(err) != tokenbroker.ENOTIMPLEMENTED {

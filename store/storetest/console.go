@@ -13,10 +13,7 @@ import (
 
 // consoleTests cover [tokenbroker.ConsoleStore] and the audit filter by
 // actor.
-var consoleTests = []struct {
-	name string
-	fn   func(t *testing.T, s tokenbroker.Store)
-}{
+var consoleTests = []conformanceTest{
 	{"ConsoleListPagesForwardAndBackward", testConsolePages},
 	{"ConsoleListFilters", testConsoleFilters},
 	{"ConsoleListRejectsBothCursors", testConsoleBothCursors},

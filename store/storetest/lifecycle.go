@@ -11,10 +11,7 @@ import (
 // lifecycleTests cover the link states beyond active and reauth_required,
 // the webhook events written with state changes, last use and the state
 // counts.
-var lifecycleTests = []struct {
-	name string
-	fn   func(t *testing.T, s tokenbroker.Store)
-}{
+var lifecycleTests = []conformanceTest{
 	{"EventsWrittenOnlyWithTheChange", testEventsWithChange},
 	{"PutLinkEventOfTheReplacedState", testPutLinkEvents},
 	{"ReleaseDegradesOnce", testReleaseDegrades},

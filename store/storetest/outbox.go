@@ -10,10 +10,7 @@ import (
 )
 
 // outboxTests cover [tokenbroker.OutboxStore].
-var outboxTests = []struct {
-	name string
-	fn   func(t *testing.T, s tokenbroker.Store)
-}{
+var outboxTests = []conformanceTest{
 	{"OutboxEnqueueAndClaim", testOutboxEnqueueAndClaim},
 	{"OutboxEnqueueValidatesAndWritesNothing", testOutboxEnqueueValidates},
 	{"OutboxDuplicateEventIDConflicts", testOutboxDuplicateID},

@@ -14,14 +14,18 @@ import (
 	tokenbroker "github.com/tokenbroker/tokenbroker"
 )
 
+// conformanceTest is one test of the conformance suite, named for the rule
+// it proves.
+type conformanceTest struct {
+	name string
+	fn   func(t *testing.T, s tokenbroker.Store)
+}
+
 // RunConformance runs the conformance suite. open returns a fresh,
 // migrated, empty store and arranges for it to be closed when t ends.
 func RunConformance(t *testing.T, open func(t *testing.T) tokenbroker.Store) {
 	t.Helper()
-	tests := []struct {
-		name string
-		fn   func(t *testing.T, s tokenbroker.Store)
-	}{
+	tests := []conformanceTest{
 		{"Basics", testBasics},
 		{"GetLinkMissing", testGetLinkMissing},
 		{"PutLinkRoundTrip", testPutLinkRoundTrip},
