@@ -98,11 +98,7 @@ func TestTokenRefreshAndMinValid(t *testing.T) {
 // reauth_required with a connect URL, and the link is marked.
 func TestReauthRequiredAfterFamilyRevoked(t *testing.T) {
 	env := MustEnv(t)
-	issued := env.MustLink(t, "alice", demo, "alice")
-	if !env.IDP.RevokeFamilyOf(issued.RefreshToken) {
-		t.Fatal("fakeidp does not know the family")
-	}
-	env.Clock.Advance(fakeidp.DefaultAccessTokenTTL + time.Minute)
+	MustBreakLink(t, env, env.MustLink(t, "alice", demo, "alice"))
 
 	writer := env.MustKey(t, "platform", platform, nil, nil)
 	resp, body := env.Do(t, "GET", path("users", "alice", "providers", demo, "token"), writer, "")
@@ -506,11 +502,7 @@ func TestImportOverLiveLinkRevokesReplacedGrant(t *testing.T) {
 // its own, and a session a browser has opened is not handed out again.
 func TestReauthRequiredReusesConnectSession(t *testing.T) {
 	env := MustEnv(t)
-	issued := env.MustLink(t, "alice", demo, "alice")
-	if !env.IDP.RevokeFamilyOf(issued.RefreshToken) {
-		t.Fatal("fakeidp does not know the family")
-	}
-	env.Clock.Advance(fakeidp.DefaultAccessTokenTTL + time.Minute)
+	MustBreakLink(t, env, env.MustLink(t, "alice", demo, "alice"))
 	tokenPath := path("users", "alice", "providers", demo, "token")
 	connectURL := func(key string) string {
 		t.Helper()

@@ -9,7 +9,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/apiv1"
@@ -31,8 +30,7 @@ func TestReauthThenConnectViaCodeFlow(t *testing.T) {
 		IDP: fakeidp.Config{AutoApprove: "alice", RequirePKCE: true},
 	})
 	issued := env.MustLink(t, "alice", demo, "alice")
-	env.IDP.RevokeFamilyOf(issued.RefreshToken)
-	env.Clock.Advance(fakeidp.DefaultAccessTokenTTL + time.Minute)
+	MustBreakLink(t, env, issued)
 	key := env.MustKey(t, "platform", platform, nil, nil)
 	tokenPath := path("users", "alice", "providers", demo, "token")
 

@@ -9,9 +9,11 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/apiv1"
+	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 )
@@ -121,6 +123,17 @@ func MustAudit(tb testing.TB, env *httpapitest.Env, f tokenbroker.AuditFilter) [
 		tb.Fatal(err)
 	}
 	return evs
+}
+
+// MustBreakLink revokes the token family of issued at fakeidp and moves
+// the clock past its access token's lifetime: the next token request
+// refreshes, is refused, and finds the link in need of a new connection.
+func MustBreakLink(tb testing.TB, env *httpapitest.Env, issued *fakeidp.Token) {
+	tb.Helper()
+	if !env.IDP.RevokeFamilyOf(issued.RefreshToken) {
+		tb.Fatal("fakeidp does not know the token family")
+	}
+	env.Clock.Advance(fakeidp.DefaultAccessTokenTTL + time.Minute)
 }
 
 func path(parts ...string) string { return "/api/v1/" + strings.Join(parts, "/") }
