@@ -17,6 +17,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/await"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 )
@@ -195,15 +196,9 @@ func (f faultSignal) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// waitEvent waits for ch to be closed, failing the test after 30 s.
-func waitEvent(t *testing.T, what string, ch <-chan struct{}) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("timed out waiting for %s", what)
-	}
-}
+// waitEvent waits for the event signalled on ch (closed), failing the
+// test after await.Bound.
+func waitEvent(t *testing.T, what string, ch <-chan struct{}) { await.Signal(t, what, ch) }
 
 // TestCrashWhileHoldingLease: a replica is killed with SIGKILL while it
 // holds the lease and waits for a provider that does not answer (the

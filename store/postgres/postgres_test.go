@@ -13,6 +13,7 @@ import (
 	"go.uber.org/goleak"
 
 	tokenbroker "github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/await"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 	"github.com/tokenbroker/tokenbroker/internal/testdb"
 	"github.com/tokenbroker/tokenbroker/store/postgres"
@@ -128,10 +129,10 @@ func TestSignalAcrossReplicas(t *testing.T) {
 	ch, cancel := b.Subscribe(l.ID)
 	defer cancel()
 	// The listener wakes every subscriber once LISTEN is in place.
-	waitSignal(t, "listener connected", ch)
+	await.Signal(t, "listener connected", ch)
 
 	storetest.MustRefresh(t, a, l, 2)
-	waitSignal(t, "CommitRefresh on another replica", ch)
+	await.Signal(t, "CommitRefresh on another replica", ch)
 
 	// A lost write does not signal; a won mark does.
 	ok, err := a.MarkReauthRequired(context.Background(), tokenbroker.Lease{LinkID: l.ID, Generation: l.Generation, Owner: "x", Epoch: 99}, tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked}, tokenbroker.Record{})
@@ -143,7 +144,7 @@ func TestSignalAcrossReplicas(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("MarkReauthRequired = %v, %v", ok, err)
 	}
-	waitSignal(t, "MarkReauthRequired on another replica", ch)
+	await.Signal(t, "MarkReauthRequired on another replica", ch)
 }
 
 // TestListenerReconnects: when the listener's connection is killed, it
@@ -158,30 +159,21 @@ func TestListenerReconnects(t *testing.T) {
 	defer cancel()
 	other, cancelOther := b.Subscribe(l.ID + 1000)
 	defer cancelOther()
-	waitSignal(t, "listener connected", ch)
-	waitSignal(t, "listener connected", other)
+	await.Signal(t, "listener connected", ch)
+	await.Signal(t, "listener connected", other)
 
 	ctx := context.Background()
 	if n, err := c.Terminate(ctx, url, postgres.ListenerApplicationName); err != nil || n != 1 {
 		t.Fatalf("Terminate = %d, %v; want the one listener connection", n, err)
 	}
-	waitSignal(t, "listener reconnected", ch)
-	waitSignal(t, "listener reconnected", other)
+	await.Signal(t, "listener reconnected", ch)
+	await.Signal(t, "listener reconnected", other)
 	if n := b.Listens(); n < 2 {
 		t.Fatalf("listener connected %d times, want a reconnection", n)
 	}
 	// And it listens again.
 	storetest.MustRefresh(t, a, l, 2)
-	waitSignal(t, "CommitRefresh after reconnection", ch)
-}
-
-func waitSignal(t *testing.T, what string, ch <-chan struct{}) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no signal: %s", what)
-	}
+	await.Signal(t, "CommitRefresh after reconnection", ch)
 }
 
 func TestNoConnectionHeld(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	tokenbroker "github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/await"
 )
 
 // conformanceTest is one test of the conformance suite, named for the rule
@@ -1501,16 +1502,6 @@ func testAudit(t *testing.T, s tokenbroker.Store) {
 	}
 }
 
-// wait waits for a signal on ch, failing after a generous bound.
-func wait(t *testing.T, what string, ch <-chan struct{}) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("no signal after %s", what)
-	}
-}
-
 // drain empties a coalesced channel.
 func drain(ch <-chan struct{}) {
 	for {
@@ -1572,12 +1563,12 @@ func testSignaler(t *testing.T, s tokenbroker.Store) {
 		if st.name == "AcquireLease" {
 			continue // taking a lease need not signal
 		}
-		wait(t, st.name, ch)
+		await.Signal(t, st.name, ch)
 	}
 	// Cancelled subscriptions are left alone; the other link's subscriber
 	// is woken only by its own changes.
 	cancel()
 	drain(otherCh)
 	MustRefresh(t, s, other, 2)
-	wait(t, "CommitRefresh(other)", otherCh)
+	await.Signal(t, "CommitRefresh(other)", otherCh)
 }
