@@ -184,7 +184,7 @@ func TestOpenAPIConformance(t *testing.T) {
 			key = env.AdminKey
 		}
 		resp, rb := env.Do(t, method, p, key, body)
-		route, pathParams, err := router.FindRoute(mustRequest(t, method, env.URL+p, body))
+		route, pathParams, err := router.FindRoute(httpapitest.NewRequest(t, method, env.URL+p, "", body))
 		if err != nil {
 			t.Fatalf("case %d (%s %s): no documented route: %v", i, method, p, err)
 		}
@@ -195,7 +195,7 @@ func TestOpenAPIConformance(t *testing.T) {
 			t.Fatalf("case %d (%s): status %d, want %d: %s", i, c.Op, resp.StatusCode, c.Status, rb)
 		}
 		in := &openapi3filter.RequestValidationInput{
-			Request: mustRequest(t, method, env.URL+p, body), PathParams: pathParams, Route: route,
+			Request: httpapitest.NewRequest(t, method, env.URL+p, "", body), PathParams: pathParams, Route: route,
 			Options: &openapi3filter.Options{AuthenticationFunc: openapi3filter.NoopAuthenticationFunc},
 		}
 		if c.Status < 400 {
@@ -237,20 +237,4 @@ func (f *conformanceFixture) remember(t *testing.T, op string, body []byte) {
 		MustDecode(t, &http.Response{StatusCode: 201}, body, 201, &k)
 		f.keyID = strconv.FormatInt(k.ID, 10)
 	}
-}
-
-func mustRequest(t *testing.T, method, url, body string) *http.Request {
-	t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, url, r)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	return req
 }

@@ -7,6 +7,26 @@ import (
 	"testing"
 )
 
+// mustServeUntilStarted runs serve in process on loopback with the data
+// directory dir and stops it as soon as it listens; it returns what serve
+// wrote to its standard output and standard error.
+func mustServeUntilStarted(t *testing.T, dir string, opts appOptions) (stdout, stderr string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cfg := defaultServeConfig()
+	cfg.Addr, cfg.DataDir = "127.0.0.1:0", dir
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	opts.onStart = func(context.Context, *app) error { cancel(); return nil }
+	var out, errb bytes.Buffer
+	if err := serveWith(ctx, cfg, &out, &errb, opts); err != nil {
+		t.Fatalf("serve: %v\n%s", err, errb.String())
+	}
+	return out.String(), errb.String()
+}
+
 // TestServeBanner: serve prints the URLs that matter and, on a database
 // without an admin key, the exact command that creates one, which works;
 // once a key exists the hint is gone.
@@ -14,18 +34,8 @@ func TestServeBanner(t *testing.T) {
 	dir := t.TempDir()
 	serve := func() string {
 		t.Helper()
-		ctx, cancel := context.WithCancel(context.Background())
-		defer cancel()
-		cfg := defaultServeConfig()
-		cfg.Addr, cfg.DataDir = "127.0.0.1:0", dir
-		if err := cfg.Validate(); err != nil {
-			t.Fatal(err)
-		}
-		var out, errb bytes.Buffer
-		if err := serveWith(ctx, cfg, &out, &errb, appOptions{banner: true, onStart: func(context.Context, *app) error { cancel(); return nil }}); err != nil {
-			t.Fatalf("serve: %v\n%s", err, errb.String())
-		}
-		return out.String()
+		out, _ := mustServeUntilStarted(t, dir, appOptions{banner: true})
+		return out
 	}
 	out := serve()
 	for _, want := range []string{"/admin/", "/api/v1/", "/metrics", "/readyz", "No admin API key exists yet"} {

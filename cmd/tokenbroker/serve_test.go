@@ -66,23 +66,13 @@ func TestServeRefusesWrongRing(t *testing.T) {
 	}
 	// On an empty database the dev key is generated, 0600.
 	fresh := t.TempDir()
-	ctx2, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cfg := defaultServeConfig()
-	cfg.Addr, cfg.DataDir = "127.0.0.1:0", fresh
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
 	// serve starts, generates the key, and stops once it listens.
-	if err := serveWith(ctx2, cfg, &out, &errb, appOptions{onStart: func(context.Context, *app) error { cancel(); return nil }}); err != nil {
-		t.Fatalf("fresh data dir: %v\n%s", err, errb.String())
-	}
+	_, errb := mustServeUntilStarted(t, fresh, appOptions{})
 	if fi, err := os.Stat(filepath.Join(fresh, devKeyFile)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("dev key file: %v %v", fi, err)
 	}
-	if !strings.Contains(errb.String(), "generated a new encryption key") {
-		t.Fatalf("serve did not say it generated a key:\n%s", errb.String())
+	if !strings.Contains(errb, "generated a new encryption key") {
+		t.Fatalf("serve did not say it generated a key:\n%s", errb)
 	}
 }
 

@@ -12,6 +12,23 @@ import (
 // body read and closed.
 func Do(tb testing.TB, hc *http.Client, method, url, key, body string, header ...string) (*http.Response, []byte) {
 	tb.Helper()
+	resp, err := hc.Do(NewRequest(tb, method, url, key, body, header...))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return resp, b
+}
+
+// NewRequest is the request [Do] sends: with an optional bearer key and
+// JSON body, plus header pairs ("Name", "value", ...; an empty value
+// removes the header).
+func NewRequest(tb testing.TB, method, url, key, body string, header ...string) *http.Request {
+	tb.Helper()
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
@@ -33,14 +50,5 @@ func Do(tb testing.TB, hc *http.Client, method, url, key, body string, header ..
 		}
 		req.Header.Set(header[i], header[i+1])
 	}
-	resp, err := hc.Do(req)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return resp, b
+	return req
 }
