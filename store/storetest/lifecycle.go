@@ -128,13 +128,13 @@ func testPutLinkEvents(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	exp := MustNow(t, s).Add(time.Hour)
 	put := func() *tokenbroker.Link { return MustPutLink(t, s, NewLink("alice", "github", exp)) }
-	l := put()
+	put()
 	wantEvents(t, s, "a new link", "link.created/alice/")
 	put()
 	wantEvents(t, s, "a reconnect of an active link")
 
 	// Broken, then connected again: a recovery.
-	l = MustGetLink(t, s, "alice", "github")
+	l := MustGetLink(t, s, "alice", "github")
 	ok, err := s.MarkReauthRequired(c, MustAcquire(t, s, l, "a", time.Minute), tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked}, tokenbroker.Record{})
 	wantBool(t, "MarkReauthRequired", ok, err, true)
 	if got := put(); got.State != tokenbroker.LinkActive {
@@ -400,10 +400,10 @@ func testCountLinksByState(t *testing.T, s tokenbroker.Store) {
 	}
 	want("empty", map[string]int64{})
 	exp := MustNow(t, s).Add(time.Hour)
-	a := MustPutLink(t, s, NewLink("a", "github", exp))
+	MustPutLink(t, s, NewLink("a", "github", exp))
 	b := MustPutLink(t, s, NewLink("b", "github", exp))
 	MustPutLink(t, s, NewLink("a", "google", exp))
-	a = MustPutLink(t, s, NewLink("a", "github", exp)) // a reconnect moves nothing
+	a := MustPutLink(t, s, NewLink("a", "github", exp)) // a reconnect moves nothing
 	want("three links", map[string]int64{"github/active": 2, "google/active": 1})
 	ok, err := s.ReleaseLease(c, MustAcquire(t, s, a, "r", time.Minute), tokenbroker.Release{Class: tokenbroker.FailureUncertain, Degrade: true}, tokenbroker.Record{})
 	wantBool(t, "ReleaseLease(degrade)", ok, err, true)
