@@ -38,8 +38,15 @@ const (
 
 // AuditEvent is one row of the audit trail. It never holds a token or a
 // key secret.
+//
+// Lifecycle events are one row each, written with the change. Token reads
+// ([AuditTokenRead]) are aggregated by the audit batcher: one row per
+// flush interval and (actor, user, provider, outcome, detail), whose Count
+// says how many reads it stands for, between FirstAt and Time.
 type AuditEvent struct {
-	ID         int64
+	ID int64
+	// Time is when the event happened; for an aggregated row, the last
+	// event it counts.
 	Time       time.Time
 	Actor      string // API key prefix, "browser", "system" or a replica id
 	Action     string
@@ -47,10 +54,20 @@ type AuditEvent struct {
 	ProviderID string
 	Outcome    string // "ok" or an error code
 	Detail     string
+	// Count is how many events the row stands for; 0 is read as 1.
+	Count int64
+	// FirstAt is the time of the first event an aggregated row counts.
+	// Stores return Time for a row of one event; zero when written means
+	// the same.
+	FirstAt time.Time
 }
 
+// N returns how many events e stands for: Count, or 1 when unset.
+func (e *AuditEvent) N() int64 { return max(e.Count, 1) }
+
 // AuditFilter selects audit events. Zero fields match everything. Events are
-// returned newest first; BeforeID pages backwards.
+// returned newest first; BeforeID pages backwards. Since and Until compare
+// with an event's Time (the last event of an aggregated row).
 type AuditFilter struct {
 	UserID     string
 	ProviderID string

@@ -24,6 +24,7 @@ type Store interface {
 	OutboxStore
 	ConsoleStore
 	ProviderHealthStore
+	JobLeaseStore
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
@@ -196,10 +197,32 @@ type ConnectStore interface {
 
 // AuditStore keeps the audit trail.
 type AuditStore interface {
-	// AppendAudit writes a batch of events in one transaction.
+	// AppendAudit writes a batch of events in one transaction, each with
+	// its Count and FirstAt.
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	// ListAudit returns events matching f, newest first.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// PruneAudit deletes at most limit events whose Time is before
+	// before, oldest first, through the index on time, and returns how
+	// many it deleted. A caller prunes everything past a horizon by
+	// calling it until it deletes fewer than limit; each call is one short
+	// statement, so other writers wait at most one batch.
+	PruneAudit(ctx context.Context, before time.Time, limit int) (int64, error)
+}
+
+// JobLeaseStore hands out named leases for background jobs that one
+// replica at a time should run (the audit trail's retention), judged on
+// the database clock like the links' refresh lease. A job guarded by one
+// must be safe to run twice (a holder that stalls past its lease may
+// overlap its successor): the lease saves work and contention, it fences
+// nothing.
+type JobLeaseStore interface {
+	// AcquireJobLease takes job's lease for owner until now()+ttl if it is
+	// free, expired, or already owner's (a renewal). Reports whether owner
+	// holds it now.
+	AcquireJobLease(ctx context.Context, job, owner string, ttl time.Duration) (bool, error)
+	// ReleaseJobLease gives job's lease back if owner holds it.
+	ReleaseJobLease(ctx context.Context, job, owner string) error
 }
 
 // SchemaTooNewError is returned by the stores' Open when the database was

@@ -195,9 +195,14 @@ type APIKeyList struct {
 	Keys []APIKey `json:"keys"`
 }
 
-// AuditEvent is one audit log entry. It never holds a token.
+// AuditEvent is one audit log entry. It never holds a token. Lifecycle
+// events are one entry each (Count 1); token reads (token.read) are
+// aggregated: one entry per flush interval (one second by default) and
+// caller, user, provider and outcome, whose Count says how many tokens
+// were handed out between FirstAt and LastAt.
 type AuditEvent struct {
-	ID         int64     `json:"id"`
+	ID int64 `json:"id"`
+	// Time is when the event happened: LastAt.
 	Time       time.Time `json:"time"`
 	Actor      string    `json:"actor"`
 	Action     string    `json:"action"`
@@ -205,6 +210,12 @@ type AuditEvent struct {
 	ProviderID string    `json:"provider_id,omitempty"`
 	Outcome    string    `json:"outcome"`
 	Detail     string    `json:"detail,omitempty"`
+	// Count is how many events the entry stands for (at least 1).
+	Count int64 `json:"count"`
+	// FirstAt and LastAt are the first and the last event it counts;
+	// both are Time for a single event.
+	FirstAt time.Time `json:"first_at"`
+	LastAt  time.Time `json:"last_at"`
 }
 
 // AuditPage is the body of GET /api/v1/audit, newest first. NextBeforeID,

@@ -1,9 +1,11 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,11 +24,14 @@ const (
 
 // Options configure a [Batcher]. Zero fields take the defaults.
 type Options struct {
-	// MaxBatch is the most events written in one AppendAudit.
+	// MaxBatch is the most rows written in one AppendAudit.
 	MaxBatch int
-	// FlushInterval is the longest an event waits before it is written.
+	// FlushInterval is the longest an event waits before it is written,
+	// and the interval over which token reads are aggregated.
 	FlushInterval time.Duration
-	// Buffer is how many events may wait in memory before Record drops.
+	// Buffer is how many events may wait in memory before Record drops,
+	// and how many distinct aggregated token-read rows one interval holds
+	// (further distinct reads are written as rows of their own).
 	Buffer int
 	// Logger receives write failures and drop reports.
 	Logger *slog.Logger
@@ -46,12 +51,28 @@ type Batcher struct {
 	flush  chan flushRequest
 	stop   chan flushRequest
 	done   chan struct{}
+	// kick asks the writer to take the reads early: the map is full.
+	kick chan struct{}
 
-	closed    atomic.Bool
+	// mu guards reads, the token reads counted since the writer last took
+	// them, and orders Close against them: a read counted before Close
+	// is written by Close, one after it is dropped and counted.
+	mu    sync.Mutex
+	reads map[readKey]*tokenbroker.AuditEvent
+
+	closed    atomic.Bool // set under mu
 	closeOnce sync.Once
 
 	dropped atomic.Uint64 // events lost: channel full, store failing, after Close
-	written atomic.Uint64 // events written
+	written atomic.Uint64 // events written (an aggregated row counts its events)
+	rows    atomic.Uint64 // rows written
+}
+
+// readKey is what an aggregated token.read row is one of: the reads of
+// one caller, user, provider and outcome (and detail: a workload's JWT
+// id) within one flush interval.
+type readKey struct {
+	actor, user, provider, outcome, detail string
 }
 
 type flushRequest struct {
@@ -84,6 +105,8 @@ func NewBatcher(store tokenbroker.AuditStore, opts Options) *Batcher {
 		flush:  make(chan flushRequest),
 		stop:   make(chan flushRequest),
 		done:   make(chan struct{}),
+		kick:   make(chan struct{}, 1),
+		reads:  make(map[readKey]*tokenbroker.AuditEvent),
 	}
 	go b.run()
 	return b
@@ -91,29 +114,100 @@ func NewBatcher(store tokenbroker.AuditStore, opts Options) *Batcher {
 
 // Record queues ev for writing. It never blocks: if the buffer is full, or
 // the Batcher is closed, the event is dropped and counted. An event without
-// a time is stamped with Options.Now.
+// a time is stamped with Options.Now. A token read is counted into its
+// interval's aggregated row (see the package documentation).
 func (b *Batcher) Record(ev tokenbroker.AuditEvent) {
 	if b.closed.Load() {
-		b.dropped.Add(1)
+		b.dropped.Add(uint64(ev.N()))
 		return
 	}
 	if ev.Time.IsZero() {
 		ev.Time = b.opts.Now()
 	}
+	if ev.Action == tokenbroker.AuditTokenRead && b.count(&ev) {
+		return
+	}
 	select {
 	case b.events <- ev:
 	default:
 		// The hot path must not wait for the audit trail: drop and count.
-		b.dropped.Add(1)
+		b.dropped.Add(uint64(ev.N()))
 	}
+}
+
+// count adds the token read ev to its aggregated row. It reports false
+// when the interval already has Buffer distinct rows: ev is then written
+// as a row of its own, and the writer is asked to take the rows early.
+func (b *Batcher) count(ev *tokenbroker.AuditEvent) bool {
+	k := readKey{actor: ev.Actor, user: ev.UserID, provider: ev.ProviderID, outcome: ev.Outcome, detail: ev.Detail}
+	first := ev.FirstAt
+	if first.IsZero() || first.After(ev.Time) {
+		first = ev.Time
+	}
+	b.mu.Lock()
+	if b.closed.Load() {
+		b.mu.Unlock()
+		b.dropped.Add(uint64(ev.N()))
+		return true
+	}
+	if a := b.reads[k]; a != nil {
+		a.Count += ev.N()
+		if ev.Time.After(a.Time) {
+			a.Time = ev.Time
+		}
+		if first.Before(a.FirstAt) {
+			a.FirstAt = first
+		}
+		b.mu.Unlock()
+		return true
+	}
+	if len(b.reads) < b.opts.Buffer {
+		row := *ev
+		row.Count, row.FirstAt = ev.N(), first
+		b.reads[k] = &row
+		b.mu.Unlock()
+		return true
+	}
+	b.mu.Unlock()
+	select {
+	case b.kick <- struct{}{}:
+	default: // already asked
+	}
+	return false
+}
+
+// takeReads appends the aggregated rows counted so far to pending, oldest
+// first, and starts a new interval.
+func (b *Batcher) takeReads(pending []tokenbroker.AuditEvent) []tokenbroker.AuditEvent {
+	b.mu.Lock()
+	reads := b.reads
+	if len(reads) == 0 {
+		b.mu.Unlock()
+		return pending
+	}
+	b.reads = make(map[readKey]*tokenbroker.AuditEvent, len(reads))
+	b.mu.Unlock()
+	start := len(pending)
+	for _, e := range reads {
+		pending = append(pending, *e)
+	}
+	slices.SortFunc(pending[start:], func(x, y tokenbroker.AuditEvent) int {
+		return cmp.Or(x.FirstAt.Compare(y.FirstAt), x.Time.Compare(y.Time), cmp.Compare(x.UserID, y.UserID),
+			cmp.Compare(x.ProviderID, y.ProviderID), cmp.Compare(x.Actor, y.Actor), cmp.Compare(x.Outcome, y.Outcome))
+	})
+	return pending
 }
 
 // Dropped returns how many events were lost so far (buffer full, store
 // failing for longer than the buffer lasts, or recorded after Close).
 func (b *Batcher) Dropped() uint64 { return b.dropped.Load() }
 
-// Written returns how many events were written so far.
+// Written returns how many events were written so far; an aggregated row
+// counts the reads it stands for.
 func (b *Batcher) Written() uint64 { return b.written.Load() }
+
+// RowsWritten returns how many rows were written so far.
+func (b *Batcher) RowsWritten() uint64 { return b.rows.Load() }
 
 // Flush writes every event recorded before the call and returns the
 // store's error, if any. Failed events stay pending for a retry.
@@ -132,7 +226,9 @@ func (b *Batcher) Close(ctx context.Context) error {
 	first := false
 	b.closeOnce.Do(func() {
 		first = true
+		b.mu.Lock()
 		b.closed.Store(true)
+		b.mu.Unlock()
 		reply := make(chan error, 1)
 		b.stop <- flushRequest{ctx: ctx, reply: reply}
 		err = <-reply
@@ -182,7 +278,10 @@ func (b *Batcher) run() {
 			if len(pending) >= b.opts.MaxBatch {
 				pending = b.write(context.Background(), pending)
 			}
+		case <-b.kick:
+			pending = b.write(context.Background(), b.takeReads(pending))
 		case <-ticker.C:
+			pending = b.takeReads(pending)
 			if len(pending) > 0 {
 				pending = b.write(context.Background(), pending)
 			}
@@ -191,16 +290,16 @@ func (b *Batcher) run() {
 				reportedDrops = d
 			}
 		case req := <-b.flush:
-			pending = b.drain(pending)
+			pending = b.takeReads(b.drain(pending))
 			var err error
 			pending, err = b.writeAll(req.ctx, pending)
 			req.reply <- err
 		case req := <-b.stop:
-			pending = b.drain(pending)
+			pending = b.takeReads(b.drain(pending))
 			var err error
 			pending, err = b.writeAll(req.ctx, pending)
-			if n := len(pending); n > 0 {
-				b.dropped.Add(uint64(n))
+			if n := events(pending); n > 0 {
+				b.dropped.Add(n)
 				b.log.Error("audit events lost at close", "count", n)
 			}
 			req.reply <- err
@@ -245,7 +344,7 @@ func (b *Batcher) write(ctx context.Context, pending []tokenbroker.AuditEvent) [
 	b.log.Error("audit write failed; will retry", "pending", len(rest), "err", err)
 	if len(rest) > b.opts.Buffer {
 		over := len(rest) - b.opts.Buffer
-		b.dropped.Add(uint64(over))
+		b.dropped.Add(events(rest[:over]))
 		rest = rest[over:]
 	}
 	// Copy so the retained slice does not pin an ever-growing array.
@@ -256,8 +355,18 @@ func (b *Batcher) append(ctx context.Context, batch []tokenbroker.AuditEvent) er
 	if err := b.store.AppendAudit(ctx, batch); err != nil {
 		return err
 	}
-	b.written.Add(uint64(len(batch)))
+	b.written.Add(events(batch))
+	b.rows.Add(uint64(len(batch)))
 	return nil
+}
+
+// events is how many events rows stand for.
+func events(rows []tokenbroker.AuditEvent) uint64 {
+	var n uint64
+	for i := range rows {
+		n += uint64(rows[i].N())
+	}
+	return n
 }
 
 var _ tokenbroker.Auditor = (*Batcher)(nil)

@@ -70,11 +70,12 @@ func (f *faultyStore) AppendAudit(ctx context.Context, events []tokenbroker.Audi
 	return f.AuditStore.AppendAudit(ctx, events)
 }
 
+// event is a lifecycle event (one row each).
 func event(i int) tokenbroker.AuditEvent {
 	return tokenbroker.AuditEvent{
 		Time:   time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC).Add(time.Duration(i) * time.Second),
 		Actor:  "key:test",
-		Action: tokenbroker.AuditTokenRead, UserID: fmt.Sprintf("user-%d", i), ProviderID: "demo", Outcome: "ok",
+		Action: tokenbroker.AuditLinkRefresh, UserID: fmt.Sprintf("user-%d", i), ProviderID: "demo", Outcome: "ok",
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apikey"
 	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
@@ -50,6 +51,55 @@ func TestTokenFetch(t *testing.T) {
 	evs := MustAudit(t, env, tokenbroker.AuditFilter{Action: tokenbroker.AuditTokenRead})
 	if len(evs) != 1 || evs[0].UserID != "alice" || evs[0].ProviderID != demo || evs[0].Outcome != "ok" || !strings.HasPrefix(evs[0].Actor, "key:") {
 		t.Fatalf("audit %+v, want one token.read by a key", evs)
+	}
+}
+
+// TestAuditCountsTokenReads: token reads within one flush interval are
+// one audit entry per caller, user, provider and outcome, whose count is
+// the number of answers; GET /api/v1/audit shows it with the first and
+// the last read.
+func TestAuditCountsTokenReads(t *testing.T) {
+	env := MustEnv(t)
+	env.MustLink(t, "alice", demo, "alice")
+	key := env.MustKey(t, "reader", readTokens, nil, nil)
+	other := env.MustKey(t, "other", readTokens, nil, nil)
+	// Hold the batcher's interval open: everything below is one interval.
+	if err := env.Auditor.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for range 7 {
+		resp, _ := env.Do(t, "GET", path("users", "alice", "providers", demo, "token"), key, "")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+	}
+	env.Do(t, "GET", path("users", "alice", "providers", demo, "token"), other, "")
+	env.Do(t, "GET", path("users", "bob", "providers", demo, "token"), key, "") // not_found
+	if err := env.Auditor.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	resp, body := env.Do(t, "GET", path("audit")+"?action=token.read", env.AdminKey, "")
+	var page apiv1.AuditPage
+	MustDecode(t, resp, body, http.StatusOK, &page)
+	var total int64
+	for _, e := range page.Events {
+		total += e.Count
+		if e.LastAt != e.Time || e.FirstAt.After(e.LastAt) {
+			t.Errorf("entry %+v: first_at after last_at, or last_at is not time", e)
+		}
+	}
+	// The flush interval is 50 ms in the test environment, so the reads
+	// may span more than one interval; the counts always add up.
+	if total != 9 {
+		t.Fatalf("token.read entries count %d reads, want 9:\n%s", total, body)
+	}
+	byKey := map[string]int64{}
+	for _, e := range page.Events {
+		byKey[e.Actor+" "+e.UserID+" "+e.Outcome] += e.Count
+	}
+	prefix, _, _ := apikey.Parse(key)
+	if len(byKey) != 3 || byKey["key:"+prefix+" alice ok"] != 7 || byKey["key:"+prefix+" bob not_found"] != 1 {
+		t.Errorf("counts by caller, user and outcome: %v", byKey)
 	}
 }
 

@@ -24,16 +24,26 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, k *caller) er
 	}
 	out := apiv1.AuditPage{Events: make([]apiv1.AuditEvent, 0, len(events))}
 	for _, e := range events {
-		out.Events = append(out.Events, apiv1.AuditEvent{
-			ID: e.ID, Time: e.Time.UTC(), Actor: e.Actor, Action: e.Action,
-			UserID: e.UserID, ProviderID: e.ProviderID, Outcome: e.Outcome, Detail: e.Detail,
-		})
+		out.Events = append(out.Events, auditEventOut(e))
 	}
 	if pageFull(len(events), f.Limit) {
 		out.NextBeforeID = events[len(events)-1].ID
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// auditEventOut is the wire form of e, an entry of GET /api/v1/audit.
+func auditEventOut(e tokenbroker.AuditEvent) apiv1.AuditEvent {
+	first := e.FirstAt
+	if first.IsZero() {
+		first = e.Time
+	}
+	return apiv1.AuditEvent{
+		ID: e.ID, Time: e.Time.UTC(), Actor: e.Actor, Action: e.Action,
+		UserID: e.UserID, ProviderID: e.ProviderID, Outcome: e.Outcome, Detail: e.Detail,
+		Count: e.N(), FirstAt: first.UTC(), LastAt: e.Time.UTC(),
+	}
 }
 
 func parseAuditFilter(q url.Values) (tokenbroker.AuditFilter, error) {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/apiv1"
 )
 
 // auditPageSize is how many events a page of the audit log shows.
@@ -178,7 +179,7 @@ func (c *Console) serveAuditExport(w http.ResponseWriter, r *http.Request, a *ad
 	cw := csv.NewWriter(w)
 	enc := json.NewEncoder(w)
 	if format == "csv" {
-		_ = cw.Write([]string{"id", "time", "actor", "action", "user_id", "provider_id", "outcome", "detail"})
+		_ = cw.Write([]string{"id", "time", "actor", "action", "user_id", "provider_id", "outcome", "detail", "count", "first_at"})
 	}
 	af.Limit = 1000
 	written := 0
@@ -192,11 +193,12 @@ func (c *Console) serveAuditExport(w http.ResponseWriter, r *http.Request, a *ad
 		}
 		for _, e := range events {
 			if format == "csv" {
-				_ = cw.Write([]string{strconv.FormatInt(e.ID, 10), e.Time.UTC().Format(time.RFC3339Nano),
-					csvSafe(e.Actor), csvSafe(e.Action), csvSafe(e.UserID), csvSafe(e.ProviderID), csvSafe(e.Outcome), csvSafe(e.Detail)})
+				line := auditLine(e)
+				_ = cw.Write([]string{strconv.FormatInt(e.ID, 10), line.Time.Format(time.RFC3339Nano),
+					csvSafe(e.Actor), csvSafe(e.Action), csvSafe(e.UserID), csvSafe(e.ProviderID), csvSafe(e.Outcome), csvSafe(e.Detail),
+					strconv.FormatInt(line.Count, 10), line.FirstAt.Format(time.RFC3339Nano)})
 			} else {
-				_ = enc.Encode(auditLine{ID: e.ID, Time: e.Time.UTC(), Actor: e.Actor, Action: e.Action,
-					UserID: e.UserID, ProviderID: e.ProviderID, Outcome: e.Outcome, Detail: e.Detail})
+				_ = enc.Encode(auditLine(e))
 			}
 		}
 		written += len(events)
@@ -208,17 +210,16 @@ func (c *Console) serveAuditExport(w http.ResponseWriter, r *http.Request, a *ad
 	}
 }
 
-// auditLine is one event of a JSON lines export; the members are those of
-// the API's GET /api/v1/audit.
-type auditLine struct {
-	ID         int64     `json:"id"`
-	Time       time.Time `json:"time"`
-	Actor      string    `json:"actor"`
-	Action     string    `json:"action"`
-	UserID     string    `json:"user_id,omitempty"`
-	ProviderID string    `json:"provider_id,omitempty"`
-	Outcome    string    `json:"outcome"`
-	Detail     string    `json:"detail,omitempty"`
+// auditLine is one event of a JSON lines export: the API's
+// GET /api/v1/audit entry.
+func auditLine(e tokenbroker.AuditEvent) apiv1.AuditEvent {
+	first := e.FirstAt
+	if first.IsZero() {
+		first = e.Time
+	}
+	return apiv1.AuditEvent{ID: e.ID, Time: e.Time.UTC(), Actor: e.Actor, Action: e.Action,
+		UserID: e.UserID, ProviderID: e.ProviderID, Outcome: e.Outcome, Detail: e.Detail,
+		Count: e.N(), FirstAt: first.UTC(), LastAt: e.Time.UTC()}
 }
 
 // csvSafe keeps a spreadsheet from reading a cell as a formula: a value

@@ -163,6 +163,40 @@ func TestConsoleAuditExport(t *testing.T) {
 	}
 }
 
+// TestConsoleAuditShowsReadCount: an aggregated token.read row shows how
+// many tokens it counts, and when the first and the last were read, on
+// the audit page, the link's history and in both exports.
+func TestConsoleAuditShowsReadCount(t *testing.T) {
+	e := mustStartConsole(t, consoleOptions{})
+	key, _ := e.mustKey("op", []string{tokenbroker.ScopeAdmin}, nil)
+	e.mustLink("u1", false)
+	last := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	if err := e.store.AppendAudit(context.Background(), []tokenbroker.AuditEvent{
+		{Time: last, FirstAt: last.Add(-800 * time.Millisecond), Count: 12345, Actor: "key:abc",
+			Action: tokenbroker.AuditTokenRead, UserID: "u1", ProviderID: "demo", Outcome: "ok"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c := newConsoleClient(t, e)
+	c.mustSignIn(key)
+	for _, page := range []string{"/admin/audit?action=token.read", "/admin/links/u1/demo"} {
+		p := c.get(page)
+		if !strings.Contains(p.body, `<td data-label="Count" class="num">12,345</td>`) ||
+			!strings.Contains(p.body, "2026-05-06 07:08:08") || !strings.Contains(p.body, "2026-05-06 07:08:09") {
+			t.Errorf("%s does not show the read count and its first and last read:\n%s", page, p.body)
+		}
+	}
+	p := c.get("/admin/audit/export?format=csv&action=token.read")
+	if lines := strings.Split(strings.TrimSpace(p.body), "\n"); len(lines) != 2 ||
+		!strings.HasSuffix(lines[0], ",count,first_at") || !strings.HasSuffix(lines[1], ",12345,2026-05-06T07:08:08.2Z") {
+		t.Errorf("csv export:\n%s", p.body)
+	}
+	p = c.get("/admin/audit/export?format=jsonl&action=token.read")
+	if !strings.Contains(p.body, `"count":12345,"first_at":"2026-05-06T07:08:08.2Z","last_at":"2026-05-06T07:08:09Z"`) {
+		t.Errorf("jsonl export:\n%s", p.body)
+	}
+}
+
 // TestConsoleOverviewProviderHealth: the overview shows what the store
 // records against a provider: misconfigured, and an open circuit.
 func TestConsoleOverviewProviderHealth(t *testing.T) {

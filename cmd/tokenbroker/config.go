@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/audit"
 	"github.com/tokenbroker/tokenbroker/internal/returnurl"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/webhook"
@@ -41,9 +42,11 @@ type serveConfig struct {
 	// DegradeAfter is how long a link's refreshes may fail transiently
 	// before it is marked degraded.
 	DegradeAfter time.Duration
-	LogRequests  bool
-	LogFormat    string
-	LogLevel     string
+	// AuditRetention is how long audit rows are kept (0: forever).
+	AuditRetention time.Duration
+	LogRequests    bool
+	LogFormat      string
+	LogLevel       string
 	// MetricsAddr, if set, serves /metrics on its own listener instead of
 	// the main one.
 	MetricsAddr string
@@ -112,6 +115,7 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.DurationVar(&cfg.ProviderTimeout, "provider-timeout", envDuration(getenv, "TOKENBROKER_PROVIDER_TIMEOUT", refresh.DefaultProviderTimeout, &cfg.envErr), "bound of one provider call; the lease is renewed meanwhile (env TOKENBROKER_PROVIDER_TIMEOUT)")
 	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", envDuration(getenv, "TOKENBROKER_TOKEN_CACHE_TTL", time.Second, &cfg.envErr), "how long a replica may serve a fresh token from memory; changes invalidate it at once, this bounds it if notifications are lost; 0 disables (env TOKENBROKER_TOKEN_CACHE_TTL)")
 	fs.DurationVar(&cfg.DegradeAfter, "degrade-after", envDuration(getenv, "TOKENBROKER_DEGRADE_AFTER", refresh.DefaultDegradeAfter, &cfg.envErr), "how long a link's refreshes may keep failing transiently before it is marked degraded (link.degraded) (env TOKENBROKER_DEGRADE_AFTER)")
+	fs.DurationVar(&cfg.AuditRetention, "audit-retention", envDuration(getenv, "TOKENBROKER_AUDIT_RETENTION", audit.DefaultRetention, &cfg.envErr), "how long audit rows are kept; older ones are deleted in the background, by one replica at a time; 0 keeps them forever (env TOKENBROKER_AUDIT_RETENTION)")
 	fs.BoolVar(&cfg.LogRequests, "log-requests", envBool(getenv, "TOKENBROKER_LOG_REQUESTS", &cfg.envErr), "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(getenv, "TOKENBROKER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env TOKENBROKER_LOG_LEVEL)")
@@ -181,6 +185,9 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > time.Minute {
 		return fmt.Errorf("invalid --token-cache-ttl %s: want 0 to 1m", c.TokenCacheTTL)
+	}
+	if c.AuditRetention != 0 && c.AuditRetention < time.Hour {
+		return fmt.Errorf("invalid --audit-retention %s: want 0 (keep forever) or at least 1h", c.AuditRetention)
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {

@@ -251,6 +251,16 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 		Workloads:       workloads, Metrics: httpapi.NewMetrics(a.registry),
 	})
 	a.registry.MustRegister(a.audit.Collector())
+	if cfg.AuditRetention > 0 {
+		// Every replica runs one; the job lease lets one at a time prune.
+		pruner, err := audit.NewPruner(h.Store(), audit.PrunerOptions{Retention: cfg.AuditRetention, Owner: cfg.ReplicaID, Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		a.registry.MustRegister(pruner.Collector())
+		pruner.Start()
+		a.closers = append(a.closers, pruner.Close)
+	}
 	// Replicas behind one load balancer must share the connect pages'
 	// cookie key; deriving it from the shared key ring needs no new secret.
 	cookieKey, err := ring.DeriveKey("tokenbroker web cookie v1")

@@ -97,6 +97,7 @@ func TestServeConfigValidate(t *testing.T) {
 		{"--base-url", "ftp://x"},
 		{"--return-url-allow", "not a url"},
 		{"--token-cache-ttl", "1h"},
+		{"--audit-retention", "10m"},
 	} {
 		code, stderr := serveOnce(t, args...)
 		if code != 2 || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
@@ -113,6 +114,7 @@ func TestServeEnvValueThatDoesNotParse(t *testing.T) {
 		{"TOKENBROKER_LEASE_TTL", "30"},
 		{"TOKENBROKER_PROVIDER_TIMEOUT", "ten seconds"},
 		{"TOKENBROKER_TOKEN_CACHE_TTL", "1"},
+		{"TOKENBROKER_AUDIT_RETENTION", "90d"},
 		{"TOKENBROKER_LOG_REQUESTS", "yes please"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {

@@ -284,7 +284,8 @@ func mergeLinkCounts(totals, reasons []tokenbroker.LinkCount) []tokenbroker.Link
 // times only roughly.
 const auditCountMargin = 5 * time.Minute
 
-// CountAudit implements [tokenbroker.ConsoleStore]. The window is read by
+// CountAudit implements [tokenbroker.ConsoleStore]: it adds up the rows'
+// counts (an aggregated row counts its events). The window is read by
 // id, from the first event stamped at or after Since less
 // auditCountMargin (found on audit_events_time), through the index
 // audit_events_action, so the token.read events that fill the log are
@@ -302,7 +303,7 @@ func (s *Store) CountAudit(ctx context.Context, q tokenbroker.AuditCountQuery) (
 	c.add("time >= ?", q.Since)
 	c.scope(q.LinkScope)
 	rows, err := s.pool.Query(ctx, `
-		SELECT provider_id, action, count(*) FILTER (WHERE time >= `+recent+`), count(*)
+		SELECT provider_id, action, COALESCE(sum(count) FILTER (WHERE time >= `+recent+`), 0)::bigint, sum(count)::bigint
 		FROM audit_events`+c.sql()+` GROUP BY provider_id, action ORDER BY provider_id, action`, c.args...)
 	if err != nil {
 		return nil, translate(err, "audit counts")

@@ -267,7 +267,8 @@ func mergeLinkCounts(totals, reasons []tokenbroker.LinkCount) []tokenbroker.Link
 // times only roughly.
 const auditCountMargin = 5 * time.Minute
 
-// CountAudit implements [tokenbroker.ConsoleStore]. The window is read by
+// CountAudit implements [tokenbroker.ConsoleStore]: it adds up the rows'
+// counts (an aggregated row counts its events). The window is read by
 // id, from the first event stamped at or after Since less
 // auditCountMargin (found on audit_events_time), through the index
 // audit_events_action, so the token.read events that fill the log are
@@ -284,7 +285,7 @@ func (s *Store) CountAudit(ctx context.Context, q tokenbroker.AuditCountQuery) (
 	c.add("time >= ?", q.Since.UnixMilli())
 	c.scope(q.LinkScope)
 	rows, err := s.rdb.QueryContext(ctx, `
-		SELECT provider_id, action, COALESCE(sum(CASE WHEN time >= ? THEN 1 ELSE 0 END), 0), count(*)
+		SELECT provider_id, action, COALESCE(sum(CASE WHEN time >= ? THEN count ELSE 0 END), 0), sum(count)
 		FROM audit_events`+c.sql()+` GROUP BY provider_id, action ORDER BY provider_id, action`,
 		append([]any{q.Recent.UnixMilli()}, c.args...)...)
 	if err != nil {

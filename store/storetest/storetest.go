@@ -71,6 +71,7 @@ func RunConformance(t *testing.T, open func(t *testing.T) tokenbroker.Store) {
 		{"Signaler", testSignaler},
 	}
 	tests = append(tests, outboxTests...)
+	tests = append(tests, auditTests...)
 	tests = append(tests, consoleTests...)
 	tests = append(tests, lifecycleTests...)
 	for _, tt := range tests {

@@ -1,0 +1,44 @@
+package postgres
+
+import (
+	"context"
+	"strings"
+	"time"
+)
+
+// Explain returns PostgreSQL's plan of query, as the planner chooses it.
+func (s *Store) Explain(ctx context.Context, query string, args ...any) (string, error) {
+	rows, err := s.pool.Query(ctx, "EXPLAIN "+query, args...)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			return "", err
+		}
+		plan = append(plan, line)
+	}
+	return strings.Join(plan, "\n"), rows.Err()
+}
+
+// ExplainPruneAudit returns the plan of one PruneAudit batch.
+func (s *Store) ExplainPruneAudit(ctx context.Context, before time.Time, limit int) (string, error) {
+	return s.Explain(ctx, pruneAuditSQL, before, limit)
+}
+
+// SeedAudit inserts n token.read rows, one a second back from now, and
+// analyzes the table.
+func (s *Store) SeedAudit(ctx context.Context, n int) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO audit_events (time, actor, action, user_id, provider_id, outcome, count)
+		SELECT now() - i * interval '1 second', 'key:abc', 'token.read', 'u' || (i % 1000), 'github', 'ok', 3
+		FROM generate_series(0, $1 - 1) AS i`, n)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `ANALYZE audit_events`)
+	return err
+}
