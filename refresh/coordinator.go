@@ -50,18 +50,27 @@ type Store interface {
 }
 
 // Clock is the coordinator's time: it judges token expiry and paces every
-// wait of the coordinator (polls, backoff, lease renewal). Lease and
-// backoff decisions are judged on the database's clock, in the store.
+// wait and timeout of the coordinator (polls, commit retries, lease
+// renewal, the provider call's timeout), so that a scheduler that owns the
+// clock owns every wait (refresh/sim). Lease and backoff decisions are
+// judged on the database's clock, in the store.
 type Clock interface {
 	Now() time.Time
 	// After returns a channel that receives once d has passed.
 	After(d time.Duration) <-chan time.Time
+	// WithTimeout returns a copy of ctx that is done once d has passed
+	// (its Err is then context.DeadlineExceeded), as context.WithTimeout
+	// does on the wall clock.
+	WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc)
 }
 
 type wallClock struct{}
 
 func (wallClock) Now() time.Time                         { return time.Now() }
 func (wallClock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+func (wallClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
 
 // Config configures a [Coordinator]. Store, Signaler and Providers are
 // required; every other field has a default.
@@ -615,7 +624,7 @@ func (c *Coordinator) refreshHeld(ctx context.Context, p tokenbroker.Provider, l
 	// The provider call runs on the detached context with its own timeout;
 	// the renewed lease covers it however long it takes (I1). No database
 	// connection is held while it runs (I6).
-	pctx, cancel := context.WithTimeout(ctx, c.cfg.ProviderTimeout)
+	pctx, cancel := c.cfg.Clock.WithTimeout(ctx, c.cfg.ProviderTimeout)
 	c.cfg.Metrics.providerCall(l.ProviderID)
 	start := c.cfg.Clock.Now()
 	tok, perr := p.Refresh(pctx, l.Token.RefreshToken)
@@ -974,7 +983,7 @@ func (c *Coordinator) renew(ctx context.Context, lease tokenbroker.Lease) *renew
 				return
 			case <-c.cfg.Clock.After(c.cfg.RenewEvery):
 			}
-			rctx, cancel := context.WithTimeout(ctx, c.cfg.RenewEvery)
+			rctx, cancel := c.cfg.Clock.WithTimeout(ctx, c.cfg.RenewEvery)
 			ok, err := c.cfg.Store.RenewLease(rctx, lease, c.cfg.LeaseTTL)
 			cancel()
 			switch {

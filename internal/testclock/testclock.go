@@ -4,6 +4,7 @@
 package testclock
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -35,3 +36,8 @@ func (c *Clock) Advance(d time.Duration) {
 // backoff) are bounded by the database's clock, which this clock does not
 // move.
 func (c *Clock) After(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// WithTimeout bounds ctx on the real clock, as After waits on it.
+func (c *Clock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
