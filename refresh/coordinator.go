@@ -538,6 +538,7 @@ func (c *Coordinator) flight(ctx context.Context, f *flight, p tokenbroker.Provi
 		// Step 4: one conditional statement judged on the database clock.
 		// The lease is what keeps a second provider call for the same
 		// generation from happening on any replica (I1, I2).
+		asked := c.cfg.Clock.Now()
 		g, err := st.AcquireLease(ctx, tokenbroker.LeaseRequest{
 			LinkID: l.ID, Generation: l.Generation, Owner: c.cfg.Owner, TTL: c.cfg.LeaseTTL, Grace: c.cfg.Grace,
 		})
@@ -560,6 +561,19 @@ func (c *Coordinator) flight(ctx context.Context, f *flight, p tokenbroker.Provi
 					}
 					return nil, c.healthErr(health, time.Second)
 				}
+			}
+			if c.cfg.Clock.Now().Sub(asked) >= c.cfg.LeaseTTL {
+				// The lease may have expired and been taken over before
+				// this process could use it (it was paused, starved, or
+				// the answer was that slow), and the successor may have
+				// spent the refresh token already: it is given back
+				// unused and the link read again (I1, I2).
+				c.log.Warn("refresh lease won too late to be sure it is still ours; not sending",
+					"user", l.UserID, "provider", l.ProviderID, "elapsed", c.cfg.Clock.Now().Sub(asked).Round(time.Millisecond))
+				if _, err := st.ReleaseLease(hctx, g.Lease, tokenbroker.Release{}, tokenbroker.Record{}); err != nil {
+					c.log.Warn("release lease failed", "user", l.UserID, "provider", l.ProviderID, "err", err)
+				}
+				continue
 			}
 			// We hold the lease of generation l.Generation: its refresh
 			// token is the current one and nobody else may send it (I1).
