@@ -47,6 +47,14 @@ const (
 	// its answer was lost or unknown (a timeout or reset after the request
 	// was written, a 5xx).
 	LossAnswerLost = "answer_lost"
+	// LossPreviousHolder: the previous generation was refreshed by a
+	// successor that took over an unreleased lease; the holder it took
+	// over from may have had its request still on its way, and a provider
+	// that processed that request after the successor's spent this
+	// generation's refresh token (and revoked the grant with it). It is
+	// the holder_died window, seen one generation late; it counts as
+	// holder_died.
+	LossPreviousHolder = "previous_holder"
 )
 
 // LeaseGrant is the answer of [LinkStore.AcquireLease]. The times are on
@@ -60,9 +68,9 @@ type LeaseGrant struct {
 	// Attempt counts the acquisitions of this generation's lease,
 	// including this one (1: the first attempt).
 	Attempt int
-	// Suspect is "", [LossHolderDied] or [LossAnswerLost]: whether, and
-	// why, this generation's refresh token may already have been
-	// processed. A rejection of a refresh token with a Suspect is a lost
+	// Suspect is "", [LossHolderDied], [LossAnswerLost] or
+	// [LossPreviousHolder]: whether, and why, this generation's refresh
+	// token may already have been processed. A rejection of a refresh token with a Suspect is a lost
 	// refresh, not a revocation.
 	Suspect string
 	// PreviousOwner is the owner of an unreleased lease that this

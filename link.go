@@ -142,7 +142,8 @@ type Link struct {
 	LeaseEpoch int64     // the fencing number of the newest lease (see [Lease])
 
 	// Attempts counts the lease acquisitions of this generation; Suspect
-	// is "", [LossHolderDied] or [LossAnswerLost] (see [LeaseGrant]).
+	// is "", [LossHolderDied], [LossAnswerLost] or [LossPreviousHolder]
+	// (see [LeaseGrant]).
 	Attempts int
 	Suspect  string
 	// Failures counts the consecutive failed refresh attempts (not

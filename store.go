@@ -70,7 +70,9 @@ type LinkStore interface {
 	// finds it expired, which this method records on the row). Winning
 	// bumps the lease epoch and the generation's attempt count, and, when
 	// it takes over an unreleased lease, records [LossHolderDied] as the
-	// generation's suspect. The grant always describes the row.
+	// generation's suspect, whatever it suspected before (a takeover is
+	// what the next generation must hear of). The grant always describes
+	// the row.
 	AcquireLease(ctx context.Context, r LeaseRequest) (*LeaseGrant, error)
 	// RenewLease extends the lease to now()+ttl if lease is still the
 	// row's (same owner and epoch), even if it expired meanwhile but
@@ -84,8 +86,10 @@ type LinkStore interface {
 	// CommitRefresh writes l.Token (and l.AccountID/AccountLogin when set)
 	// if lease is still the row's and its generation is lease.Generation
 	// (a fenced compare-and-swap in one statement; step 5, I3). It bumps
-	// the generation, clears the lease, attempts, suspect, failures and
-	// backoff, sets refreshed_at, and writes rec in the same transaction.
+	// the generation, clears the lease, attempts, failures and backoff,
+	// sets refreshed_at, sets the suspect to l.Suspect (what the committing
+	// holder judges the next generation may suffer: "" or
+	// [LossPreviousHolder]), and writes rec in the same transaction.
 	// A holder whose lease expired but was not taken over still commits.
 	// Reports whether it won; a lost commit changes nothing. It signals
 	// on success.

@@ -678,6 +678,7 @@ func (c *Coordinator) onRefreshed(ctx context.Context, renewal *renewal, l *toke
 	}
 	next := *l
 	next.Token = *tok
+	next.Suspect = c.nextSuspect(l, g)
 	rec := tokenbroker.Record{Audit: []tokenbroker.AuditEvent{c.event(l, tokenbroker.AuditLinkRefresh, "ok", recoveredDetail(l))}}
 	if g.State == tokenbroker.LinkDegraded {
 		// Our lease kept the state from changing since we took it: this
@@ -722,11 +723,30 @@ func (c *Coordinator) onRefreshed(ctx context.Context, renewal *renewal, l *toke
 	}
 	next.Generation = l.Generation + 1
 	next.LeaseOwner, next.LeaseUntil = "", time.Time{}
-	next.Attempts, next.Suspect, next.Failures, next.LastError = 0, "", 0, ""
+	next.Attempts, next.Failures, next.LastError = 0, 0, ""
 	next.FailingSince, next.NextAttemptAt = time.Time{}, time.Time{}
 	next.State = tokenbroker.LinkActive
 	next.RefreshedAt = c.cfg.Clock.Now()
 	return &next, nil
+}
+
+// nextSuspect is what the generation this refresh starts may suffer from
+// the one it ends (I2's attribution, docs/design.md "The two loss
+// windows"). A generation whose lease was taken over (suspect holder_died)
+// may still have its former holder's request on its way: a provider that
+// processes it after ours spends the new refresh token, and revokes the
+// grant, so the next generation starts suspect previous_holder. So does
+// the one after, while such a request may still be on its way (a provider
+// timeout and a lease after the suspicion began, which the carrying
+// generation's refreshed_at bounds from below).
+func (c *Coordinator) nextSuspect(l *tokenbroker.Link, g *tokenbroker.LeaseGrant) string {
+	switch {
+	case g.Suspect == tokenbroker.LossHolderDied:
+		return tokenbroker.LossPreviousHolder
+	case g.Suspect == tokenbroker.LossPreviousHolder && g.Now.Sub(l.RefreshedAt) < c.cfg.ProviderTimeout+c.cfg.LeaseTTL:
+		return tokenbroker.LossPreviousHolder
+	}
+	return ""
 }
 
 func recoveredDetail(l *tokenbroker.Link) string {
@@ -794,15 +814,16 @@ func (c *Coordinator) onRejected(ctx context.Context, l *tokenbroker.Link, g *to
 		// The two loss windows of docs/design.md: an earlier attempt of
 		// this generation may have been processed, so this rejection does
 		// not mean the user revoked anything (I2's exception).
+		cause := lossCause(g.Suspect)
 		c.stats.lostRefreshes.Add(1)
-		c.cfg.Metrics.lost(g.Suspect)
+		c.cfg.Metrics.lost(cause)
 		r.Reason = tokenbroker.ReasonLostRefresh
 		r.Detail = tokenbroker.Truncate(fmt.Sprintf("lost refresh (%s): %s, and the provider then rejected the refresh token (%s)",
-			g.Suspect, lossExplanation(g.Suspect), pe.Reason()), 300)
+			cause, lossExplanation(g.Suspect), pe.Reason()), 300)
 		c.log.Error("lost refresh: the provider rejected a refresh token that an earlier attempt may already have spent",
-			"user", l.UserID, "provider", l.ProviderID, "cause", g.Suspect, "attempt", g.Attempt,
+			"user", l.UserID, "provider", l.ProviderID, "cause", cause, "suspect", g.Suspect, "attempt", g.Attempt,
 			"generation", l.Generation, "provider_error", pe.Reason())
-		rec.Audit = append(rec.Audit, c.event(l, tokenbroker.AuditLostRefresh, g.Suspect, r.Detail))
+		rec.Audit = append(rec.Audit, c.event(l, tokenbroker.AuditLostRefresh, cause, r.Detail))
 	}
 	rec.Audit = append(rec.Audit, c.event(l, tokenbroker.AuditLinkBroken, string(r.Reason), r.Detail))
 	rec.Events = append(rec.Events, tokenbroker.LinkEvent(tokenbroker.EventLinkReauthRequired, l, string(r.Reason), r.Detail))
@@ -829,9 +850,22 @@ func (c *Coordinator) onRejected(ctx context.Context, l *tokenbroker.Link, g *to
 	return nil, &tokenbroker.ReauthRequiredError{UserID: l.UserID, ProviderID: l.ProviderID, Code: r.Reason, Reason: r.Detail}
 }
 
+// lossCause is the loss window a suspect stands for (the reason of
+// tokenbroker_refresh_lost_total): a previous holder's late request is the
+// holder_died window.
+func lossCause(suspect string) string {
+	if suspect == tokenbroker.LossPreviousHolder {
+		return tokenbroker.LossHolderDied
+	}
+	return suspect
+}
+
 func lossExplanation(suspect string) string {
-	if suspect == tokenbroker.LossHolderDied {
+	switch suspect {
+	case tokenbroker.LossHolderDied:
 		return "a previous lease holder stopped while refreshing, possibly after the provider's answer"
+	case tokenbroker.LossPreviousHolder:
+		return "the previous refresh took over from a lease holder that stopped while its request may still have been on its way, and the provider may have processed that request after its successor's"
 	}
 	return "an earlier attempt's answer was lost in transit (a timeout or reset after the request was sent)"
 }

@@ -2,6 +2,8 @@ package refresh_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -85,5 +87,65 @@ func TestLeaseWonTooLateIsNotUsed(t *testing.T) {
 	}
 	if l := e.link("u1"); l.State != tokenbroker.LinkActive || l.Generation != 2 {
 		t.Fatalf("link %s at generation %d, want active at 2", l.State, l.Generation)
+	}
+}
+
+// TestLateRequestOfATakenOverHolderIsALostRefresh: a holder's request is
+// on its way to a slow provider when the holder loses its database; its
+// lease expires and another replica takes over, refreshes and commits.
+// Then the provider processes the first request: the refresh token is
+// spent, reuse detection revokes the grant - and the successor's fresh
+// token with it. The loss surfaces at the next refresh, a generation
+// later: it must be reported as the lost refresh it is (holder_died), not
+// as a revocation by the user. Without the suspicion a takeover passes on
+// to the next generation (previous_holder), the link is marked revoked.
+func TestLateRequestOfATakenOverHolderIsALostRefresh(t *testing.T) {
+	e := MustEnv(t, envOptions{kind: "sqlite", replicas: 2})
+	cut := &partitionedStore{replicaStore: e.stores[0]}
+	slow := newGated(e.prov)
+	a := e.coordinator(0, slow, func(cfg *refresh.Config) {
+		shortLease(cfg)
+		cfg.Store, cfg.ProviderTimeout = cut, waitTimeout
+	})
+	b := e.coordinator(1, nil, shortLease)
+	e.seed("u1")
+	e.clock.Advance(2 * time.Hour)
+
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	aDone := make(chan struct{})
+	go func() {
+		defer close(aDone)
+		_, _ = a.Token(ctx, providerID, "u1", 0)
+	}()
+	release := sync.OnceFunc(func() { close(slow.release) })
+	defer func() { release(); cut.cut.Store(false); <-aDone }()
+	recv(t, slow.entered, "replica a's request to be on its way")
+	cut.cut.Store(true) // a can no longer renew its lease
+
+	if _, err := b.Token(ctx, providerID, "u1", 0); err != nil {
+		t.Fatalf("b: %v", err)
+	}
+	if b.Stats().Takeovers != 1 {
+		t.Fatalf("b's stats %+v, want a takeover", b.Stats())
+	}
+	// a's request reaches the provider now: a spent token.
+	release()
+	<-aDone
+	if st := e.idp.Stats(); st.ReuseDetections != 1 {
+		t.Fatalf("reuse detections %d, want 1 (a's late request)", st.ReuseDetections)
+	}
+
+	e.clock.Advance(2 * time.Hour)
+	_, err := b.Token(ctx, providerID, "u1", 0)
+	var re *tokenbroker.ReauthRequiredError
+	if !errors.As(err, &re) || re.Code != tokenbroker.ReasonLostRefresh || !strings.Contains(re.Reason, tokenbroker.LossHolderDied) {
+		t.Fatalf("the next refresh = %v; want reauth_required lost_refresh (holder_died)", err)
+	}
+	if b.Stats().LostRefreshes != 1 {
+		t.Fatalf("b's lost refreshes = %d, want 1", b.Stats().LostRefreshes)
+	}
+	if l := e.link("u1"); l.ReauthReason != tokenbroker.ReasonLostRefresh {
+		t.Fatalf("link reason %q, want lost_refresh", l.ReauthReason)
 	}
 }

@@ -231,7 +231,7 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 			lease_epoch           = l.lease_epoch + 1,
 			lease_expired_seen_at = NULL,
 			attempts              = l.attempts + 1,
-			suspect               = CASE WHEN l.lease_owner IS NOT NULL AND l.suspect = '' THEN 'holder_died' ELSE l.suspect END
+			suspect               = CASE WHEN l.lease_owner IS NOT NULL THEN 'holder_died' ELSE l.suspect END
 		FROM prev
 		WHERE l.id = prev.id AND l.generation = $2 AND l.state IN ('active', 'degraded', 'idle')
 		  AND (l.next_attempt_at IS NULL OR l.next_attempt_at <= now())
@@ -348,7 +348,7 @@ func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *t
 				lease_until           = NULL,
 				lease_expired_seen_at = NULL,
 				attempts              = 0,
-				suspect               = '',
+				suspect               = $16,
 				failures              = 0,
 				failing_since         = NULL,
 				last_error            = '',
@@ -361,7 +361,7 @@ func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *t
 		lease.LinkID, lease.Owner, lease.Epoch, lease.Generation,
 		l.Token.AccessToken, l.Token.TokenType, l.Token.RefreshToken, l.Token.IDToken,
 		nullTime(l.Token.Expiry), nonNil(l.Token.Scopes), extra, l.KeyID,
-		l.AccountID, l.AccountLogin, nullTime(l.Token.IssuedAt))
+		l.AccountID, l.AccountLogin, nullTime(l.Token.IssuedAt), l.Suspect)
 }
 
 // MarkReauthRequired implements [tokenbroker.LinkStore]: fenced by the

@@ -222,7 +222,7 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 				lease_epoch           = lease_epoch + 1,
 				lease_expired_seen_at = NULL,
 				attempts              = attempts + 1,
-				suspect               = CASE WHEN lease_owner IS NOT NULL AND suspect = '' THEN 'holder_died' ELSE suspect END
+				suspect               = CASE WHEN lease_owner IS NOT NULL THEN 'holder_died' ELSE suspect END
 			WHERE id = ? AND generation = ? AND state IN ('active', 'degraded', 'idle')
 			  AND (next_attempt_at IS NULL OR next_attempt_at <= `+nowMS+`)
 			  AND (lease_owner IS NULL OR (lease_until < `+nowMS+`
@@ -321,7 +321,7 @@ func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *t
 			lease_until           = NULL,
 			lease_expired_seen_at = NULL,
 			attempts              = 0,
-			suspect               = '',
+			suspect               = ?,
 			failures              = 0,
 			failing_since         = NULL,
 			last_error            = '',
@@ -331,7 +331,7 @@ func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *t
 		WHERE `+leaseFence+` AND generation = ?`,
 		l.Token.AccessToken, l.Token.TokenType, l.Token.RefreshToken, l.Token.IDToken,
 		toMS(l.Token.Expiry), toMS(l.Token.IssuedAt), scopes, extra, l.KeyID,
-		l.AccountID, l.AccountID, l.AccountLogin, l.AccountLogin,
+		l.AccountID, l.AccountID, l.AccountLogin, l.AccountLogin, l.Suspect,
 		lease.LinkID, lease.Owner, lease.Epoch, lease.Generation)
 	if ok {
 		s.hub.Signal(lease.LinkID)

@@ -42,6 +42,7 @@ func RunConformance(t *testing.T, open func(t *testing.T) tokenbroker.Store) {
 		{"ReleaseLeaseOnlyByHolder", testReleaseLease},
 		{"ReleaseRecordsOutcomeAndBackoff", testReleaseOutcome},
 		{"AttemptsAndSuspectAreDurable", testAttemptsAndSuspect},
+		{"SuspectCarriedByCommit", testSuspectCarriedByCommit},
 		{"CommitRefresh", testCommitRefresh},
 		{"CommitRefreshStaleGenerationChangesNothing", testCommitRefreshStale},
 		{"CommitRefreshFencedByLease", testCommitRefreshFenced},
