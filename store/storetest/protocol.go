@@ -41,6 +41,8 @@ func RunProtocolConformance(t *testing.T, open func(t *testing.T) tokenbroker.St
 		{"ProviderHealthCircuit", testProviderHealthCircuit},
 		{"ProviderHealthMisconfigured", testProviderHealthMisconfigured},
 		{"ProviderProbeRace", testProviderProbeRace},
+		{"ReleaseDegradesOnce", testReleaseDegrades},
+		{"AcquireLeaseReportsStateAndFailures", testAcquireReportsState},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
