@@ -183,6 +183,13 @@ type StaleLinkQuery struct {
 	Limit           int
 }
 
+// ExpiryCursor is a position in the (Token.Expiry, ID) order of
+// [LinkStore.ListLinksExpiringBefore]; the zero value is the start.
+type ExpiryCursor struct {
+	Expiry time.Time
+	ID     int64
+}
+
 // LinkStateCount is the number of links of one provider in one state.
 type LinkStateCount struct {
 	ProviderID string

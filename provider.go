@@ -58,9 +58,23 @@ type ProviderInfo struct {
 	DisplayName    string        `json:"display_name"`
 	Scopes         []string      `json:"scopes"`
 	RefreshAhead   time.Duration `json:"-"`
+	KeepAlive      KeepAlive     `json:"-"`
 	SupportsDevice bool          `json:"supports_device"`
 	SupportsRevoke bool          `json:"supports_revoke"`
 	Hosts          string        `json:"hosts,omitempty"` // regular expression of hosts it serves
+}
+
+// KeepAlive is a provider's policy for grants that expire when unused
+// (docs/production.md, "Keep-alive").
+type KeepAlive struct {
+	// InactivityLimit is how long the provider lets a grant live
+	// unrefreshed; 0: no limit. An idle link past it has expired by
+	// inactivity.
+	InactivityLimit time.Duration
+	// RefreshAfter is the age of a link's tokens (since RefreshedAt) at
+	// which a link still in use is refreshed to keep its grant alive; 0:
+	// never.
+	RefreshAfter time.Duration
 }
 
 // Account is the user's identity at a provider.

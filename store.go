@@ -101,13 +101,14 @@ type LinkStore interface {
 	MarkReauthRequired(ctx context.Context, lease Lease, r Reauth, rec Record) (bool, error)
 	// ListLinksExpiringBefore returns the links the background refresher
 	// keeps fresh (active or degraded) whose access token expires before
-	// t, soonest first, at most limit (indexed).
-	ListLinksExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*Link, error)
+	// t, in (expiry, id) order after the cursor (zero: from the start), at
+	// most limit (indexed).
+	ListLinksExpiringBefore(ctx context.Context, t time.Time, after ExpiryCursor, limit int) ([]*Link, error)
 	// ListStaleLinks returns the links of q.ProviderID in one of q.States
-	// whose tokens were obtained (RefreshedAt) before q.RefreshedBefore,
-	// oldest first, at most q.Limit (indexed): the keep-alive's
-	// candidates, and the idle links whose grant has expired by
-	// inactivity.
+	// that hold a refresh token and whose tokens were obtained
+	// (RefreshedAt) before q.RefreshedBefore, oldest first, at most
+	// q.Limit (indexed): the keep-alive's candidates, and the idle links
+	// whose grant has expired by inactivity.
 	ListStaleLinks(ctx context.Context, q StaleLinkQuery) ([]*Link, error)
 	// MarkLinkIdle makes the link idle if it is active or degraded, its
 	// generation is still generation, no lease is held on it and it was

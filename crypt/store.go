@@ -234,8 +234,20 @@ func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *t
 
 // ListLinksExpiringBefore implements [tokenbroker.LinkStore], opening the
 // tokens.
-func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*tokenbroker.Link, error) {
-	links, err := s.Store.ListLinksExpiringBefore(ctx, t, limit)
+func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, after tokenbroker.ExpiryCursor, limit int) ([]*tokenbroker.Link, error) {
+	links, err := s.Store.ListLinksExpiringBefore(ctx, t, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ring.openLinks(links); err != nil {
+		return nil, err
+	}
+	return links, nil
+}
+
+// ListStaleLinks implements [tokenbroker.LinkStore], opening the tokens.
+func (s *Store) ListStaleLinks(ctx context.Context, q tokenbroker.StaleLinkQuery) ([]*tokenbroker.Link, error) {
+	links, err := s.Store.ListStaleLinks(ctx, q)
 	if err != nil {
 		return nil, err
 	}

@@ -191,9 +191,14 @@ func TestStoreRoundTrip(t *testing.T) {
 		if err != nil || len(list) != 2 || list[0].Token.AccessToken != next.Token.AccessToken || list[1].Token.AccessToken != testToken("alice", "gitlab", 1).AccessToken {
 			t.Errorf("ListLinks = %v, %v", list, err)
 		}
-		exp, err := s.ListLinksExpiringBefore(ctx, time.Now().Add(2*time.Hour), 10)
+		exp, err := s.ListLinksExpiringBefore(ctx, time.Now().Add(2*time.Hour), tokenbroker.ExpiryCursor{}, 10)
 		if err != nil || len(exp) != 2 || !strings.HasPrefix(exp[0].Token.RefreshToken, "rt-alice") {
 			t.Errorf("ListLinksExpiringBefore = %v, %v", exp, err)
+		}
+		stale, err := s.ListStaleLinks(ctx, tokenbroker.StaleLinkQuery{ProviderID: "gitlab", States: []tokenbroker.LinkState{tokenbroker.LinkActive},
+			RefreshedBefore: time.Now().Add(time.Hour), Limit: 10})
+		if err != nil || len(stale) != 1 || !strings.HasPrefix(stale[0].Token.RefreshToken, "rt-alice") {
+			t.Errorf("ListStaleLinks = %v, %v; want the link with its tokens opened", stale, err)
 		}
 		notBy, err := s.ListLinksNotSealedBy(ctx, "other", 0, 10)
 		if err != nil || len(notBy) != 2 || !strings.HasPrefix(notBy[0].Token.IDToken, "idt-alice") {

@@ -89,6 +89,16 @@ type ProviderConfig struct {
 	// RefreshAhead is how long before expiry a token is refreshed; unset:
 	// the kind's default.
 	RefreshAhead *Duration `yaml:"refresh_ahead"`
+	// InactivityLimit is how long the provider lets a grant live unused:
+	// its refresh token expires when no refresh used it for this long. An
+	// idle link past it is marked reauth_required (reason inactivity).
+	// Unset: the kind's documented limit (docs/providers.md); 0: none.
+	InactivityLimit *Duration `yaml:"inactivity_limit"`
+	// KeepAlive refreshes a link that is still used (not idle) whose
+	// tokens were obtained longer ago than this, so its grant never
+	// reaches InactivityLimit. Unset: nine tenths of InactivityLimit; 0:
+	// off.
+	KeepAlive *Duration `yaml:"keep_alive"`
 	// ExtraTokenKeys are members of the token response to keep in
 	// [tokenbroker.Token.Extra], as strings (e.g. refresh_token_expires_in).
 	ExtraTokenKeys []string `yaml:"extra_token_keys"`
@@ -266,6 +276,12 @@ func (pc *ProviderConfig) validate(i int) []*FieldError {
 			bad("refresh_ahead", "%s: want a duration between 0 and 24h", d)
 		}
 	}
+	if pc.InactivityLimit != nil {
+		if d := time.Duration(*pc.InactivityLimit); d < 0 || d > maxInactivityLimit {
+			bad("inactivity_limit", "%s: want 0 (none) or a duration up to %s", d, maxInactivityLimit)
+		}
+	}
+
 	for _, k := range pc.ExtraTokenKeys {
 		switch k {
 		case "":
@@ -295,6 +311,15 @@ func (pc *ProviderConfig) validate(i int) []*FieldError {
 		bad("issuer", "only for kind oidc")
 	}
 	r := pc.Resolve()
+	if pc.KeepAlive != nil {
+		d := time.Duration(*pc.KeepAlive)
+		switch limit := r.InactivityLimit; {
+		case d < 0 || d > maxInactivityLimit:
+			bad("keep_alive", "%s: want 0 (off) or a duration up to %s", d, maxInactivityLimit)
+		case d != 0 && limit != nil && *limit > 0 && d >= time.Duration(*limit):
+			bad("keep_alive", "%s: must be shorter than inactivity_limit (%s), or the grant expires first", d, time.Duration(*limit))
+		}
+	}
 	for _, f := range spec.required {
 		if r.field(f) == "" {
 			bad(f, "required for kind %s", pc.Kind)
@@ -311,6 +336,9 @@ func (pc *ProviderConfig) validate(i int) []*FieldError {
 	}
 	return errs
 }
+
+// maxInactivityLimit bounds inactivity_limit and keep_alive (ten years).
+const maxInactivityLimit = 10 * 365 * 24 * time.Hour
 
 var tenantRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9.-]{0,253}$`)
 

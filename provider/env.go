@@ -54,6 +54,8 @@ var envFields = map[string]func(pc *ProviderConfig, v string) error{
 		pc.RefreshAhead = &dd
 		return nil
 	},
+	"INACTIVITY_LIMIT": func(pc *ProviderConfig, v string) error { return envDuration(&pc.InactivityLimit, v) },
+	"KEEP_ALIVE":       func(pc *ProviderConfig, v string) error { return envDuration(&pc.KeepAlive, v) },
 	"INSECURE_HTTP": func(pc *ProviderConfig, v string) error {
 		b, err := strconv.ParseBool(strings.TrimSpace(v))
 		if err != nil {
@@ -62,6 +64,17 @@ var envFields = map[string]func(pc *ProviderConfig, v string) error{
 		pc.InsecureHTTP = b
 		return nil
 	},
+}
+
+// envDuration parses an environment duration into *p.
+func envDuration(p **Duration, v string) error {
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		return fmt.Errorf("want a duration such as \"10m\", got %q", v)
+	}
+	dd := Duration(d)
+	*p = &dd
+	return nil
 }
 
 // envFieldNames lists the keys of envFields, longest first, so that

@@ -56,7 +56,11 @@ type kindSpec struct {
 	// token twice (docs/design.md I2).
 	authStyle    oauth2.AuthStyle
 	refreshAhead time.Duration
-	scopes       []string // default scopes
+	// inactivityLimit is how long the provider, by its documentation,
+	// lets a grant live unrefreshed (docs/providers.md, "Keep-alive"); 0:
+	// no documented limit.
+	inactivityLimit time.Duration
+	scopes          []string // default scopes
 	// requiredScopes are added to the configured scopes (Microsoft's
 	// offline_access, without which no refresh token is issued).
 	requiredScopes []string
@@ -94,15 +98,19 @@ var kinds = map[string]*kindSpec{
 		resolve:     func(*ProviderConfig) {},
 	},
 	KindGitHub: {
-		displayName:    "GitHub",
-		authStyle:      oauth2.AuthStyleInParams,
-		refreshAhead:   15 * time.Minute, // 8-hour tokens
-		deviceNoSecret: true,
-		idFields:       []string{"id"},
-		loginFields:    []string{"login"},
-		emailFields:    []string{"email"},
-		revoke:         revokeGitHub,
-		baseURL:        true,
+		displayName:  "GitHub",
+		authStyle:    oauth2.AuthStyleInParams,
+		refreshAhead: 15 * time.Minute, // 8-hour tokens
+		// A GitHub App's user refresh token expires 6 months after it was
+		// issued (refresh_token_expires_in 15897600 s); each refresh issues
+		// a new one.
+		inactivityLimit: 184 * 24 * time.Hour,
+		deviceNoSecret:  true,
+		idFields:        []string{"id"},
+		loginFields:     []string{"login"},
+		emailFields:     []string{"email"},
+		revoke:          revokeGitHub,
+		baseURL:         true,
 		resolve: func(pc *ProviderConfig) {
 			base := strings.TrimSuffix(orDefault(pc.BaseURL, "https://github.com"), "/")
 			api := "https://api.github.com"
@@ -163,6 +171,8 @@ var kinds = map[string]*kindSpec{
 		displayName: "Google",
 		authStyle:   oauth2.AuthStyleInParams,
 		scopes:      []string{"openid", "email", "profile"},
+		// A refresh token that has not been used for six months expires.
+		inactivityLimit: 180 * 24 * time.Hour,
 		// A refresh token is issued only with access_type=offline, and
 		// again for a returning user only with prompt=consent.
 		authParams:  map[string]string{"access_type": "offline", "prompt": "consent"},
@@ -213,13 +223,16 @@ var kinds = map[string]*kindSpec{
 func giteaSpec(name string) *kindSpec {
 	return &kindSpec{
 		displayName: name,
-		authStyle:   oauth2.AuthStyleInParams,
-		idFields:    []string{"id"},
-		loginFields: []string{"login", "username"},
-		emailFields: []string{"email"},
-		revoke:      revokeRFC7009, // only when revoke_url is set
-		baseURL:     true,
-		required:    []string{"base_url"},
+		// The server's [oauth2] REFRESH_TOKEN_EXPIRATION_TIME, 730 hours
+		// by default.
+		inactivityLimit: 730 * time.Hour,
+		authStyle:       oauth2.AuthStyleInParams,
+		idFields:        []string{"id"},
+		loginFields:     []string{"login", "username"},
+		emailFields:     []string{"email"},
+		revoke:          revokeRFC7009, // only when revoke_url is set
+		baseURL:         true,
+		required:        []string{"base_url"},
 		resolve: func(pc *ProviderConfig) {
 			if pc.BaseURL == "" {
 				return
@@ -240,12 +253,15 @@ func microsoftSpec(name string, scopes []string, validate, hosts string, login, 
 		scopes:         scopes,
 		requiredScopes: []string{"offline_access"},
 		refreshScope:   true,
-		idFields:       []string{"id"},
-		loginFields:    login,
-		emailFields:    email,
-		revoke:         revokeRFC7009, // only when revoke_url is set
-		baseURL:        true,
-		tenant:         true,
+		// Entra ID refresh tokens expire after 90 days of inactivity
+		// (AADSTS700082).
+		inactivityLimit: 90 * 24 * time.Hour,
+		idFields:        []string{"id"},
+		loginFields:     login,
+		emailFields:     email,
+		revoke:          revokeRFC7009, // only when revoke_url is set
+		baseURL:         true,
+		tenant:          true,
 		resolve: func(pc *ProviderConfig) {
 			authority := strings.TrimSuffix(orDefault(pc.BaseURL, "https://login.microsoftonline.com"), "/") +
 				"/" + orDefault(pc.Tenant, "common") + "/oauth2/v2.0"
@@ -298,6 +314,14 @@ func (pc ProviderConfig) Resolve() ProviderConfig {
 			d = Duration(DefaultRefreshAhead)
 		}
 		r.RefreshAhead = &d
+	}
+	if r.InactivityLimit == nil {
+		d := Duration(spec.inactivityLimit)
+		r.InactivityLimit = &d
+	}
+	if r.KeepAlive == nil {
+		d := Duration(time.Duration(*r.InactivityLimit) / 10 * 9)
+		r.KeepAlive = &d
 	}
 	if r.AuthStyle == "" && r.Kind != KindOIDC { // oidc: from discovery
 		r.AuthStyle = authStyleHeader

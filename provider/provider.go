@@ -146,15 +146,26 @@ func (p *oauthProvider) Info() tokenbroker.ProviderInfo {
 	ep, ready := p.ep, p.ready
 	p.mu.Unlock()
 	return tokenbroker.ProviderInfo{
-		ID:             p.pc.ID,
-		Kind:           p.pc.Kind,
-		DisplayName:    p.pc.DisplayName,
-		Scopes:         append([]string(nil), p.pc.Scopes...),
-		RefreshAhead:   p.RefreshAhead(),
+		ID:           p.pc.ID,
+		Kind:         p.pc.Kind,
+		DisplayName:  p.pc.DisplayName,
+		Scopes:       append([]string(nil), p.pc.Scopes...),
+		RefreshAhead: p.RefreshAhead(),
+		KeepAlive: tokenbroker.KeepAlive{
+			InactivityLimit: durationOf(p.pc.InactivityLimit),
+			RefreshAfter:    durationOf(p.pc.KeepAlive),
+		},
 		SupportsDevice: ep.device != "" || !ready && p.pc.DeviceURL != "",
 		SupportsRevoke: p.spec.revoke != revokeNone && (ep.revoke != "" || !ready),
 		Hosts:          p.pc.Hosts,
 	}
+}
+
+func durationOf(d *Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return time.Duration(*d)
 }
 
 // serves reports whether the provider serves host (a host name, or

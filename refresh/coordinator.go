@@ -352,7 +352,7 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 		}
 
 		// Step 3: one flight per link and replica; the others share it.
-		res, err := c.fly(ctx, p, l, minValid)
+		res, err := c.fly(ctx, p, l, minValid, time.Time{})
 		switch {
 		case err == nil:
 		case errors.Is(err, tokenbroker.ErrReauthRequired):
@@ -415,6 +415,7 @@ type flight struct {
 	// Guarded by Coordinator.mu.
 	callers    int
 	need       time.Duration // the largest minValid among its callers
+	before     time.Time     // refresh tokens obtained before this (keep-alive; see fresh)
 	cancelWait context.CancelFunc
 	waitOnce   sync.Once
 }
@@ -424,7 +425,7 @@ type flight struct {
 // first caller giving up never abandons a refresh under way (I2, I5). While
 // the flight only waits for another replica's holder, it stops when its
 // last caller has left.
-func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, minValid time.Duration) (*tokenbroker.Link, error) {
+func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, minValid time.Duration, before time.Time) (*tokenbroker.Link, error) {
 	key := cacheKey(l.ProviderID, l.UserID)
 	c.mu.Lock()
 	if c.closed {
@@ -443,6 +444,9 @@ func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenb
 	}
 	f.callers++
 	f.need = max(f.need, minValid)
+	if before.After(f.before) {
+		f.before = before
+	}
 	c.mu.Unlock()
 	defer func() {
 		c.mu.Lock()
@@ -520,7 +524,7 @@ func (c *Coordinator) flight(ctx context.Context, f *flight, p tokenbroker.Provi
 		if l.State == tokenbroker.LinkReauthRequired {
 			return nil, reauthErr(l)
 		}
-		if l.Token.ValidFor(c.cfg.Clock.Now(), window(l, p, c.need(f))) {
+		if c.fresh(f, p, l) {
 			return l, nil // refreshed meanwhile
 		}
 
@@ -594,6 +598,7 @@ func (c *Coordinator) flight(ctx context.Context, f *flight, p tokenbroker.Provi
 		// for its signal, a poll tick, or the end of its lease or grace.
 		f.waitOnce.Do(func() { close(f.waiting) })
 		c.stats.waits.Add(1)
+		c.cfg.Metrics.wait()
 		if err := c.wait(ctx, sub, g); err != nil {
 			return nil, err
 		}
@@ -616,7 +621,9 @@ func (c *Coordinator) wait(ctx context.Context, sub <-chan struct{}, g *tokenbro
 	}
 	select {
 	case <-sub:
+		c.cfg.Metrics.wakeup(true)
 	case <-c.cfg.Clock.After(d):
+		c.cfg.Metrics.wakeup(false)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -696,6 +703,7 @@ func (c *Coordinator) onRefreshed(ctx context.Context, renewal *renewal, l *toke
 		}
 		c.stats.lostCommits.Add(1)
 		c.cfg.Metrics.lost(reason)
+		c.cfg.Metrics.refreshOutcome(l.ProviderID, "lost")
 		c.log.Error("lost refresh: the provider's answer could not be committed and is discarded",
 			"user", l.UserID, "provider", l.ProviderID, "generation", l.Generation, "reason", reason, "err", err)
 		ev := c.event(l, tokenbroker.AuditLostRefresh, reason,

@@ -27,6 +27,7 @@ type Metrics struct {
 	renewals      *prometheus.CounterVec
 	circuitOpens  *prometheus.CounterVec
 	misconfig     *prometheus.GaugeVec
+	lifecycle     *lifecycleMetrics
 }
 
 // NewMetrics creates the series and registers them with reg.
@@ -70,9 +71,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while this replica last saw the provider refuse this service's client credentials.",
 		}, []string{"provider"}),
 	}
+	m.lifecycle = newLifecycleMetrics()
 	if reg != nil {
 		reg.MustRegister(m.providerCalls, m.latency, m.refreshes, m.failures, m.lostRefreshes,
 			m.leases, m.renewals, m.circuitOpens, m.misconfig)
+		m.lifecycle.register(reg)
 	}
 	return m
 }
@@ -92,12 +95,14 @@ func (m *Metrics) providerLatency(provider string, d time.Duration) {
 func (m *Metrics) refreshed(provider string) {
 	if m != nil {
 		m.refreshes.WithLabelValues(provider).Inc()
+		m.refreshOutcome(provider, "ok")
 	}
 }
 
 func (m *Metrics) failed(provider, class string) {
 	if m != nil {
 		m.failures.WithLabelValues(provider, class).Inc()
+		m.refreshOutcome(provider, class)
 	}
 }
 

@@ -44,9 +44,18 @@ type serveConfig struct {
 	DegradeAfter time.Duration
 	// AuditRetention is how long audit rows are kept (0: forever).
 	AuditRetention time.Duration
-	LogRequests    bool
-	LogFormat      string
-	LogLevel       string
+	// The background refresher (refresh.Refresher): on unless
+	// BackgroundRefresh is false.
+	BackgroundRefresh  bool
+	RefreshInterval    time.Duration
+	RefreshConcurrency int
+	IdleAfter          time.Duration
+	// LastUsedInterval is how often each replica writes the links asked
+	// for since its last write (refresh.UseRecorder).
+	LastUsedInterval time.Duration
+	LogRequests      bool
+	LogFormat        string
+	LogLevel         string
 	// MetricsAddr, if set, serves /metrics on its own listener instead of
 	// the main one.
 	MetricsAddr string
@@ -116,6 +125,11 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	fs.DurationVar(&cfg.TokenCacheTTL, "token-cache-ttl", envDuration(getenv, "TOKENBROKER_TOKEN_CACHE_TTL", time.Second, &cfg.envErr), "how long a replica may serve a fresh token from memory; changes invalidate it at once, this bounds it if notifications are lost; 0 disables (env TOKENBROKER_TOKEN_CACHE_TTL)")
 	fs.DurationVar(&cfg.DegradeAfter, "degrade-after", envDuration(getenv, "TOKENBROKER_DEGRADE_AFTER", refresh.DefaultDegradeAfter, &cfg.envErr), "how long a link's refreshes may keep failing transiently before it is marked degraded (link.degraded) (env TOKENBROKER_DEGRADE_AFTER)")
 	fs.DurationVar(&cfg.AuditRetention, "audit-retention", envDuration(getenv, "TOKENBROKER_AUDIT_RETENTION", audit.DefaultRetention, &cfg.envErr), "how long audit rows are kept; older ones are deleted in the background, by one replica at a time; 0 keeps them forever (env TOKENBROKER_AUDIT_RETENTION)")
+	fs.BoolVar(&cfg.BackgroundRefresh, "background-refresh", envParse(getenv, "TOKENBROKER_BACKGROUND_REFRESH", true, strconv.ParseBool, "true or false", &cfg.envErr), "refresh links in the background before they expire, keep alive the grants of providers that expire unused ones, and let unused links go idle; every replica runs it, the refresh lease makes them cooperate (env TOKENBROKER_BACKGROUND_REFRESH)")
+	fs.DurationVar(&cfg.RefreshInterval, "background-refresh-interval", envDuration(getenv, "TOKENBROKER_BACKGROUND_REFRESH_INTERVAL", refresh.DefaultRefresherInterval, &cfg.envErr), "pause between the background refresher's scans, with jitter (env TOKENBROKER_BACKGROUND_REFRESH_INTERVAL)")
+	fs.IntVar(&cfg.RefreshConcurrency, "background-refresh-concurrency", envInt(getenv, "TOKENBROKER_BACKGROUND_REFRESH_CONCURRENCY", refresh.DefaultRefresherConcurrency, &cfg.envErr), "background refreshes in flight at once per replica (env TOKENBROKER_BACKGROUND_REFRESH_CONCURRENCY)")
+	fs.DurationVar(&cfg.IdleAfter, "idle-after", envDuration(getenv, "TOKENBROKER_IDLE_AFTER", refresh.DefaultIdleAfter, &cfg.envErr), "a link nobody asked for in this long is marked idle: no longer refreshed in the background nor kept alive, left to expire; 0 never (env TOKENBROKER_IDLE_AFTER)")
+	fs.DurationVar(&cfg.LastUsedInterval, "last-used-interval", envDuration(getenv, "TOKENBROKER_LAST_USED_INTERVAL", refresh.DefaultUseInterval, &cfg.envErr), "how often each replica writes which links were asked for (their last use, at most one write per link per interval) (env TOKENBROKER_LAST_USED_INTERVAL)")
 	fs.BoolVar(&cfg.LogRequests, "log-requests", envBool(getenv, "TOKENBROKER_LOG_REQUESTS", &cfg.envErr), "log every API request at info level (default: debug level; errors are always logged) (env TOKENBROKER_LOG_REQUESTS=true)")
 	fs.StringVar(&cfg.LogFormat, "log-format", envOr(getenv, "TOKENBROKER_LOG_FORMAT", "text"), "log format: text or json (env TOKENBROKER_LOG_FORMAT)")
 	fs.StringVar(&cfg.LogLevel, "log-level", envOr(getenv, "TOKENBROKER_LOG_LEVEL", "info"), "log level: debug, info, warn, error (env TOKENBROKER_LOG_LEVEL)")
@@ -182,6 +196,21 @@ func (c *serveConfig) Validate() error {
 	}
 	if c.DegradeAfter < time.Second || c.DegradeAfter > 30*24*time.Hour {
 		return fmt.Errorf("invalid --degrade-after %s: want 1s to 720h", c.DegradeAfter)
+	}
+	if c.RefreshInterval < 10*time.Millisecond || c.RefreshInterval > time.Hour {
+		return fmt.Errorf("invalid --background-refresh-interval %s: want 10ms to 1h", c.RefreshInterval)
+	}
+	if c.RefreshConcurrency < 1 || c.RefreshConcurrency > 1000 {
+		return fmt.Errorf("invalid --background-refresh-concurrency %d: want 1 to 1000", c.RefreshConcurrency)
+	}
+	if c.IdleAfter < 0 {
+		return fmt.Errorf("invalid --idle-after %s: want 0 (never) or a duration", c.IdleAfter)
+	}
+	if c.LastUsedInterval < 10*time.Millisecond || c.LastUsedInterval > 24*time.Hour {
+		return fmt.Errorf("invalid --last-used-interval %s: want 10ms to 24h", c.LastUsedInterval)
+	}
+	if c.IdleAfter > 0 && c.IdleAfter <= c.LastUsedInterval {
+		return fmt.Errorf("invalid --idle-after %s: must exceed --last-used-interval %s (uses are written that late)", c.IdleAfter, c.LastUsedInterval)
 	}
 	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > time.Minute {
 		return fmt.Errorf("invalid --token-cache-ttl %s: want 0 to 1m", c.TokenCacheTTL)

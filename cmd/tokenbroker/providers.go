@@ -148,6 +148,12 @@ func providersCheck(ctx context.Context, out io.Writer, path string, online bool
 		if r.RefreshAhead != nil {
 			row("refresh_ahead", time.Duration(*r.RefreshAhead).String())
 		}
+		if r.InactivityLimit != nil && *r.InactivityLimit > 0 {
+			row("inactivity_limit", time.Duration(*r.InactivityLimit).String())
+		}
+		if r.KeepAlive != nil && *r.KeepAlive > 0 {
+			row("keep_alive", time.Duration(*r.KeepAlive).String())
+		}
 		row("extra_token_keys", strings.Join(r.ExtraTokenKeys, " "))
 		row("hosts", r.Hosts)
 		if serr != nil {

@@ -59,14 +59,16 @@ can serve together. Migrations are applied at start.`,
 
 // app is a wired tokenbroker: store, ring, providers, coordinator, HTTP.
 type app struct {
-	cfg      *serveConfig
-	log      *slog.Logger
-	handle   storeHandle
-	store    tokenbroker.Store // sealed
-	tokens   tokenbroker.TokenService
-	audit    *audit.Batcher
-	handler  http.Handler
-	registry *prometheus.Registry
+	cfg    *serveConfig
+	log    *slog.Logger
+	handle storeHandle
+	store  tokenbroker.Store // sealed
+	tokens tokenbroker.TokenService
+	// refresher is the background refresher; nil when it is off.
+	refresher *refresh.Refresher
+	audit     *audit.Batcher
+	handler   http.Handler
+	registry  *prometheus.Registry
 	// tracer is the process's tracer provider: a no-op one unless an
 	// OTLP endpoint is configured.
 	tracer trace.TracerProvider
@@ -180,7 +182,9 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 
 	a.registry = prometheus.NewRegistry()
 	a.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	a.registry.MustRegister(refresh.NewLinkStateCollector(h.Store(), log))
 	a.audit = audit.NewBatcher(h.Store(), audit.Options{Logger: log})
+	rm := refresh.NewMetrics(a.registry)
 
 	if opts.tokens != nil {
 		if a.tokens, err = opts.tokens(a.store, reg); err != nil {
@@ -191,7 +195,7 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 			Store: a.store, Signaler: h.Signaler(), Providers: reg, Auditor: a.audit, Logger: log,
 			Owner: cfg.ReplicaID, LeaseTTL: cfg.LeaseTTL, Grace: cfg.LeaseGrace, ProviderTimeout: cfg.ProviderTimeout,
 			DegradeAfter: cfg.DegradeAfter,
-			Metrics:      refresh.NewMetrics(a.registry), Tracer: tp.Tracer("github.com/tokenbroker/tokenbroker/refresh"),
+			Metrics:      rm, Tracer: tp.Tracer("github.com/tokenbroker/tokenbroker/refresh"),
 		}
 		if feed, ok := h.Signaler().(tokenbroker.ChangeFeed); ok && cfg.TokenCacheTTL > 0 {
 			rc.Changes, rc.CacheTTL = feed, cfg.TokenCacheTTL
@@ -203,8 +207,37 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 		if err != nil {
 			return nil, err
 		}
-		a.tokens = co
-		a.closers = append(a.closers, co.Close)
+		// Token requests are counted and mark their link used; the uses
+		// are written in batches, off the token path.
+		uses := refresh.NewUseRecorder(h.Store(), cfg.LastUsedInterval, nil, log)
+		uses.Start()
+		a.tokens = refresh.TrackUse(co, uses, rm)
+		if cfg.BackgroundRefresh {
+			idle := cfg.IdleAfter
+			if idle == 0 {
+				idle = -1 // never
+			}
+			a.refresher, err = refresh.NewRefresher(refresh.RefresherConfig{
+				Coordinator: co, Store: a.store, Interval: cfg.RefreshInterval,
+				Concurrency: cfg.RefreshConcurrency, IdleAfter: idle, Logger: log,
+			})
+			if err != nil {
+				co.Close()
+				uses.Close()
+				return nil, err
+			}
+			a.refresher.Start()
+		}
+		// The refresher stops before the coordinator, whose Close waits
+		// for the flights it started; the last uses are written after
+		// the server stopped taking requests.
+		a.closers = append(a.closers, func() {
+			if a.refresher != nil {
+				a.refresher.Close()
+			}
+			co.Close()
+			uses.Close()
+		})
 	}
 
 	var workloads httpapi.WorkloadVerifier
@@ -281,7 +314,7 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	console, err := web.NewConsole(web.ConsoleConfig{
 		Store: a.store, Providers: reg, Backend: api, Auditor: a.audit, BaseURL: baseURL,
 		CookieKey: consoleKey, Logger: log, Docs: docs.FS, Version: version(),
-		Status: runtimeStatus(a.registry),
+		Status: runtimeStatus(a.registry, a.refresher),
 	})
 	if err != nil {
 		return nil, err

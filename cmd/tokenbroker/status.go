@@ -14,14 +14,20 @@ import (
 
 // runtimeStatus gives the console's overview what this replica measures:
 // the p50 and p99 of its provider refresh calls since it started, read from
-// its own metrics (other replicas measure their own).
-func runtimeStatus(reg prometheus.Gatherer) func(context.Context) *web.RuntimeStatus {
+// its own metrics (other replicas measure their own), and what its
+// background refresher's last scan found (nil: the refresher is off).
+func runtimeStatus(reg prometheus.Gatherer, r *refresh.Refresher) func(context.Context) *web.RuntimeStatus {
 	return func(context.Context) *web.RuntimeStatus {
 		mfs, err := reg.Gather()
 		if err != nil {
 			return nil
 		}
 		st := &web.RuntimeStatus{Providers: map[string]web.ProviderStatus{}}
+		if r != nil {
+			if s := r.Status(); !s.At.IsZero() {
+				st.Refresher = &web.RefresherStatus{Lag: s.Lag, Due: int64(s.Due)}
+			}
+		}
 		for _, mf := range mfs {
 			if mf.GetName() != refresh.ProviderLatencyMetric {
 				continue

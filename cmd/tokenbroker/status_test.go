@@ -25,7 +25,7 @@ func TestRuntimeStatusLatency(t *testing.T) {
 	for range 10 {
 		h.WithLabelValues("github").Observe(2.0)
 	}
-	st := runtimeStatus(reg)(context.Background())
+	st := runtimeStatus(reg, nil)(context.Background())
 	got, ok := st.Providers["github"]
 	if !ok {
 		t.Fatalf("no latency for github: %+v", st)

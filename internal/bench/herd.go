@@ -448,7 +448,7 @@ func scrapeCounter(ctx context.Context, url, name string) (float64, error) {
 
 // ReplicaEnv is the environment of replicas serving provider "bench" (kind
 // oauth2, no refresh-ahead) against idp, on dbURL (empty: SQLite in
-// dataDir), with the encryption key key.
+// dataDir), with the encryption key key, and no background refresher.
 func ReplicaEnv(idp *fakeidp.Server, key, dbURL, dataDir string) []string {
 	ep := idp.Endpoints()
 	return []string{
@@ -464,6 +464,10 @@ func ReplicaEnv(idp *fakeidp.Server, key, dbURL, dataDir string) []string {
 		"TOKENBROKER_PROVIDER_BENCH_VALIDATE_URL=" + ep.Userinfo,
 		"TOKENBROKER_PROVIDER_BENCH_REVOKE_URL=" + ep.Revoke,
 		"TOKENBROKER_PROVIDER_BENCH_REFRESH_AHEAD=0s",
+		// The herd measures callers meeting an expired token, which the
+		// background refresher would otherwise have refreshed before
+		// them; tests of the refresher turn it back on.
+		"TOKENBROKER_BACKGROUND_REFRESH=false",
 	}
 }
 

@@ -19,7 +19,7 @@ func (s *Store) ListStaleLinks(ctx context.Context, q tokenbroker.StaleLinkQuery
 	}
 	return scanLinks(s.pool.Query(ctx, `
 		SELECT `+linkColumns+` FROM links
-		WHERE provider_id = $1 AND state = ANY($2) AND refreshed_at < $3
+		WHERE provider_id = $1 AND state = ANY($2) AND refreshed_at < $3 AND refresh_token <> ''
 		ORDER BY refreshed_at, id LIMIT $4`, q.ProviderID, states, q.RefreshedBefore, q.Limit))
 }
 

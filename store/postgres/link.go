@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -442,11 +443,17 @@ func (s *Store) writeIf(ctx context.Context, id int64, rec tokenbroker.Record, w
 
 // ListLinksExpiringBefore implements [tokenbroker.LinkStore] on the
 // partial index links_refresh_expiry.
-func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*tokenbroker.Link, error) {
+func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, after tokenbroker.ExpiryCursor, limit int) ([]*tokenbroker.Link, error) {
+	afterExpiry := after.Expiry
+	if afterExpiry.IsZero() {
+		afterExpiry = time.Unix(0, 0) // before any real expiry: from the start
+		after.ID = math.MinInt64
+	}
 	return scanLinks(s.pool.Query(ctx, `
 		SELECT `+linkColumns+` FROM links
 		WHERE state IN ('active', 'degraded') AND expiry IS NOT NULL AND expiry < $1
-		ORDER BY expiry, id LIMIT $2`, t, limit))
+		  AND (expiry, id) > ($2, $3)
+		ORDER BY expiry, id LIMIT $4`, t, afterExpiry, after.ID, limit))
 }
 
 // ListLinksNotSealedBy implements [tokenbroker.LinkStore].

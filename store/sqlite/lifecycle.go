@@ -25,6 +25,7 @@ func (s *Store) ListStaleLinks(ctx context.Context, q tokenbroker.StaleLinkQuery
 	rows, err := s.rdb.QueryContext(ctx, `
 		SELECT `+linkColumns+` FROM links
 		WHERE provider_id = ? AND state IN (`+strings.Join(marks, ", ")+`) AND refreshed_at < ?
+		  AND refresh_token <> ''
 		ORDER BY refreshed_at, id LIMIT ?`, args...)
 	if err != nil {
 		return nil, translate(err, "links")

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -396,11 +397,16 @@ func (s *Store) writeIf(ctx context.Context, what string, rec tokenbroker.Record
 
 // ListLinksExpiringBefore implements [tokenbroker.LinkStore] on the
 // partial index links_refresh_expiry.
-func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, limit int) ([]*tokenbroker.Link, error) {
+func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, after tokenbroker.ExpiryCursor, limit int) ([]*tokenbroker.Link, error) {
+	afterMS := int64(math.MinInt64)
+	if !after.Expiry.IsZero() {
+		afterMS = after.Expiry.UnixMilli()
+	}
 	rows, err := s.rdb.QueryContext(ctx, `
 		SELECT `+linkColumns+` FROM links
 		WHERE state IN ('active', 'degraded') AND expiry IS NOT NULL AND expiry < ?
-		ORDER BY expiry, id LIMIT ?`, t.UnixMilli(), limit)
+		  AND (expiry, id) > (?, ?)
+		ORDER BY expiry, id LIMIT ?`, t.UnixMilli(), afterMS, after.ID, limit)
 	if err != nil {
 		return nil, translate(err, "links")
 	}

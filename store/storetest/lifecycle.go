@@ -352,6 +352,14 @@ func testListStaleLinks(t *testing.T, s tokenbroker.Store) {
 	if got := names(tokenbroker.StaleLinkQuery{ProviderID: "google", States: live, RefreshedBefore: first.RefreshedAt, Limit: 10}); len(got) != 0 {
 		t.Fatalf("links refreshed before the first = %v, want none", got)
 	}
+	// A link without a refresh token cannot be kept alive: it is left out.
+	noRT := NewLink("u5", "gitlab", exp)
+	noRT.Token.RefreshToken = ""
+	MustPutLink(t, s, noRT)
+	waitPastStore(t, s, MustNow(t, s))
+	if got := names(tokenbroker.StaleLinkQuery{ProviderID: "gitlab", States: live, RefreshedBefore: MustNow(t, s), Limit: 10}); len(got) != 0 {
+		t.Fatalf("stale links without a refresh token = %v, want none", got)
+	}
 }
 
 func testListLinksExpiringStates(t *testing.T, s tokenbroker.Store) {
@@ -365,7 +373,7 @@ func testListLinksExpiringStates(t *testing.T, s tokenbroker.Store) {
 	i := MustPutLink(t, s, NewLink("idle", "p", soon.Add(2*time.Second)))
 	ok, err = s.MarkLinkIdle(c, i.ID, i.Generation, MustNow(t, s).Add(time.Hour), tokenbroker.Record{})
 	wantBool(t, "MarkLinkIdle", ok, err, true)
-	links, err := s.ListLinksExpiringBefore(c, now.Add(5*time.Minute), 10)
+	links, err := s.ListLinksExpiringBefore(c, now.Add(5*time.Minute), tokenbroker.ExpiryCursor{}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,6 +383,25 @@ func testListLinksExpiringStates(t *testing.T, s tokenbroker.Store) {
 	}
 	if want := []string{"active", "degraded"}; !slices.Equal(got, want) {
 		t.Fatalf("ListLinksExpiringBefore = %v, want %v (idle links are left to expire)", got, want)
+	}
+	// Pages: after the first, the second; after the second, none; links
+	// with the same expiry page by id.
+	same := MustPutLink(t, s, NewLink("same", "p", soon))
+	var pages []string
+	after := tokenbroker.ExpiryCursor{}
+	for {
+		page, err := s.ListLinksExpiringBefore(c, now.Add(5*time.Minute), after, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		pages = append(pages, page[0].UserID)
+		after = tokenbroker.ExpiryCursor{Expiry: page[0].Token.Expiry, ID: page[0].ID}
+	}
+	if want := []string{"active", "same", "degraded"}; !slices.Equal(pages, want) || same.ID < d.ID {
+		t.Fatalf("pages of one = %v, want %v", pages, want)
 	}
 }
 

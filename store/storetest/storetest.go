@@ -806,7 +806,7 @@ func testMarkReauth(t *testing.T, s tokenbroker.Store) {
 		t.Fatalf("AcquireLease(reauth_required) = %+v; want lost, reporting the state", g)
 	}
 	// It stays out of the expiry scan.
-	links, err := s.ListLinksExpiringBefore(c, l.Token.Expiry.Add(time.Hour), 10)
+	links, err := s.ListLinksExpiringBefore(c, l.Token.Expiry.Add(time.Hour), tokenbroker.ExpiryCursor{}, 10)
 	if err != nil || len(links) != 0 {
 		t.Fatalf("ListLinksExpiringBefore = %d links, %v; want none", len(links), err)
 	}
@@ -1039,14 +1039,14 @@ func testListLinksExpiringBefore(t *testing.T, s tokenbroker.Store) {
 		}
 		return out
 	}
-	links, err := s.ListLinksExpiringBefore(c, now.Add(5*time.Minute), 10)
+	links, err := s.ListLinksExpiringBefore(c, now.Add(5*time.Minute), tokenbroker.ExpiryCursor{}, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, want := names(links), []string{"v/p0", "u/p1", "u/p2"}; !slices.Equal(got, want) {
 		t.Fatalf("ListLinksExpiringBefore = %v, want %v", got, want)
 	}
-	links, err = s.ListLinksExpiringBefore(c, now.Add(5*time.Minute), 2)
+	links, err = s.ListLinksExpiringBefore(c, now.Add(5*time.Minute), tokenbroker.ExpiryCursor{}, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
