@@ -77,16 +77,22 @@ func (s *conformanceStore) MarkReauthRequired(_ context.Context, lease tokenbrok
 	return s.db.MarkReauthRequired(s.now(), lease, r, rec)
 }
 
-func (s *conformanceStore) ListLinksExpiringBefore(_ context.Context, t time.Time, limit int) ([]*tokenbroker.Link, error) {
+func (s *conformanceStore) ListLinksExpiringBefore(_ context.Context, t time.Time, after tokenbroker.ExpiryCursor, limit int) ([]*tokenbroker.Link, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []*tokenbroker.Link
 	for _, l := range s.db.Links() {
-		if (l.State == tokenbroker.LinkActive || l.State == tokenbroker.LinkDegraded) && !l.Token.Expiry.IsZero() && l.Token.Expiry.Before(t) {
+		if (l.State == tokenbroker.LinkActive || l.State == tokenbroker.LinkDegraded) && !l.Token.Expiry.IsZero() && l.Token.Expiry.Before(t) &&
+			(after.Expiry.IsZero() || l.Token.Expiry.After(after.Expiry) || l.Token.Expiry.Equal(after.Expiry) && l.ID > after.ID) {
 			out = append(out, l)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Token.Expiry.Before(out[j].Token.Expiry) })
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Token.Expiry.Equal(out[j].Token.Expiry) {
+			return out[i].Token.Expiry.Before(out[j].Token.Expiry)
+		}
+		return out[i].ID < out[j].ID
+	})
 	return out[:min(limit, len(out))], nil
 }
 
