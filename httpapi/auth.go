@@ -51,22 +51,27 @@ type keyCache struct {
 }
 
 type keyCacheEntry struct {
-	key   *tokenbroker.APIKey
-	until time.Time
+	key *tokenbroker.APIKey
+	// caller is the key as a request's caller, made once per entry: the
+	// hot path allocates neither it nor its audit actor.
+	caller *caller
+	until  time.Time
 }
 
 func newKeyCache(store tokenbroker.APIKeyStore, ttl time.Duration, now func() time.Time) *keyCache {
 	return &keyCache{store: store, ttl: ttl, now: now, entries: make(map[string]keyCacheEntry)}
 }
 
-// get returns the key with prefix from the cache or the store.
-func (c *keyCache) get(ctx context.Context, prefix string) (*tokenbroker.APIKey, error) {
+// get returns the key with prefix, as a caller, from the cache or the
+// store. The caller is shared by the requests of the entry's lifetime:
+// nobody may modify it.
+func (c *keyCache) get(ctx context.Context, prefix string) (*caller, error) {
 	now := c.now()
 	c.mu.RLock()
 	e, ok := c.entries[prefix]
 	c.mu.RUnlock()
 	if ok && now.Before(e.until) {
-		return e.key, nil
+		return e.caller, nil
 	}
 	v, err, _ := c.group.Do(prefix, func() (any, error) {
 		// Shared by every caller waiting on this prefix: not bound to the
@@ -77,16 +82,16 @@ func (c *keyCache) get(ctx context.Context, prefix string) (*tokenbroker.APIKey,
 		if err != nil {
 			return nil, err
 		}
-		c.put(prefix, k)
-		return k, nil
+		return c.put(prefix, k), nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return v.(*tokenbroker.APIKey), nil
+	return v.(*caller), nil
 }
 
-func (c *keyCache) put(prefix string, k *tokenbroker.APIKey) {
+func (c *keyCache) put(prefix string, k *tokenbroker.APIKey) *caller {
+	kc := keyCaller(k)
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -100,7 +105,8 @@ func (c *keyCache) put(prefix string, k *tokenbroker.APIKey) {
 			clear(c.entries)
 		}
 	}
-	c.entries[prefix] = keyCacheEntry{key: k, until: now.Add(c.ttl)}
+	c.entries[prefix] = keyCacheEntry{key: k, caller: kc, until: now.Add(c.ttl)}
+	return kc
 }
 
 // forget drops prefix from the cache (after a revocation through the API).
@@ -117,6 +123,13 @@ func (c *keyCache) forget(prefix string) {
 type caller struct {
 	*tokenbroker.APIKey
 	workload *tokenbroker.Workload // nil for an API key
+	// keyActor is an API key's audit actor, "key:<prefix>".
+	keyActor string
+}
+
+// keyCaller returns the caller for the API key k.
+func keyCaller(k *tokenbroker.APIKey) *caller {
+	return &caller{APIKey: k, keyActor: "key:" + k.Prefix}
 }
 
 // workloadCaller returns the caller for a verified workload.
@@ -134,6 +147,9 @@ func workloadCaller(w *tokenbroker.Workload) *caller {
 func (c *caller) actor() string {
 	if c.workload != nil {
 		return c.workload.Actor()
+	}
+	if c.keyActor != "" {
+		return c.keyActor
 	}
 	return "key:" + c.Prefix
 }
@@ -229,21 +245,21 @@ func (s *Server) verifyBearer(r *http.Request) (*caller, *authFailure, error) {
 	if err != nil {
 		return nil, &authFailure{reason: authMalformed}, nil
 	}
-	k, err := s.keys.get(r.Context(), prefix)
+	kc, err := s.keys.get(r.Context(), prefix)
 	if err != nil {
 		if tokenbroker.IsNotFound(err) {
 			return nil, &authFailure{reason: authUnknownKey, keyPrefix: prefix}, nil
 		}
 		return nil, nil, err
 	}
-	if !apikey.VerifySecret(secret, k.SecretHash) {
+	if !apikey.VerifySecret(secret, kc.SecretHash) {
 		return nil, &authFailure{reason: authWrongSecret, keyPrefix: prefix}, nil
 	}
-	if k.Revoked() {
+	if kc.Revoked() {
 		return nil, &authFailure{reason: authRevokedKey, keyPrefix: prefix}, nil
 	}
-	s.usage.note(r.Context(), s, k)
-	return &caller{APIKey: k}, nil, nil
+	s.usage.note(r.Context(), s, kc.APIKey)
+	return kc, nil, nil
 }
 
 // verifyWorkload checks a workload JWT.

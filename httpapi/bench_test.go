@@ -23,6 +23,14 @@ func BenchmarkTokenEndpoint(b *testing.B) {
 	benchToken(b, env)
 }
 
+// BenchmarkTokenEndpointCached is the same with the token cache on, as
+// serve runs it: the token comes from memory, the store is not read.
+func BenchmarkTokenEndpointCached(b *testing.B) {
+	env := MustEnv(b, httpapitest.Options{TokenCacheTTL: time.Minute})
+	env.MustLink(b, "alice", demo, "alice")
+	benchToken(b, env)
+}
+
 // BenchmarkTokenEndpointAPIOnly is the same with a TokenService that
 // answers from memory: the cost of the API layer alone (auth, audit
 // record, JSON, request log).

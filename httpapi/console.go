@@ -32,8 +32,8 @@ func (s *Server) AuthenticateKey(ctx context.Context, presented string) (*tokenb
 	if !apikey.VerifySecret(secret, k.SecretHash) || k.Revoked() {
 		return nil, errUnauthorized
 	}
-	s.usage.note(ctx, s, k)
-	return k, nil
+	s.usage.note(ctx, s, k.APIKey)
+	return k.APIKey, nil
 }
 
 // CreateKey validates and stores a new API key as POST /api/v1/api-keys
@@ -93,7 +93,7 @@ func (s *Server) DeleteLinkRevoking(ctx context.Context, userID, providerID stri
 // providers, on behalf of k, as POST /api/v1/connect-sessions does, and
 // returns its URL (which holds the session's secret) and expiry.
 func (s *Server) CreateConnectURL(ctx context.Context, k *tokenbroker.APIKey, userID string, providers []string) (string, time.Time, error) {
-	sess, err := s.newConnectSession(ctx, &caller{APIKey: k}, userID, providers, "")
+	sess, err := s.newConnectSession(ctx, keyCaller(k), userID, providers, "")
 	if err != nil {
 		return "", time.Time{}, err
 	}

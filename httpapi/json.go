@@ -102,6 +102,9 @@ func formatHint(se *json.SemanticError) string {
 // checkQuery refuses query parameters other than allowed, and a repeated
 // one: a typo must not be silently ignored.
 func checkQuery(q url.Values, allowed ...string) error {
+	if len(q) == 0 {
+		return nil
+	}
 	for key, vs := range q {
 		if !slices.Contains(allowed, key) {
 			return tokenbroker.Errorf(tokenbroker.EINVALID, "unknown query parameter %q", tokenbroker.Truncate(key, 40))
@@ -121,10 +124,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 		// Our own types always marshal; this is a programming error.
 		panic("httpapi: marshal response: " + err.Error())
 	}
+	writeJSONBytes(w, status, append(b, '\n'))
+}
+
+// The header values of every JSON answer, shared by all answers so that
+// setting them allocates nothing. Nobody modifies a header value in place
+// (Set and Add replace or append), so sharing them is safe.
+var (
+	headerJSON    = []string{"application/json"}
+	headerNoStore = []string{"no-store"}
+	headerNoSniff = []string{"nosniff"}
+	headerNoCache = []string{"no-cache"}
+)
+
+// writeJSONBytes sends the JSON body b (ending in a newline) with status
+// and writeJSON's headers.
+func writeJSONBytes(w http.ResponseWriter, status int, b []byte) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"] = headerJSON
+	h["Cache-Control"] = headerNoStore
+	h["X-Content-Type-Options"] = headerNoSniff
 	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
+	_, _ = w.Write(b)
 }

@@ -82,7 +82,10 @@ type Server struct {
 	usage     keyUsage
 	replays   *replayLog
 	mux       *http.ServeMux
-	reauth    reauthSessions
+	// token is the token endpoint's handler, which ServeHTTP calls
+	// without the mux for the plain paths that are most of the traffic.
+	token  http.HandlerFunc
+	reauth reauthSessions
 	// operations lists the "METHOD /path" of every /api/v1 route.
 	operations []string
 }
@@ -161,7 +164,8 @@ func (s *Server) routes() {
 	handle("GET", "/readyz", s.readyz)
 	handle("GET", "/api/v1/openapi.json", s.openAPI)
 
-	authed("GET", "/api/v1/users/{user_id}/providers/{provider_id}/token", s.getToken, "min_valid")
+	s.token = s.authed(s.getToken, []string{"min_valid"})
+	handle("GET", tokenPattern, s.token)
 	authed("GET", "/api/v1/users/{user_id}/links", s.listLinks)
 	authed("GET", "/api/v1/users/{user_id}/links/{provider_id}", s.getLink)
 	authed("PUT", "/api/v1/users/{user_id}/links/{provider_id}", s.putLink)
@@ -212,9 +216,11 @@ func (s *Server) authed(fn handlerFunc, query []string) http.HandlerFunc {
 				rec.workload = k.workload.TrustID
 			}
 		}
-		if err := checkQuery(r.URL.Query(), query...); err != nil {
-			s.writeError(w, r, err)
-			return
+		if r.URL.RawQuery != "" {
+			if err := checkQuery(r.URL.Query(), query...); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
 		}
 		if err := fn(w, r, k); err != nil {
 			s.writeError(w, r, err)
@@ -245,8 +251,49 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		s.logRequest(r, rec, start)
 	}()
+	if r.Method == http.MethodGet && r.URL.RawPath == "" {
+		if user, provider, ok := tokenPath(r.URL.Path); ok {
+			// What the mux would do for this path, without its matching
+			// and the allocations of its path values.
+			r.Pattern = "GET " + tokenPattern
+			rec.userID, rec.providerID = user, provider
+			s.token(rec, r)
+			return
+		}
+	}
 	s.mux.ServeHTTP(rec, r)
 }
+
+// tokenPattern is the token endpoint's route.
+const tokenPattern = "/api/v1/users/{user_id}/providers/{provider_id}/token"
+
+// tokenPath reports whether path is the token endpoint's with plain,
+// non-empty user and provider segments (no "." or "..", which the mux
+// would clean away first), and returns them. Any other path, and any path
+// that needed escaping (the caller checks URL.RawPath), goes through the
+// mux.
+func tokenPath(path string) (user, provider string, ok bool) {
+	const (
+		prefix = "/api/v1/users/"
+		middle = "/providers/"
+		suffix = "/token"
+	)
+	if len(path) <= len(prefix)+len(middle)+len(suffix) || path[:len(prefix)] != prefix || path[len(path)-len(suffix):] != suffix {
+		return "", "", false
+	}
+	rest := path[len(prefix) : len(path)-len(suffix)]
+	i := strings.IndexByte(rest, '/')
+	if i <= 0 || !strings.HasPrefix(rest[i:], middle) {
+		return "", "", false
+	}
+	user, provider = rest[:i], rest[i+len(middle):]
+	if provider == "" || strings.IndexByte(provider, '/') >= 0 || dotSegment(user) || dotSegment(provider) {
+		return "", "", false
+	}
+	return user, provider, true
+}
+
+func dotSegment(s string) bool { return s == "." || s == ".." }
 
 func (s *Server) logRequest(r *http.Request, rec *recorder, start time.Time) {
 	level := s.cfg.RequestLogLevel.Level()
@@ -286,6 +333,9 @@ type recorder struct {
 	wroteHeader bool
 	keyPrefix   string
 	workload    string
+	// userID and providerID are the token path's ids when ServeHTTP
+	// routed it itself (see tokenPath).
+	userID, providerID string
 }
 
 func (r *recorder) WriteHeader(code int) {

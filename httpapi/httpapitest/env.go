@@ -68,6 +68,9 @@ type Options struct {
 	// DemoHosts is the hosts expression of [ProviderDemo] (default none),
 	// for clients that pick the provider by host (git-credential).
 	DemoHosts string
+	// TokenCacheTTL, if positive, turns on the coordinator's token cache
+	// (fed by the store's change feed), as serve does by default.
+	TokenCacheTTL time.Duration
 }
 
 // Env is a complete, real tokenbroker API on loopback: a migrated SQLite
@@ -184,6 +187,7 @@ func Start(opts Options) (env *Env, err error) {
 		Logger: log, Owner: "test", Clock: e.Clock,
 		RetryBackoff: time.Millisecond, RetryBackoffMax: 5 * time.Millisecond,
 		UncertainBackoff: time.Millisecond, UncertainBackoffMax: 5 * time.Millisecond,
+		Changes: e.Store, CacheTTL: opts.TokenCacheTTL,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("refresh coordinator: %w", err)
