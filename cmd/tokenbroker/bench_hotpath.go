@@ -22,13 +22,24 @@ func newBenchHotpathCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "hotpath",
 		Short: "Measure token requests per second for a valid token, against a bare net/http ceiling",
-		Long: `hotpath runs the whole broker in process (SQLite, sealed tokens, API-key auth,
-batched audit, the refresh coordinator's fast path) and a bare net/http handler
-that returns a body of the same size, and loads both over HTTP with keep-alive
-from the same process, alternating between them so both see the same machine.
-ratio = broker_rps / bare_rps.`,
+		Long: `hotpath runs the whole broker in process (sealed tokens, API-key auth,
+batched audit, the refresh coordinator's fast path and token cache) and a bare
+net/http handler that returns a body of the same size, and loads both over HTTP
+with keep-alive from the same process, alternating between them so both see the
+same machine. ratio = broker_rps / bare_rps.
+
+--store sqlite is the embedded default; --store postgres starts a throwaway
+PostgreSQL cluster (as bench herd does), and --replicas N runs N brokers on it,
+each with its own coordinator, cache, listener and audit writer, the load spread
+round robin (and N bare handlers on the other side).
+
+allocs_per_req is what the broker allocates per request beyond the bare handler
+(the whole process's mallocs per request while loading each side, the load
+generator's included on both, subtracted).`,
 		Example: `  tokenbroker bench hotpath
-  tokenbroker bench hotpath --duration 10s --concurrency 64 --json`,
+  tokenbroker bench hotpath --store postgres --json
+  tokenbroker bench hotpath --store postgres --replicas 3 --json
+  tokenbroker bench hotpath --duration 10s --concurrency 64 --cpuprofile cpu.out --memprofile mem.out`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Duration <= 0 || o.Concurrency < 1 || o.Rounds < 1 {
@@ -39,8 +50,8 @@ ratio = broker_rps / bare_rps.`,
 				return exitf(1, "hotpath: %v", err)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "broker %.0f req/s, bare net/http %.0f req/s, ratio %.2f (%d connections, %s each side, %d-byte body)\n",
-				res.BrokerRPS, res.BareRPS, res.Ratio, res.Concurrency, time.Duration(res.DurationS*float64(time.Second)), res.BodyBytes)
+			fmt.Fprintf(w, "%s, %d replica(s): broker %.0f req/s, bare net/http %.0f req/s, ratio %.2f, %.1f allocations per request beyond the bare handler (%d connections, %s each side, %d-byte body)\n",
+				res.Store, res.Replicas, res.BrokerRPS, res.BareRPS, res.Ratio, res.AllocsPerReq, res.Concurrency, time.Duration(res.DurationS*float64(time.Second)), res.BodyBytes)
 			if asJSON {
 				b, _ := json.Marshal(res)
 				fmt.Fprintln(w, string(b))
@@ -52,21 +63,25 @@ ratio = broker_rps / bare_rps.`,
 	cmd.Flags().IntVar(&o.Concurrency, "concurrency", 32, "concurrent keep-alive connections")
 	cmd.Flags().IntVar(&o.Rounds, "rounds", 4, "alternations between broker and bare handler")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print one JSON object as the last line of stdout")
-	cmd.Flags().StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the broker rounds to this file")
+	cmd.Flags().StringVar(&o.Store, "store", "sqlite", "sqlite, or postgres (a throwaway cluster)")
+	cmd.Flags().IntVar(&o.Replicas, "replicas", 1, "brokers on one PostgreSQL database, loaded round robin")
+	cmd.Flags().StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of an extra broker round (at least 3s) to this file")
+	cmd.Flags().StringVar(&o.MemProfile, "memprofile", "", "write the allocation profile of an extra broker round to this file (and the one before it to FILE.base)")
 	return cmd
 }
 
-// newBenchBroker wires the broker as serve does, with serve's defaults, on
-// SQLite in dataDir, with p as an extra provider.
-func newBenchBroker(ctx context.Context, dataDir, baseURL string, p provider.ProviderConfig) (*bench.Broker, error) {
+// newBenchBroker wires a broker as serve does, with serve's defaults and
+// c's store, key, replica id and extra provider.
+func newBenchBroker(ctx context.Context, c bench.BrokerConfig) (*bench.Broker, error) {
 	cfg := defaultServeConfig()
-	cfg.Addr, cfg.DataDir, cfg.BaseURL = "127.0.0.1:0", dataDir, baseURL
+	cfg.Addr, cfg.DataDir, cfg.BaseURL = "127.0.0.1:0", c.DataDir, c.BaseURL
+	cfg.DatabaseURL, cfg.KeyFile, cfg.ReplicaID = c.DatabaseURL, c.KeyFile, c.ReplicaID
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	a, err := buildApp(ctx, cfg, log, appOptions{extra: func(_ context.Context, pc *provider.Config) error {
-		pc.Providers = append(pc.Providers, p)
+		pc.Providers = append(pc.Providers, c.Provider)
 		return nil
 	}})
 	if err != nil {

@@ -63,6 +63,12 @@ func TestHerdThreeReplicas(t *testing.T) {
 	if res.CallerRequests != 5*3*100 {
 		t.Fatalf("caller requests = %d, want 1500", res.CallerRequests)
 	}
+	// The same callers on the valid token after each round: all answered,
+	// nothing refreshed (the provider calls above are the herds' only).
+	if res.BurstRequests != 5*3*100 || res.BurstErrors != 0 || res.BurstLatencyMS.Max <= 0 || res.ToProviderMS.Max <= 0 {
+		t.Fatalf("burst: %d requests (want 1500), %d errors, latency %+v, to provider %+v",
+			res.BurstRequests, res.BurstErrors, res.BurstLatencyMS, res.ToProviderMS)
+	}
 	for round, counts := range res.RoundTokens {
 		for _, n := range counts {
 			if n != 1 {

@@ -63,6 +63,22 @@ type HerdResult struct {
 	DistinctTokensMax    int            `json:"distinct_tokens_per_round_max"`
 	LatencyMS            LatencySummary `json:"latency_ms"`
 	ErrorCodes           map[string]int `json:"error_codes,omitempty"`
+	// BurstLatencyMS is the latency of the same callers asking all at
+	// once for a token that is valid (after each round, the cache warmed
+	// by one request per replica and link): serving that many answers on
+	// this machine, without any refresh. CoordinationMS is what the herd
+	// costs beyond it and the provider: p99 - provider latency - burst
+	// p99.
+	BurstLatencyMS LatencySummary `json:"burst_latency_ms"`
+	BurstRequests  int            `json:"burst_requests"`
+	BurstErrors    int            `json:"burst_errors"`
+	CoordinationMS float64        `json:"coordination_ms"`
+	// ToProviderMS is, per round, how long after the herd started the
+	// first refresh request reached the provider; AfterProviderMS the
+	// round's p99 latency less that and the provider's latency: the time
+	// from the provider's answer to the answers of 99% of the callers.
+	ToProviderMS    LatencySummary `json:"to_provider_ms"`
+	AfterProviderMS LatencySummary `json:"after_provider_ms"`
 	// With KillHolder: the killed replica, the longest wait of a caller of
 	// another replica for a definite answer (a token or a typed error),
 	// the callers of the killed replica (left out of the other figures),
@@ -91,10 +107,11 @@ type LatencySummary struct {
 // {"results": [...]}.
 func PrintHerd(w io.Writer, results []*HerdResult, asJSON bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "strategy\tstore\treplicas\tcallers\trounds\tprovider calls\treuse detections\tcaller errors\tlinks broken\tlost refreshes\tp50 ms\tp99 ms\tmax ms\tprovider latency ms\ttakeover wait ms")
+	fmt.Fprintln(tw, "strategy\tstore\treplicas\tcallers\trounds\tprovider calls\treuse detections\tcaller errors\tlinks broken\tlost refreshes\tp50 ms\tp99 ms\tmax ms\tprovider latency ms\tburst p99 ms\tcoordination ms\ttakeover wait ms")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t%.0f\n", r.Strategy, r.Store, r.Replicas, r.Callers, r.Rounds,
-			r.ProviderRefreshCalls, r.ReuseDetections, r.CallerErrors, r.LinksBroken, r.LostRefreshes, r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max, r.ProviderLatencyMS, r.TakeoverWaitMS)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%.0f\t%.1f\t%.1f\t%.1f\t%.0f\t%.1f\t%.1f\t%.0f\n", r.Strategy, r.Store, r.Replicas, r.Callers, r.Rounds,
+			r.ProviderRefreshCalls, r.ReuseDetections, r.CallerErrors, r.LinksBroken, r.LostRefreshes, r.LatencyMS.P50, r.LatencyMS.P99, r.LatencyMS.Max,
+			r.ProviderLatencyMS, r.BurstLatencyMS.P99, r.CoordinationMS, r.TakeoverWaitMS)
 	}
 	tw.Flush()
 	if !asJSON {
@@ -151,9 +168,16 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 	// While armed, the first token request of a round is announced.
 	var armed atomic.Bool
 	tokenRequest := make(chan struct{}, 1)
+	// The arrival of each round's first refresh at the provider.
+	var firstRefresh atomic.Pointer[time.Time]
 	idp, err := fakeidp.Start(fakeidp.Config{AccessTokenTTL: o.TokenTTL, Faults: fakeidp.Faults{Latency: o.ProviderLatency},
 		OnRequest: func(endpoint string) {
-			if endpoint == "token" && armed.CompareAndSwap(true, false) {
+			if endpoint != "token" {
+				return
+			}
+			now := time.Now()
+			firstRefresh.CompareAndSwap(nil, &now)
+			if armed.CompareAndSwap(true, false) {
 				tokenRequest <- struct{}{}
 			}
 		}})
@@ -274,8 +298,43 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 
 	res = &HerdResult{Strategy: o.Strategy, Store: store, Replicas: o.Replicas, Callers: o.Callers, Rounds: o.Rounds,
 		Links: o.Links, ProviderLatencyMS: float64(o.ProviderLatency.Microseconds()) / 1000, ErrorCodes: map[string]int{}}
-	var lat []float64
+	var lat, burstLat, toProvider, afterProvider []float64
 	lastToken := map[string]string{}
+	// burst asks for the valid token with every caller at once, after one
+	// request per replica and link has filled the replicas' caches.
+	burst := func() {
+		for ri := range replicas {
+			for _, u := range users {
+				fetch(ctx, ri, u)
+			}
+		}
+		samples := make([][]sample, len(replicas))
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for ri := range replicas {
+			samples[ri] = make([]sample, o.Callers)
+			for c := range o.Callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					samples[ri][c] = fetch(ctx, ri, users[c%len(users)])
+				}()
+			}
+		}
+		close(start)
+		wg.Wait()
+		for ri := range samples {
+			for _, s := range samples[ri] {
+				res.BurstRequests++
+				if s.code != "" {
+					res.BurstErrors++
+					continue
+				}
+				burstLat = append(burstLat, s.ms)
+			}
+		}
+	}
 	for range o.Rounds {
 		// Wait for the token to expire: this is the herd's moment.
 		if d := time.Until(expiry) + 20*time.Millisecond; d > 0 {
@@ -294,6 +353,8 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 		if o.KillHolder {
 			armed.Store(true)
 		}
+		firstRefresh.Store(nil)
+		roundStart := time.Now()
 		for ri := range replicas {
 			samples[ri] = make([]sample, o.Callers)
 			for c := range o.Callers {
@@ -318,6 +379,7 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 			tokensPerLink[i] = map[string]bool{}
 		}
 		var counts []int
+		var roundLat []float64
 		for ri := range samples {
 			if ri == killed {
 				res.KilledCallers += len(samples[ri])
@@ -326,6 +388,7 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 			for c, s := range samples[ri] {
 				res.CallerRequests++
 				lat = append(lat, s.ms)
+				roundLat = append(roundLat, s.ms)
 				if killed >= 0 {
 					// Every other caller ends with a definite answer: a
 					// token or a typed error, never a lost connection.
@@ -349,11 +412,23 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 			res.DistinctTokensMax = max(res.DistinctTokensMax, len(m))
 		}
 		res.RoundTokens = append(res.RoundTokens, counts)
+		if at := firstRefresh.Load(); at != nil {
+			to := float64(at.Sub(roundStart).Microseconds()) / 1000
+			toProvider = append(toProvider, to)
+			afterProvider = append(afterProvider, summarize(roundLat).P99-to-res.ProviderLatencyMS)
+		}
 		if res.CallerErrors > 0 && expiry.Before(time.Now()) {
 			// No caller got a fresh token: wait one TTL for the next round.
 			expiry = time.Now().Add(o.TokenTTL)
 		}
+		// The same callers on the fresh token, well before it expires.
+		if !o.KillHolder && time.Until(expiry) > o.TokenTTL/4 {
+			burst()
+		}
 	}
+	res.BurstLatencyMS = summarize(burstLat)
+	res.ToProviderMS = summarize(toProvider)
+	res.AfterProviderMS = summarize(afterProvider)
 	after := idp.Stats()
 	for ri, r := range replicas {
 		if r.Alive() {
@@ -371,6 +446,9 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 	res.ProviderRefreshCalls = after.RefreshCalls - before.RefreshCalls
 	res.ReuseDetections = after.ReuseDetections - before.ReuseDetections
 	res.LatencyMS = summarize(lat)
+	if len(burstLat) > 0 {
+		res.CoordinationMS = res.LatencyMS.P99 - res.ProviderLatencyMS - res.BurstLatencyMS.P99
+	}
 
 	// A link is broken if the broker marked it, or if the provider no
 	// longer honours the token the broker hands out (its family was revoked
