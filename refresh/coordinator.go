@@ -147,9 +147,12 @@ type Config struct {
 	// Changes, with CacheTTL > 0, enables the per-replica cache of fresh
 	// tokens on the fast path (see tokenCache): the store's change feed
 	// invalidates it. CacheTTL bounds an entry's age should notifications
-	// be lost. Without Changes there is no cache.
-	Changes  tokenbroker.ChangeFeed
-	CacheTTL time.Duration
+	// be lost. Without Changes there is no cache. CacheMaxEntries and
+	// CacheMaxBytes bound it (defaults 100,000 entries, 64 MiB).
+	Changes         tokenbroker.ChangeFeed
+	CacheTTL        time.Duration
+	CacheMaxEntries int
+	CacheMaxBytes   int64
 }
 
 // Stats are counters of one coordinator that tests read; operators see the
@@ -245,7 +248,13 @@ func New(cfg Config) (*Coordinator, error) {
 	}
 	c := &Coordinator{cfg: cfg, log: log.With("component", "refresh", "owner", cfg.Owner), inflight: map[string]*flight{}}
 	if cfg.Changes != nil && cfg.CacheTTL > 0 {
-		c.cache = newTokenCache(cfg.CacheTTL)
+		if cfg.CacheMaxEntries <= 0 {
+			cfg.CacheMaxEntries = DefaultCacheMaxEntries
+		}
+		if cfg.CacheMaxBytes <= 0 {
+			cfg.CacheMaxBytes = DefaultCacheMaxBytes
+		}
+		c.cache = newTokenCache(cfg.CacheTTL, cfg.CacheMaxEntries, cfg.CacheMaxBytes)
 		c.stopChanges = cfg.Changes.OnChange(c.cache.invalidate)
 	}
 	return c, nil
@@ -309,8 +318,7 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 	if err != nil {
 		return nil, err
 	}
-	key := cacheKey(providerID, userID)
-	if l := c.cache.get(key); l != nil && checkMinValid(l, minValid) == nil && l.Token.ValidFor(c.cfg.Clock.Now(), window(l, p, minValid)) {
+	if l := c.cache.get(providerID, userID); l != nil && checkMinValid(l, minValid) == nil && l.Token.ValidFor(c.cfg.Clock.Now(), window(l, p, minValid)) {
 		return tokenOut(l), nil
 	}
 	// Each pass reads the link and, when needed, joins the link's one
@@ -319,8 +327,7 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 	// older or less fresh than this caller needs.
 	for pass := 0; ; pass++ {
 		// Step 1: the fast path reads and returns, no lock, no write.
-		version := c.cache.version()
-		l, err := c.cfg.Store.GetLink(ctx, userID, providerID)
+		l, version, err := c.readLink(ctx, providerID, userID, pass == 0)
 		if err != nil {
 			return nil, c.callerErr(ctx, err)
 		}
@@ -332,7 +339,7 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 		}
 		now := c.cfg.Clock.Now()
 		if l.Token.ValidFor(now, window(l, p, minValid)) {
-			c.cache.put(key, l, version)
+			c.cache.put(l, version)
 			return tokenOut(l), nil
 		}
 		if l.Token.RefreshToken == "" {
@@ -426,7 +433,7 @@ type flight struct {
 // the flight only waits for another replica's holder, it stops when its
 // last caller has left.
 func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenbroker.Link, minValid time.Duration, before time.Time) (*tokenbroker.Link, error) {
-	key := cacheKey(l.ProviderID, l.UserID)
+	key := l.ProviderID + "\x00" + l.UserID
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

@@ -354,7 +354,6 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 			armed.Store(true)
 		}
 		firstRefresh.Store(nil)
-		roundStart := time.Now()
 		for ri := range replicas {
 			samples[ri] = make([]sample, o.Callers)
 			for c := range o.Callers {
@@ -366,6 +365,7 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 				}()
 			}
 		}
+		roundStart := time.Now()
 		close(start)
 		if o.KillHolder {
 			if killed, err = killHolder(ctx, tokenRequest, dbURL, users[0], replicas); err != nil {
