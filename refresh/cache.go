@@ -78,6 +78,8 @@ type cacheEntry struct {
 	link *tokenbroker.Link // what the fast path needs, no refresh token
 	at   time.Time         // wall clock, for the TTL
 	size int64
+	// refreshable: the link had a refresh token.
+	refreshable bool
 }
 
 func newTokenCache(ttl time.Duration, maxEntries int, maxBytes int64) *tokenCache {
@@ -99,6 +101,28 @@ func (c *tokenCache) get(providerID, userID string) *tokenbroker.Link {
 	return e.link
 }
 
+// spent returns the cached link, whatever its age, when its token cannot
+// serve a caller asking for minValid at now and the link has a refresh
+// token: such a caller will join the link's flight, which subscribes to
+// the link and reads it itself (step 3), so the caller's own read would
+// only decide what the flight decides again. The cached copy stands for
+// that read; nothing is served from it (its token is unusable) and it
+// decides nothing but which flight to join: a link deleted, reconnected,
+// broken or refreshed since is found so by the flight's read. Nil when
+// there is no such entry.
+func (c *tokenCache) spent(providerID, userID string, now time.Time, minValid time.Duration) *tokenbroker.Link {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	e := c.byKey[cacheKey{providerID, userID}]
+	c.mu.RUnlock()
+	if e == nil || !e.refreshable || e.link.Token.ValidFor(now, minValid) {
+		return nil
+	}
+	return e.link
+}
+
 // version returns the invalidation sequence to pass to put.
 func (c *tokenCache) version() uint64 {
 	if c == nil {
@@ -114,7 +138,7 @@ func (c *tokenCache) put(l *tokenbroker.Link, version uint64) {
 		return
 	}
 	e := &cacheEntry{link: &tokenbroker.Link{ID: l.ID, UserID: l.UserID, ProviderID: l.ProviderID,
-		State: l.State, Generation: l.Generation, Token: l.Token}, at: time.Now()}
+		State: l.State, Generation: l.Generation, Token: l.Token}, at: time.Now(), refreshable: l.Token.RefreshToken != ""}
 	e.link.Token.RefreshToken = ""
 	e.size = entrySize(e.link)
 	if e.size > c.maxBytes/16 {
@@ -229,11 +253,15 @@ type fillResult struct {
 }
 
 // readLink is step 1's read of userID's link to providerID. With the
-// cache on, a first read (shared) is the cache's fill: the callers that
-// miss together share it (see tokenCache). It returns the version to
-// pass to put.
-func (c *Coordinator) readLink(ctx context.Context, providerID, userID string, shared bool) (*tokenbroker.Link, uint64, error) {
-	if c.cache == nil || !shared {
+// cache on, a first read (first) is the cache's fill: the callers that
+// miss together share it (see tokenCache); or, when the cache holds the
+// link with a token spent for this caller, no read at all: spent stands
+// for it (see tokenCache.spent). It returns the version to pass to put.
+func (c *Coordinator) readLink(ctx context.Context, providerID, userID string, first bool, spent *tokenbroker.Link) (*tokenbroker.Link, uint64, error) {
+	if first && spent != nil {
+		return spent, 0, nil
+	}
+	if c.cache == nil || !first {
 		version := c.cache.version()
 		l, err := c.cfg.Store.GetLink(ctx, userID, providerID)
 		return l, version, err

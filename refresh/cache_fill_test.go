@@ -87,3 +87,46 @@ func TestCacheFillSharesOneRead(t *testing.T) {
 		}
 	})
 }
+
+// countedReads counts a store's link reads.
+type countedReads struct {
+	refresh.Store
+	reads atomic.Int32
+}
+
+func (s *countedReads) GetLink(ctx context.Context, userID, providerID string) (*tokenbroker.Link, error) {
+	s.reads.Add(1)
+	return s.Store.GetLink(ctx, userID, providerID)
+}
+
+// TestCacheSpentTokenJoinsFlightWithoutRead: a caller whose cached token
+// has expired does not read the link before joining the flight, which
+// reads it (once) and refreshes it; the caller gets the fresh token.
+func TestCacheSpentTokenJoinsFlightWithoutRead(t *testing.T) {
+	e := MustEnv(t, envOptions{kind: "sqlite"})
+	var st *countedReads
+	a := e.coordinator(0, nil, func(cfg *refresh.Config) {
+		st = &countedReads{Store: cfg.Store}
+		cfg.Store = st
+		cfg.Changes = e.stores[0].(tokenbroker.ChangeFeed)
+		cfg.CacheTTL = time.Hour
+	})
+	defer a.Close()
+	ctx := context.Background()
+	_, first := e.seed("u1")
+	if got, err := a.Token(ctx, providerID, "u1", 0); err != nil || got.AccessToken != first.AccessToken {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Hour) // the cached token has expired
+	st.reads.Store(0)
+	got, err := a.Token(ctx, providerID, "u1", 0)
+	if err != nil || got.AccessToken == first.AccessToken {
+		t.Fatalf("after expiry: %v (the old token: %v)", err, got != nil && got.AccessToken == first.AccessToken)
+	}
+	if n := st.reads.Load(); n != 1 {
+		t.Errorf("%d link reads for a refresh of a cached link, want 1 (the flight's)", n)
+	}
+	if n := e.idp.Stats().RefreshCalls; n != 1 {
+		t.Errorf("%d refresh calls, want 1", n)
+	}
+}

@@ -324,10 +324,13 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 	// Each pass reads the link and, when needed, joins the link's one
 	// flight of this replica. A pass ends with a token or a definite
 	// error; a second pass happens only when the flight ended on a state
-	// older or less fresh than this caller needs.
+	// older or less fresh than this caller needs. A first pass whose
+	// cached token cannot serve this caller joins the flight on the cached
+	// copy instead of reading: the flight reads (see tokenCache.spent).
+	spent := c.cache.spent(providerID, userID, c.cfg.Clock.Now(), minValid)
 	for pass := 0; ; pass++ {
 		// Step 1: the fast path reads and returns, no lock, no write.
-		l, version, err := c.readLink(ctx, providerID, userID, pass == 0)
+		l, version, err := c.readLink(ctx, providerID, userID, pass == 0, spent)
 		if err != nil {
 			return nil, c.callerErr(ctx, err)
 		}
@@ -342,7 +345,7 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 			c.cache.put(l, version)
 			return tokenOut(l), nil
 		}
-		if l.Token.RefreshToken == "" {
+		if l.Token.RefreshToken == "" && l != spent {
 			// Nothing to refresh with: a usable token is still served, an
 			// unusable one means the user must connect again.
 			if l.Token.ValidFor(now, minValid) {
@@ -377,7 +380,7 @@ func (c *Coordinator) Token(ctx context.Context, providerID, userID string, minV
 		if res.Token.ValidFor(c.cfg.Clock.Now(), minValid) {
 			return tokenOut(res), nil
 		}
-		if res.Generation > l.Generation {
+		if res.Generation > l.Generation && l != spent {
 			// A token fresh from the provider that does not last
 			// minValid: another refresh would buy the same.
 			if minValid == 0 {

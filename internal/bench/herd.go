@@ -21,6 +21,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
+	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/store/postgres"
 )
 
@@ -79,6 +80,13 @@ type HerdResult struct {
 	// from the provider's answer to the answers of 99% of the callers.
 	ToProviderMS    LatencySummary `json:"to_provider_ms"`
 	AfterProviderMS LatencySummary `json:"after_provider_ms"`
+	// ProviderCallMS is the mean provider refresh call as the holders
+	// timed it (their tokenbroker_provider_refresh_duration_seconds): the
+	// provider's latency plus the HTTP round trip to it on this loaded
+	// machine. CoordinationBeyondCallMS is p99 - ProviderCallMS - burst
+	// p99: what remains once the call itself is counted as the provider's.
+	ProviderCallMS           float64 `json:"provider_call_ms,omitempty"`
+	CoordinationBeyondCallMS float64 `json:"coordination_beyond_call_ms,omitempty"`
 	// With KillHolder: the killed replica, the longest wait of a caller of
 	// another replica for a definite answer (a token or a typed error),
 	// the callers of the killed replica (left out of the other figures),
@@ -295,6 +303,12 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 	}
 	warm.Wait()
 	before := idp.Stats()
+	// The replicas' own view of their provider calls (sum and count of
+	// the latency histogram), to tell the provider's time from the rest.
+	callsBefore, err := scrapeProviderCalls(ctx, replicas)
+	if err != nil {
+		return nil, err
+	}
 
 	res = &HerdResult{Strategy: o.Strategy, Store: store, Replicas: o.Replicas, Callers: o.Callers, Rounds: o.Rounds,
 		Links: o.Links, ProviderLatencyMS: float64(o.ProviderLatency.Microseconds()) / 1000, ErrorCodes: map[string]int{}}
@@ -430,6 +444,15 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 	res.ToProviderMS = summarize(toProvider)
 	res.AfterProviderMS = summarize(afterProvider)
 	after := idp.Stats()
+	if !o.KillHolder {
+		callsAfter, err := scrapeProviderCalls(ctx, replicas)
+		if err != nil {
+			return nil, err
+		}
+		if n := callsAfter[1] - callsBefore[1]; n > 0 {
+			res.ProviderCallMS = (callsAfter[0] - callsBefore[0]) / n * 1000
+		}
+	}
 	for ri, r := range replicas {
 		if r.Alive() {
 			n, err := scrapeCounter(ctx, r.URL+"/metrics", "tokenbroker_refresh_lost_total")
@@ -448,6 +471,9 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 	res.LatencyMS = summarize(lat)
 	if len(burstLat) > 0 {
 		res.CoordinationMS = res.LatencyMS.P99 - res.ProviderLatencyMS - res.BurstLatencyMS.P99
+		if res.ProviderCallMS > 0 {
+			res.CoordinationBeyondCallMS = res.LatencyMS.P99 - res.ProviderCallMS - res.BurstLatencyMS.P99
+		}
 	}
 
 	// A link is broken if the broker marked it, or if the provider no
@@ -494,6 +520,25 @@ func killHolder(ctx context.Context, tokenRequest <-chan struct{}, dbURL, user s
 	}
 	replicas[i].Kill()
 	return i, nil
+}
+
+// scrapeProviderCalls returns the sum (seconds) and count of the
+// replicas' provider call latency histograms.
+func scrapeProviderCalls(ctx context.Context, replicas []*Replica) ([2]float64, error) {
+	var out [2]float64
+	for _, r := range replicas {
+		if !r.Alive() {
+			continue
+		}
+		for i, suffix := range []string{"_sum", "_count"} {
+			v, err := scrapeCounter(ctx, r.URL+"/metrics", refresh.ProviderLatencyMetric+suffix)
+			if err != nil {
+				return out, fmt.Errorf("%s: %w", r.Name, err)
+			}
+			out[i] += v
+		}
+	}
+	return out, nil
 }
 
 // scrapeCounter sums the samples of a Prometheus counter at url.
