@@ -66,6 +66,9 @@ type Batcher struct {
 	dropped atomic.Uint64 // events lost: channel full, store failing, after Close
 	written atomic.Uint64 // events written (an aggregated row counts its events)
 	rows    atomic.Uint64 // rows written
+	// oldestPending is the time (Unix nanoseconds) of the oldest event the
+	// writer holds unwritten, 0 when none (see lag.go).
+	oldestPending atomic.Int64
 }
 
 // readKey is what an aggregated token.read row is one of: the reads of
@@ -272,6 +275,7 @@ func (b *Batcher) run() {
 	var reportedDrops uint64
 
 	for {
+		b.notePending(pending)
 		select {
 		case ev := <-b.events:
 			pending = append(pending, ev)
@@ -293,6 +297,7 @@ func (b *Batcher) run() {
 			pending = b.takeReads(b.drain(pending))
 			var err error
 			pending, err = b.writeAll(req.ctx, pending)
+			b.notePending(pending) // before the reply: Lag is exact after Flush
 			req.reply <- err
 		case req := <-b.stop:
 			pending = b.takeReads(b.drain(pending))

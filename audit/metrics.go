@@ -13,8 +13,9 @@ var (
 
 // Collector returns a Prometheus collector of the Batcher's counters
 // (tokenbroker_audit_events_written_total,
-// tokenbroker_audit_events_dropped_total and
-// tokenbroker_audit_rows_written_total), read at scrape time. Register it
+// tokenbroker_audit_events_dropped_total,
+// tokenbroker_audit_rows_written_total and tokenbroker_audit_lag_seconds),
+// read at scrape time. Register it
 // once: reg.MustRegister(b.Collector()).
 func (b *Batcher) Collector() prometheus.Collector { return collector{b} }
 
@@ -24,10 +25,12 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- writtenDesc
 	ch <- droppedDesc
 	ch <- rowsDesc
+	ch <- lagDesc
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(writtenDesc, prometheus.CounterValue, float64(c.b.Written()))
 	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(c.b.Dropped()))
 	ch <- prometheus.MustNewConstMetric(rowsDesc, prometheus.CounterValue, float64(c.b.RowsWritten()))
+	ch <- prometheus.MustNewConstMetric(lagDesc, prometheus.GaugeValue, c.b.Lag(c.b.opts.Now()).Seconds())
 }

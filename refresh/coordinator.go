@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenbroker/tokenbroker"
@@ -242,6 +243,10 @@ func New(cfg Config) (*Coordinator, error) {
 	if cfg.Auditor == nil {
 		cfg.Auditor = tokenbroker.AuditorFunc(func(tokenbroker.AuditEvent) {})
 	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = noopTracer
+	}
+	cfg.Metrics.knownProviders(cfg.Providers)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -492,7 +497,9 @@ func (c *Coordinator) fly(ctx context.Context, p tokenbroker.Provider, l *tokenb
 func (c *Coordinator) run(ctx context.Context, key string, f *flight, p tokenbroker.Provider, l *tokenbroker.Link) {
 	defer c.flights.Done()
 	defer f.cancelWait()
+	ctx, span := c.span(ctx, spanFlight, l)
 	link, err := c.flight(ctx, f, p, l)
+	endSpan(span, err)
 	c.mu.Lock()
 	if c.inflight[key] == f {
 		delete(c.inflight, key)
@@ -553,9 +560,11 @@ func (c *Coordinator) flight(ctx context.Context, f *flight, p tokenbroker.Provi
 		// The lease is what keeps a second provider call for the same
 		// generation from happening on any replica (I1, I2).
 		asked := c.cfg.Clock.Now()
-		g, err := st.AcquireLease(ctx, tokenbroker.LeaseRequest{
+		lctx, lspan := c.span(ctx, spanLease, l)
+		g, err := st.AcquireLease(lctx, tokenbroker.LeaseRequest{
 			LinkID: l.ID, Generation: l.Generation, Owner: c.cfg.Owner, TTL: c.cfg.LeaseTTL, Grace: c.cfg.Grace,
 		})
+		endLeaseSpan(lspan, g, err)
 		if err != nil {
 			return nil, err
 		}
@@ -609,7 +618,10 @@ func (c *Coordinator) flight(ctx context.Context, f *flight, p tokenbroker.Provi
 		f.waitOnce.Do(func() { close(f.waiting) })
 		c.stats.waits.Add(1)
 		c.cfg.Metrics.wait()
-		if err := c.wait(ctx, sub, g); err != nil {
+		_, wspan := c.span(ctx, spanWait, l)
+		err = c.wait(ctx, sub, g)
+		endSpan(wspan, err)
+		if err != nil {
 			return nil, err
 		}
 	}
@@ -656,9 +668,11 @@ func (c *Coordinator) refreshHeld(ctx context.Context, p tokenbroker.Provider, l
 	// the renewed lease covers it however long it takes (I1). No database
 	// connection is held while it runs (I6).
 	pctx, cancel := c.cfg.Clock.WithTimeout(ctx, c.cfg.ProviderTimeout)
+	pctx, pspan := c.span(pctx, spanProviderCall, l)
 	c.cfg.Metrics.providerCall(l.ProviderID)
 	start := c.cfg.Clock.Now()
 	tok, perr := p.Refresh(pctx, l.Token.RefreshToken)
+	endSpan(pspan, perr)
 	cancel()
 	c.cfg.Metrics.providerLatency(l.ProviderID, c.cfg.Clock.Now().Sub(start))
 
@@ -702,7 +716,10 @@ func (c *Coordinator) onRefreshed(ctx context.Context, renewal *renewal, l *toke
 		// commit is the recovery, recorded once.
 		rec.Events = append(rec.Events, tokenbroker.LinkEvent(tokenbroker.EventLinkRecovered, l, string(tokenbroker.LinkDegraded), recoveredDetail(l)))
 	}
-	committed, err := c.commit(ctx, g.Lease, &next, rec)
+	cctx, cspan := c.span(ctx, spanCommit, l)
+	committed, err := c.commit(cctx, g.Lease, &next, rec)
+	cspan.SetAttributes(attribute.Bool("tokenbroker.committed", committed))
+	endSpan(cspan, err)
 	renewal.stop()
 	if err != nil || !committed {
 		// The provider rotated the refresh token and the answer cannot be

@@ -71,6 +71,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while this replica last saw the provider refuse this service's client credentials.",
 		}, []string{"provider"}),
 	}
+	// Every outcome exists from the start, so a rate sees a zero rather
+	// than no series (takeovers above all: they are rare and alerted on).
+	for _, o := range []string{"won", "takeover", "lost"} {
+		m.leases.WithLabelValues(o)
+	}
+	for _, o := range []string{"ok", "lost", "error"} {
+		m.renewals.WithLabelValues(o)
+	}
+	for _, r := range []string{tokenbroker.LossHolderDied, tokenbroker.LossAnswerLost, "lease_lost", "commit_failed"} {
+		m.lostRefreshes.WithLabelValues(r)
+	}
 	m.lifecycle = newLifecycleMetrics()
 	if reg != nil {
 		reg.MustRegister(m.providerCalls, m.latency, m.refreshes, m.failures, m.lostRefreshes,
@@ -135,6 +146,17 @@ func (m *Metrics) renewal(outcome string) {
 func (m *Metrics) circuitOpened(provider string) {
 	if m != nil {
 		m.circuitOpens.WithLabelValues(provider).Inc()
+	}
+}
+
+// knownProviders starts the per-provider gauges at zero for every
+// configured provider.
+func (m *Metrics) knownProviders(ps tokenbroker.Providers) {
+	if m == nil {
+		return
+	}
+	for _, p := range ps.List() {
+		m.misconfig.WithLabelValues(p.ID())
 	}
 }
 

@@ -167,7 +167,8 @@ func (c *collector) strings() []string {
 // client secret, an OAuth callback's code and state in the query, a
 // connect session id in the path, a webhook delivery to a URL with a
 // credential in its query), and checks the exported spans: the server's
-// (continuing the caller's traceparent), the provider client's and the
+// (continuing the caller's traceparent), the refresh's span tree under it
+// (flight; lease, provider call, commit; the provider client's), and the
 // webhook client's are there, and no secret appears anywhere in them.
 func TestTracesExportedWithoutSecrets(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -291,6 +292,47 @@ func TestTracesExportedWithoutSecrets(t *testing.T) {
 		if s.Name == tokenRoute && hex.EncodeToString(s.TraceId) != traceID {
 			t.Errorf("the token request's span has trace %x, want the caller's %s", s.TraceId, traceID)
 		}
+	}
+	// The refresh's span tree, in the caller's trace: the token request,
+	// the coordinator's flight under it, the lease, the provider call and
+	// the commit under the flight, and the provider HTTP client's span
+	// under the provider call.
+	col.waitFor(ctx, t, "the refresh's span tree", func(spans []*tracepb.Span) bool {
+		byName := map[string]*tracepb.Span{}
+		for _, s := range spans {
+			if hex.EncodeToString(s.TraceId) == traceID {
+				byName[s.Name] = s
+			}
+		}
+		return byName["refresh.flight"] != nil && byName["refresh.commit"] != nil
+	})
+	tree := map[string]*tracepb.Span{}
+	var httpClient *tracepb.Span
+	for _, s := range col.spans() {
+		if hex.EncodeToString(s.TraceId) != traceID {
+			continue
+		}
+		tree[s.Name] = s
+		if s.Kind == tracepb.Span_SPAN_KIND_CLIENT && attr(s, "url.full") == idp.Endpoints().Token {
+			httpClient = s
+		}
+	}
+	parentOf := func(child, parent *tracepb.Span) bool {
+		return child != nil && parent != nil && string(child.ParentSpanId) == string(parent.SpanId)
+	}
+	if !parentOf(tree["refresh.flight"], tree[tokenRoute]) {
+		t.Errorf("refresh.flight is not a child of the token request's span: %v", spanNames(col.spans()))
+	}
+	for _, name := range []string{"refresh.lease", "refresh.provider_call", "refresh.commit"} {
+		if !parentOf(tree[name], tree["refresh.flight"]) {
+			t.Errorf("%s is not a child of refresh.flight", name)
+		}
+		if got := attr(tree[name], "tokenbroker.outcome"); got != "ok" {
+			t.Errorf("%s outcome %q, want ok", name, got)
+		}
+	}
+	if !parentOf(httpClient, tree["refresh.provider_call"]) {
+		t.Errorf("the provider's HTTP client span is not a child of refresh.provider_call")
 	}
 
 	secrets := map[string]string{
