@@ -56,7 +56,7 @@ func TestRefreshSpans(t *testing.T) {
 	}
 	for _, s := range rec.Ended() {
 		for _, kv := range s.Attributes() {
-			v := kv.Value.Emit()
+			v := kv.Value.String()
 			for _, secret := range []string{seeded.AccessToken, seeded.RefreshToken, tok.AccessToken, fakeidp.DefaultClientSecret} {
 				if strings.Contains(v, secret) {
 					t.Errorf("span %s attribute %s holds a secret", s.Name(), kv.Key)
@@ -101,7 +101,7 @@ func attrOf(s sdktrace.ReadOnlySpan, key string) string {
 	}
 	for _, kv := range s.Attributes() {
 		if string(kv.Key) == key {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""
