@@ -13,9 +13,10 @@ func init() { commands = append(commands, newBenchCmd) }
 func newBenchCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Benchmarks: herd (refresh races across replicas), hotpath (token requests per second)",
+		Short: "Benchmarks: herd (refresh races across replicas), hotpath (token requests per second), fleet (background refresh of many links)",
 		Example: `  tokenbroker bench herd --json
-  tokenbroker bench hotpath --json`,
+  tokenbroker bench hotpath --json
+  tokenbroker bench fleet --links 100000 --json`,
 	}
 	for _, c := range benchSubcommands {
 		cmd.AddCommand(c())

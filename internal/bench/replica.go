@@ -167,3 +167,6 @@ func Command(ctx context.Context, exe string, env []string, args ...string) *exe
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
+
+// Pid returns the process id.
+func (r *Replica) Pid() int { return r.cmd.Process.Pid }

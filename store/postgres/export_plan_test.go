@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"math"
 	"strings"
 	"time"
 )
@@ -40,5 +41,27 @@ func (s *Store) SeedAudit(ctx context.Context, n int) error {
 		return err
 	}
 	_, err = s.pool.Exec(ctx, `ANALYZE audit_events`)
+	return err
+}
+
+// ExplainDueLinks returns the plan of ListLinksExpiringBefore's first
+// page of limit links expiring before t.
+func (s *Store) ExplainDueLinks(ctx context.Context, t time.Time, limit int) (string, error) {
+	return s.Explain(ctx, expiringSQL, t, time.Unix(0, 0), int64(math.MinInt64), limit)
+}
+
+// SeedExpiringLinks inserts n active links whose tokens expired (the
+// first due of them, in the last due seconds) or expire in the next days,
+// and analyzes the table.
+func (s *Store) SeedExpiringLinks(ctx context.Context, n, due int) error {
+	_, err := s.pool.Exec(ctx, `
+		INSERT INTO links (user_id, provider_id, access_token, refresh_token, state, expiry)
+		SELECT 'u' || i, 'github', 'sealed', 'sealed', 'active',
+			CASE WHEN i < $2 THEN now() - (i + 1) * interval '1 second' ELSE now() + i * interval '10 seconds' END
+		FROM generate_series(0, $1 - 1) AS i`, n, due)
+	if err != nil {
+		return err
+	}
+	_, err = s.pool.Exec(ctx, `ANALYZE links`)
 	return err
 }

@@ -449,12 +449,17 @@ func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, after 
 		afterExpiry = time.Unix(0, 0) // before any real expiry: from the start
 		after.ID = math.MinInt64
 	}
-	return scanLinks(s.pool.Query(ctx, `
-		SELECT `+linkColumns+` FROM links
-		WHERE state IN ('active', 'degraded') AND expiry IS NOT NULL AND expiry < $1
-		  AND (expiry, id) > ($2, $3)
-		ORDER BY expiry, id LIMIT $4`, t, afterExpiry, after.ID, limit))
+	return scanLinks(s.pool.Query(ctx, expiringSQL, t, afterExpiry, after.ID, limit))
 }
+
+// expiringSQL is ListLinksExpiringBefore's page: read in order from
+// links_refresh_expiry, so a page costs its rows, not the fleet's
+// (TestDueLinksScanUsesIndex).
+const expiringSQL = `
+	SELECT ` + linkColumns + ` FROM links
+	WHERE state IN ('active', 'degraded') AND expiry IS NOT NULL AND expiry < $1
+	  AND (expiry, id) > ($2, $3)
+	ORDER BY expiry, id LIMIT $4`
 
 // ListLinksNotSealedBy implements [tokenbroker.LinkStore].
 func (s *Store) ListLinksNotSealedBy(ctx context.Context, keyID string, afterID int64, limit int) ([]*tokenbroker.Link, error) {

@@ -29,3 +29,30 @@ func TestPruneAuditUsesIndexes(t *testing.T) {
 		t.Errorf("want the batch found on audit_events_time and deleted by key, plan\n%s", plan)
 	}
 }
+
+// TestDueLinksScanUsesIndex: the background refresher's due-links page is
+// read in order from links_refresh_expiry, starting at the soonest
+// expiry and stopping at the page's end: its cost is the due links it
+// returns, whatever the size of the fleet (no sequential scan, no sort of
+// every due link).
+func TestDueLinksScanUsesIndex(t *testing.T) {
+	s := testdb.Postgres(t)
+	ctx := context.Background()
+	// Many due links: with a handful, sorting them all is the planner's
+	// (right) choice, and costs as little.
+	if err := s.SeedExpiringLinks(ctx, 20000, 10000); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := s.ExplainDueLinks(ctx, time.Now(), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("plan:\n%s", plan)
+	// The index is on expiry alone: the page's ties on expiry are put in
+	// id order as it goes (an incremental sort), never all due links.
+	if !strings.Contains(plan, "Index Scan using links_refresh_expiry on links") ||
+		strings.Contains(plan, "Seq Scan") || strings.Contains(plan, "Bitmap") ||
+		strings.Contains(plan, "->  Sort") || strings.Contains(plan, "Sort") && !strings.Contains(plan, "Presorted Key: expiry") {
+		t.Errorf("want a range of links_refresh_expiry in order, plan\n%s", plan)
+	}
+}

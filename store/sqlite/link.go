@@ -402,17 +402,22 @@ func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, after 
 	if !after.Expiry.IsZero() {
 		afterMS = after.Expiry.UnixMilli()
 	}
-	rows, err := s.rdb.QueryContext(ctx, `
-		SELECT `+linkColumns+` FROM links
-		WHERE state IN ('active', 'degraded') AND expiry IS NOT NULL AND expiry < ?
-		  AND (expiry, id) > (?, ?)
-		ORDER BY expiry, id LIMIT ?`, t.UnixMilli(), afterMS, after.ID, limit)
+	rows, err := s.rdb.QueryContext(ctx, expiringSQL, t.UnixMilli(), afterMS, after.ID, limit)
 	if err != nil {
 		return nil, translate(err, "links")
 	}
 	links, err := scanLinks(rows)
 	return links, translate(err, "links")
 }
+
+// expiringSQL is ListLinksExpiringBefore's page: read in order from
+// links_refresh_expiry, so a page costs its rows, not the fleet's
+// (TestDueLinksScanUsesIndex).
+const expiringSQL = `
+	SELECT ` + linkColumns + ` FROM links
+	WHERE state IN ('active', 'degraded') AND expiry IS NOT NULL AND expiry < ?
+	  AND (expiry, id) > (?, ?)
+	ORDER BY expiry, id LIMIT ?`
 
 // ListLinksNotSealedBy implements [tokenbroker.LinkStore].
 func (s *Store) ListLinksNotSealedBy(ctx context.Context, keyID string, afterID int64, limit int) ([]*tokenbroker.Link, error) {

@@ -29,3 +29,24 @@ func TestPruneAuditUsesIndexes(t *testing.T) {
 		t.Errorf("want the batch found on audit_events_time and deleted by key, plan\n%s", plan)
 	}
 }
+
+// TestDueLinksScanUsesIndex: the background refresher's due-links page is
+// read in order from links_refresh_expiry, starting at the soonest
+// expiry and stopping at the page's end: its cost is the due links it
+// returns, whatever the size of the fleet (no scan of links, no sort).
+func TestDueLinksScanUsesIndex(t *testing.T) {
+	s := testdb.SQLite(t)
+	ctx := context.Background()
+	if err := s.SeedExpiringLinks(ctx, 20000, 300); err != nil {
+		t.Fatal(err)
+	}
+	plan, err := s.ExplainDueLinks(ctx, time.Now(), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("plan:\n%s", plan)
+	if !strings.HasPrefix(plan, "SEARCH links USING INDEX links_refresh_expiry (") ||
+		strings.Contains(plan, "SCAN links") || strings.Contains(plan, "TEMP B-TREE") {
+		t.Errorf("want a range of links_refresh_expiry in order, plan\n%s", plan)
+	}
+}

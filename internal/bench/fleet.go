@@ -1,0 +1,392 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/crypt"
+	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
+	"github.com/tokenbroker/tokenbroker/store/postgres"
+	"github.com/tokenbroker/tokenbroker/store/sqlite"
+)
+
+// FleetOptions configures one fleet run.
+type FleetOptions struct {
+	// Exe is the tokenbroker binary the replicas run, with Env as their
+	// environment (the benchmark adds the store, key and provider).
+	Exe      string
+	Env      []string
+	Links    int
+	Replicas int
+	Store    string // auto, sqlite, postgres
+	// ProviderLatency is what fakeidp adds to each call.
+	ProviderLatency time.Duration
+	// Window spreads the seeded links' expiries: the first expires as the
+	// replicas start, the last Window later (0: all are due at once).
+	Window time.Duration
+	// Duration bounds the run; it ends earlier once every link is
+	// refreshed.
+	Duration time.Duration
+	// Interval and Concurrency are the replicas' background refresher
+	// settings (0: serve's defaults).
+	Interval    time.Duration
+	Concurrency int
+	// Log receives progress lines (nil: none).
+	Log io.Writer
+}
+
+// FleetResult is what `bench fleet --json` prints.
+type FleetResult struct {
+	Links                int     `json:"links"`
+	Replicas             int     `json:"replicas"`
+	Store                string  `json:"store"`
+	ProviderLatencyMS    float64 `json:"provider_latency_ms"`
+	WindowS              float64 `json:"window_s"`
+	RefreshInterval      string  `json:"refresh_interval"`
+	RefreshConcurrency   int     `json:"refresh_concurrency"`
+	SeedS                float64 `json:"seed_s"`
+	ElapsedS             float64 `json:"elapsed_s"`
+	Refreshes            int64   `json:"refreshes"`
+	ProviderRefreshCalls int64   `json:"provider_refresh_calls"`
+	// RefreshesPerS is the sustained rate: the refreshes between the
+	// tenth and the ninetieth percent of the run's total, over the time
+	// between them (the whole run's rate when it ends before).
+	RefreshesPerS float64 `json:"refreshes_per_s"`
+	// Errors counts failed refreshes (tokenbroker_refresh_failures_total),
+	// lost ones and the refresher's failed actions, across replicas.
+	Errors float64 `json:"errors"`
+	// RSSMB is the largest peak resident set (VmHWM) of a replica.
+	RSSMB float64 `json:"rss_mb"`
+	// ScanMS is the latency of the refresher's due-links query
+	// (ListLinksExpiringBefore, one page), run by the benchmark on its own
+	// connection every half second while the replicas refresh.
+	ScanMS    LatencySummary `json:"scan_ms"`
+	ScanP99MS float64        `json:"scan_p99_ms"`
+	DBSizeMB  float64        `json:"db_size_mb"`
+}
+
+// PrintFleet writes r as a line of text, then, with asJSON, as one JSON
+// object on the last line.
+func PrintFleet(w io.Writer, r *FleetResult, asJSON bool) {
+	fmt.Fprintf(w, "%s, %d replica(s), %d links: %d refreshes (%d provider calls, %.0f errors) in %.1fs, %.0f/s sustained; peak RSS %.1f MB; due-links scan p50 %.2f ms p99 %.2f ms; database %.1f MB; seeding took %.1fs\n",
+		r.Store, r.Replicas, r.Links, r.Refreshes, r.ProviderRefreshCalls, r.Errors, r.ElapsedS, r.RefreshesPerS, r.RSSMB,
+		r.ScanMS.P50, r.ScanMS.P99, r.DBSizeMB, r.SeedS)
+	if asJSON {
+		b, _ := json.Marshal(r)
+		fmt.Fprintln(w, string(b))
+	}
+}
+
+// fleetStore is the benchmark's own handle on the database: to seed it
+// through the sealing store, time the due-links query and size it.
+type fleetStore interface {
+	tokenbroker.Store
+	Migrate(ctx context.Context) error
+}
+
+// RunFleet seeds opts.Links links directly through the sealing store,
+// starts the replicas with the background refresher on, and measures how
+// they refresh the fleet (see `tokenbroker bench fleet --help`).
+func RunFleet(ctx context.Context, o FleetOptions) (res *FleetResult, err error) {
+	if o.Links < 1 || o.Replicas < 1 || o.Duration <= 0 {
+		return nil, errors.New("links, replicas and duration must be positive")
+	}
+	logf := func(format string, args ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "fleet: "+format+"\n", args...)
+		}
+	}
+	store := o.Store
+	if store == "auto" || store == "" {
+		store = "sqlite"
+		if o.Replicas > 1 {
+			store = "postgres"
+		}
+	}
+	switch {
+	case store != "sqlite" && store != "postgres":
+		return nil, fmt.Errorf("unknown --store %q", store)
+	case store == "sqlite" && o.Replicas > 1:
+		return nil, errors.New("SQLite serves one replica; use --store postgres for more")
+	}
+	dir, err := os.MkdirTemp("", "tokenbroker-fleet-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	dataDir := filepath.Join(dir, "data")
+
+	// Refreshed tokens live long: each link is refreshed once.
+	idp, err := fakeidp.Start(fakeidp.Config{AccessTokenTTL: 24 * time.Hour, Faults: fakeidp.Faults{Latency: o.ProviderLatency}})
+	if err != nil {
+		return nil, err
+	}
+	defer idp.Close()
+
+	var dbURL string
+	var st fleetStore
+	switch store {
+	case "postgres":
+		cluster, err := pgcluster.StartCluster(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("throwaway PostgreSQL (or run one replica on SQLite: --replicas 1): %w", err)
+		}
+		defer cluster.Stop()
+		if dbURL, err = cluster.CreateDatabase(ctx); err != nil {
+			return nil, err
+		}
+		if st, err = postgres.Open(ctx, dbURL); err != nil {
+			return nil, err
+		}
+	default:
+		if st, err = sqlite.Open(ctx, filepath.Join(dataDir, "tokenbroker.db")); err != nil {
+			return nil, err
+		}
+	}
+	defer st.Close()
+	if err := st.Migrate(ctx); err != nil {
+		return nil, err
+	}
+	key, err := crypt.GenerateKey(nil)
+	if err != nil {
+		return nil, err
+	}
+	ring, err := crypt.ParseKeys(key)
+	if err != nil {
+		return nil, err
+	}
+
+	res = &FleetResult{Links: o.Links, Replicas: o.Replicas, Store: store, WindowS: o.Window.Seconds(),
+		ProviderLatencyMS: float64(o.ProviderLatency.Microseconds()) / 1000, RefreshConcurrency: o.Concurrency}
+	if o.Interval > 0 {
+		res.RefreshInterval = o.Interval.String()
+	}
+	seedStart := time.Now()
+	if err := seedFleet(ctx, crypt.NewStore(st, ring), idp, o.Links, store == "postgres", seedStart, o.Window, logf); err != nil {
+		return nil, fmt.Errorf("seed: %w", err)
+	}
+	res.SeedS = time.Since(seedStart).Seconds()
+	logf("seeded %d links in %.1fs", o.Links, res.SeedS)
+
+	env := append(slices.Clip(o.Env), ReplicaEnv(idp, key, dbURL, dataDir)...)
+	env = append(env, "TOKENBROKER_LOG_LEVEL=warn", "TOKENBROKER_BACKGROUND_REFRESH=true")
+	if o.Interval > 0 {
+		env = append(env, "TOKENBROKER_BACKGROUND_REFRESH_INTERVAL="+o.Interval.String())
+	}
+	if o.Concurrency > 0 {
+		env = append(env, "TOKENBROKER_BACKGROUND_REFRESH_CONCURRENCY="+strconv.Itoa(o.Concurrency))
+	}
+	var replicas []*Replica
+	defer func() {
+		for _, r := range replicas {
+			if serr := r.Stop(); serr != nil && err == nil {
+				err = serr
+			}
+		}
+	}()
+	before := idp.Stats()
+	for i := range o.Replicas {
+		r, err := StartReplica(ctx, fmt.Sprintf("replica-%d", i), o.Exe,
+			[]string{"serve", "--addr", "127.0.0.1:0", "--replica-id", fmt.Sprintf("r%d", i)}, env)
+		if err != nil {
+			return nil, err
+		}
+		replicas = append(replicas, r)
+	}
+	logf("%d replica(s) up", len(replicas))
+
+	// Measure: the refreshes committed (scraped), the due-links query
+	// (timed on the benchmark's own connection), until every link is
+	// refreshed or the duration is over.
+	start := time.Now()
+	type point struct {
+		at time.Duration
+		n  float64
+	}
+	var points []point
+	var scans []float64
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.NewTimer(o.Duration)
+	defer deadline.Stop()
+	lastLog := time.Now()
+loop:
+	for {
+		select {
+		case <-tick.C:
+		case <-deadline.C:
+			break loop
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		n, err := scrapeAll(ctx, replicas, "tokenbroker_refresh_committed_total")
+		if err != nil {
+			return nil, err
+		}
+		points = append(points, point{time.Since(start), n})
+		t0 := time.Now()
+		if _, err := st.ListLinksExpiringBefore(ctx, time.Now(), tokenbroker.ExpiryCursor{}, 500); err != nil {
+			return nil, fmt.Errorf("due-links query: %w", err)
+		}
+		scans = append(scans, float64(time.Since(t0).Microseconds())/1000)
+		if time.Since(lastLog) > 10*time.Second {
+			logf("%.0fs: %.0f refreshes", time.Since(start).Seconds(), n)
+			lastLog = time.Now()
+		}
+		if n >= float64(o.Links) {
+			break
+		}
+	}
+	res.ElapsedS = time.Since(start).Seconds()
+	after := idp.Stats()
+	res.ProviderRefreshCalls = after.RefreshCalls - before.RefreshCalls
+	if len(points) > 0 {
+		total := points[len(points)-1].n
+		res.Refreshes = int64(total)
+		// Sustained: from the first point past 10% of the total to the
+		// first past 90%.
+		lo := slices.IndexFunc(points, func(p point) bool { return p.n >= total/10 })
+		hi := slices.IndexFunc(points, func(p point) bool { return p.n >= total*9/10 })
+		if lo >= 0 && hi > lo {
+			res.RefreshesPerS = (points[hi].n - points[lo].n) / (points[hi].at - points[lo].at).Seconds()
+		} else if res.ElapsedS > 0 {
+			res.RefreshesPerS = total / res.ElapsedS
+		}
+	}
+	for _, name := range []string{"tokenbroker_refresh_failures_total", "tokenbroker_refresh_lost_total"} {
+		v, err := scrapeAll(ctx, replicas, name)
+		if err != nil {
+			return nil, err
+		}
+		res.Errors += v
+	}
+	failed, err := scrapeAll(ctx, replicas, `tokenbroker_refresher_actions_total{action="failed"}`)
+	if err != nil {
+		return nil, err
+	}
+	res.Errors += failed
+	for _, r := range replicas {
+		if kb, err := peakRSSKB(r.Pid()); err == nil {
+			res.RSSMB = max(res.RSSMB, float64(kb)/1024)
+		}
+	}
+	res.ScanMS = summarize(scans)
+	res.ScanP99MS = res.ScanMS.P99
+	if res.DBSizeMB, err = dbSizeMB(ctx, st, store, dataDir); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// seedFleet puts n links through the sealing store s, each with a fresh
+// token family at idp, expiring from first to first+window.
+func seedFleet(ctx context.Context, s tokenbroker.Store, idp *fakeidp.Server, n int, parallel bool, first time.Time, window time.Duration, logf func(string, ...any)) error {
+	workers := 1
+	if parallel {
+		workers = 8
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, workers)
+	lastLog := time.Now()
+	var logMu sync.Mutex
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				user := "fleet-" + strconv.Itoa(i)
+				tok, err := idp.IssueToken(user)
+				if err != nil {
+					errc <- err
+					return
+				}
+				expiry := first.Add(time.Duration(int64(window) * int64(i) / int64(n))).Truncate(time.Millisecond)
+				if _, err := s.PutLink(ctx, &tokenbroker.Link{UserID: user, ProviderID: "bench",
+					Token: tokenbroker.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, TokenType: "Bearer",
+						Expiry: expiry, IssuedAt: expiry.Add(-time.Hour)}}, tokenbroker.Record{}); err != nil {
+					errc <- err
+					return
+				}
+				if i%10000 == 9999 {
+					logMu.Lock()
+					if time.Since(lastLog) > 10*time.Second {
+						logf("seeded %d of %d links", i+1, n)
+						lastLog = time.Now()
+					}
+					logMu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+// scrapeAll sums a counter (name, or name{labels} to match one series)
+// across the live replicas.
+func scrapeAll(ctx context.Context, replicas []*Replica, name string) (float64, error) {
+	var sum float64
+	for _, r := range replicas {
+		if !r.Alive() {
+			continue
+		}
+		v, err := scrapeCounter(ctx, r.URL+"/metrics", name)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", r.Name, err)
+		}
+		sum += v
+	}
+	return sum, nil
+}
+
+// peakRSSKB reads a process's peak resident set size (VmHWM) in KiB.
+func peakRSSKB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+		}
+	}
+	return 0, errors.New("no VmHWM")
+}
+
+// dbSizeMB is the database's size: SQLite's file and its WAL, or
+// PostgreSQL's pg_database_size.
+func dbSizeMB(ctx context.Context, st fleetStore, store, dataDir string) (float64, error) {
+	if pg, ok := st.(*postgres.Store); ok {
+		var n int64
+		if err := pg.Pool().QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&n); err != nil {
+			return 0, err
+		}
+		return float64(n) / (1 << 20), nil
+	}
+	var n int64
+	for _, f := range []string{"tokenbroker.db", "tokenbroker.db-wal"} {
+		if fi, err := os.Stat(filepath.Join(dataDir, f)); err == nil {
+			n += fi.Size()
+		}
+	}
+	return float64(n) / (1 << 20), nil
+}
