@@ -298,20 +298,20 @@ func TestWebhooksForRevokedThenReconnectedLink(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	connect := func() *fakeidp.Token {
+	connect := func(via *client.Client) *fakeidp.Token {
 		t.Helper()
 		tok, err := lr.idp.IssueToken("alice")
 		if err != nil {
 			t.Fatal(err)
 		}
 		past := time.Now().Add(-time.Minute)
-		if _, err := lr.clients[1].ImportLink(ctx, "alice", "bench", client.ImportRequest{AccessToken: tok.AccessToken,
+		if _, err := via.ImportLink(ctx, "alice", "bench", client.ImportRequest{AccessToken: tok.AccessToken,
 			RefreshToken: tok.RefreshToken, TokenType: "Bearer", Expiry: &past}); err != nil {
 			t.Fatal(err)
 		}
 		return tok
 	}
-	tok := connect()
+	tok := connect(lr.clients[1])
 	hooks.waitFor(ctx, "link.created", func(evs []string) bool { return len(evs) == 1 })
 
 	lr.idp.RevokeFamilyOf(tok.RefreshToken)
@@ -337,9 +337,12 @@ func TestWebhooksForRevokedThenReconnectedLink(t *testing.T) {
 		t.Fatalf("the held delivery's lease owner: %v", err)
 	}
 	var victim *bench.Replica
-	for _, r := range lr.replicas {
+	survivor := -1
+	for i, r := range lr.replicas {
 		if r.Name == owner {
 			victim = r
+		} else {
+			survivor = i
 		}
 	}
 	if victim == nil {
@@ -355,7 +358,7 @@ func TestWebhooksForRevokedThenReconnectedLink(t *testing.T) {
 		}
 	}
 
-	connect() // the user connects again
+	connect(lr.clients[survivor]) // the user connects again, through a replica still alive
 	hooks.waitFor(ctx, "link.recovered", func(evs []string) bool { return len(evs) == 3 })
 	want := []string{"link.created/alice/", "link.reauth_required/alice/revoked", "link.recovered/alice/reauth_required"}
 	if got := hooks.events(); !slices.Equal(got, want) {
