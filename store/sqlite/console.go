@@ -193,15 +193,26 @@ func (s *Store) GetLinkSummary(ctx context.Context, userID, providerID string) (
 }
 
 // CountLinks implements [tokenbroker.ConsoleStore] with two grouped reads:
-// all links by provider and state (from the covering index
+// all links by provider and state (the link_state_counts table when
+// the scope names no users, else the covering index
 // links_provider_state_user), and the links with a failure reason by typed
 // reason and reason code (from the partial index links_reason_user); the
 // links without a reason are the difference.
 func (s *Store) CountLinks(ctx context.Context, scope tokenbroker.LinkScope) ([]tokenbroker.LinkCount, error) {
 	var c conds
 	c.scope(scope)
-	totals, err := s.countLinks(ctx, `SELECT provider_id, state, '', '', count(*) FROM links`+c.sql()+
-		` GROUP BY provider_id, state`, c.args)
+	totalsSQL, totalsArgs := `SELECT provider_id, state, '', '', count(*) FROM links`+c.sql()+
+		` GROUP BY provider_id, state`, c.args
+	if len(scope.Users) == 0 {
+		// Not restricted to users: the per-provider, per-state counts the
+		// triggers of link_state_counts keep, one row each whatever the
+		// number of links.
+		var pc conds
+		pc.scope(scope) // providers only: no users here
+		pc.add("n > 0")
+		totalsSQL, totalsArgs = `SELECT provider_id, state, '', '', n FROM link_state_counts`+pc.sql(), pc.args
+	}
+	totals, err := s.countLinks(ctx, totalsSQL, totalsArgs)
 	if err != nil {
 		return nil, err
 	}
