@@ -3,7 +3,6 @@ package storetest
 import (
 	"fmt"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -170,21 +169,15 @@ func testJobLease(t *testing.T, s tokenbroker.Store) {
 func testJobLeaseRace(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	var won atomic.Int32
-	var wg sync.WaitGroup
-	for i := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ok, err := s.AcquireJobLease(c, "race", fmt.Sprint("owner-", i), time.Minute)
-			if err != nil {
-				t.Error(err)
-			}
-			if ok {
-				won.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	race(16, func(i int) {
+		ok, err := s.AcquireJobLease(c, "race", fmt.Sprint("owner-", i), time.Minute)
+		if err != nil {
+			t.Error(err)
+		}
+		if ok {
+			won.Add(1)
+		}
+	})
 	if won.Load() != 1 {
 		t.Fatalf("%d owners won one free lease, want 1", won.Load())
 	}

@@ -14,8 +14,6 @@ import (
 var lifecycleTests = []conformanceTest{
 	{"EventsWrittenOnlyWithTheChange", testEventsWithChange},
 	{"PutLinkEventOfTheReplacedState", testPutLinkEvents},
-	{"ReleaseDegradesOnce", testReleaseDegrades},
-	{"AcquireLeaseReportsStateAndFailures", testAcquireReportsState},
 	{"DegradedAndIdleLinksRefreshAndRecover", testDegradedIdleRefresh},
 	{"MarkLinkIdleConditions", testMarkLinkIdle},
 	{"RecordLinkUse", testRecordLinkUse},

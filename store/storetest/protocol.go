@@ -15,40 +15,36 @@ import (
 // PutLink, the lease and health methods, Now and ListAudit (by action).
 func RunProtocolConformance(t *testing.T, open func(t *testing.T) tokenbroker.Store) {
 	t.Helper()
-	for _, tt := range []struct {
-		name string
-		fn   func(t *testing.T, s tokenbroker.Store)
-	}{
-		{"PutLinkExistingBumpsGenerationAndReactivates", testPutLinkExisting},
-		{"AcquireLease", testAcquireLease},
-		{"AcquireLeaseRace64", testAcquireLeaseRace},
-		{"ExpiredLeaseTakeoverAfterGrace", testExpiredLeaseTakeover},
-		{"ExpiredLeaseGraceKeepsLiveHolder", testExpiredLeaseGrace},
-		{"RenewLeaseOnlyByHolder", testRenewLease},
-		{"ReleaseLeaseOnlyByHolder", testReleaseLease},
-		{"ReleaseRecordsOutcomeAndBackoff", testReleaseOutcome},
-		{"AttemptsAndSuspectAreDurable", testAttemptsAndSuspect},
-		{"SuspectCarriedByCommit", testSuspectCarriedByCommit},
-		{"CommitRefresh", testCommitRefresh},
-		{"CommitRefreshStaleGenerationChangesNothing", testCommitRefreshStale},
-		{"CommitRefreshFencedByLease", testCommitRefreshFenced},
-		{"CommitRefreshRace", testCommitRefreshRace},
-		{"CommitRefreshKeepsAccountWhenEmpty", testCommitRefreshAccount},
-		{"MarkReauthRequired", testMarkReauth},
-		{"MarkReauthRequiredStaleLeaseChangesNothing", testMarkReauthStale},
-		{"CommitAfterMarkChangesNothing", testCommitAfterMark},
-		{"RecordWrittenOnlyWithTheChange", testRecordWithChange},
-		{"ProviderHealthCircuit", testProviderHealthCircuit},
-		{"ProviderHealthMisconfigured", testProviderHealthMisconfigured},
-		{"ProviderProbeRace", testProviderProbeRace},
-		{"ReleaseDegradesOnce", testReleaseDegrades},
-		{"AcquireLeaseReportsStateAndFailures", testAcquireReportsState},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			tt.fn(t, open(t))
-		})
-	}
+	runTests(t, protocolTests, open)
+}
+
+// protocolTests are the tests of the refresh protocol's statements, which
+// [RunProtocolConformance] and [RunConformance] both run.
+var protocolTests = []conformanceTest{
+	{"PutLinkExistingBumpsGenerationAndReactivates", testPutLinkExisting},
+	{"AcquireLease", testAcquireLease},
+	{"AcquireLeaseRace64", testAcquireLeaseRace},
+	{"ExpiredLeaseTakeoverAfterGrace", testExpiredLeaseTakeover},
+	{"ExpiredLeaseGraceKeepsLiveHolder", testExpiredLeaseGrace},
+	{"RenewLeaseOnlyByHolder", testRenewLease},
+	{"ReleaseLeaseOnlyByHolder", testReleaseLease},
+	{"ReleaseRecordsOutcomeAndBackoff", testReleaseOutcome},
+	{"AttemptsAndSuspectAreDurable", testAttemptsAndSuspect},
+	{"SuspectCarriedByCommit", testSuspectCarriedByCommit},
+	{"CommitRefresh", testCommitRefresh},
+	{"CommitRefreshStaleGenerationChangesNothing", testCommitRefreshStale},
+	{"CommitRefreshFencedByLease", testCommitRefreshFenced},
+	{"CommitRefreshRace", testCommitRefreshRace},
+	{"CommitRefreshKeepsAccountWhenEmpty", testCommitRefreshAccount},
+	{"MarkReauthRequired", testMarkReauth},
+	{"MarkReauthRequiredStaleLeaseChangesNothing", testMarkReauthStale},
+	{"CommitAfterMarkChangesNothing", testCommitAfterMark},
+	{"RecordWrittenOnlyWithTheChange", testRecordWithChange},
+	{"ProviderHealthCircuit", testProviderHealthCircuit},
+	{"ProviderHealthMisconfigured", testProviderHealthMisconfigured},
+	{"ProviderProbeRace", testProviderProbeRace},
+	{"ReleaseDegradesOnce", testReleaseDegrades},
+	{"AcquireLeaseReportsStateAndFailures", testAcquireReportsState},
 }
 
 // testSuspectCarriedByCommit: a takeover records holder_died whatever the

@@ -26,61 +26,60 @@ type conformanceTest struct {
 // migrated, empty store and arranges for it to be closed when t ends.
 func RunConformance(t *testing.T, open func(t *testing.T) tokenbroker.Store) {
 	t.Helper()
-	tests := []conformanceTest{
-		{"Basics", testBasics},
-		{"GetLinkMissing", testGetLinkMissing},
-		{"PutLinkRoundTrip", testPutLinkRoundTrip},
-		{"PutLinkValidates", testPutLinkValidates},
-		{"PutLinkExistingBumpsGenerationAndReactivates", testPutLinkExisting},
-		{"ListLinks", testListLinks},
-		{"DeleteLink", testDeleteLink},
-		{"AcquireLease", testAcquireLease},
-		{"AcquireLeaseRace64", testAcquireLeaseRace},
-		{"ExpiredLeaseTakeoverAfterGrace", testExpiredLeaseTakeover},
-		{"ExpiredLeaseGraceKeepsLiveHolder", testExpiredLeaseGrace},
-		{"RenewLeaseOnlyByHolder", testRenewLease},
-		{"ReleaseLeaseOnlyByHolder", testReleaseLease},
-		{"ReleaseRecordsOutcomeAndBackoff", testReleaseOutcome},
-		{"AttemptsAndSuspectAreDurable", testAttemptsAndSuspect},
-		{"SuspectCarriedByCommit", testSuspectCarriedByCommit},
-		{"CommitRefresh", testCommitRefresh},
-		{"CommitRefreshStaleGenerationChangesNothing", testCommitRefreshStale},
-		{"CommitRefreshFencedByLease", testCommitRefreshFenced},
-		{"CommitRefreshRace", testCommitRefreshRace},
-		{"CommitRefreshKeepsAccountWhenEmpty", testCommitRefreshAccount},
-		{"MarkReauthRequired", testMarkReauth},
-		{"MarkReauthRequiredStaleLeaseChangesNothing", testMarkReauthStale},
-		{"CommitAfterMarkChangesNothing", testCommitAfterMark},
-		{"RecordWrittenOnlyWithTheChange", testRecordWithChange},
-		{"ProviderHealthCircuit", testProviderHealthCircuit},
-		{"ProviderHealthMisconfigured", testProviderHealthMisconfigured},
-		{"ProviderProbeRace", testProviderProbeRace},
-		{"ListLinksExpiringBefore", testListLinksExpiringBefore},
-		{"ResealLink", testResealLink},
-		{"ResealLinkLosesToCommit", testResealLinkLosesToCommit},
-		{"CountSealedByKey", testCountSealedByKey},
-		{"APIKeys", testAPIKeys},
-		{"ConnectSession", testConnectSession},
-		{"ConnectSessionExpired", testConnectSessionExpired},
-		{"ClaimConnectSessionOnce", testClaimConnectSession},
-		{"AuthRequest", testAuthRequest},
-		{"AuthRequestExpired", testAuthRequestExpired},
-		{"ConsumeAuthRequestSingleUse", testConsumeAuthRequest},
-		{"ResealAuthRequest", testResealAuthRequest},
-		{"DeleteExpired", testDeleteExpired},
-		{"Audit", testAudit},
-		{"Signaler", testSignaler},
-	}
-	tests = append(tests, outboxTests...)
-	tests = append(tests, auditTests...)
-	tests = append(tests, consoleTests...)
-	tests = append(tests, lifecycleTests...)
+	tests := slices.Concat(storeTests, protocolTests, outboxTests, auditTests, consoleTests, lifecycleTests)
+	runTests(t, tests, open)
+}
+
+// runTests runs each test in parallel on a store of its own.
+func runTests(t *testing.T, tests []conformanceTest, open func(t *testing.T) tokenbroker.Store) {
+	t.Helper()
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			tt.fn(t, open(t))
 		})
 	}
+}
+
+// storeTests are the tests of the store methods outside the refresh
+// protocol and the areas of the other files.
+var storeTests = []conformanceTest{
+	{"Basics", testBasics},
+	{"GetLinkMissing", testGetLinkMissing},
+	{"PutLinkRoundTrip", testPutLinkRoundTrip},
+	{"PutLinkValidates", testPutLinkValidates},
+	{"ListLinks", testListLinks},
+	{"DeleteLink", testDeleteLink},
+	{"ListLinksExpiringBefore", testListLinksExpiringBefore},
+	{"ResealLink", testResealLink},
+	{"ResealLinkLosesToCommit", testResealLinkLosesToCommit},
+	{"CountSealedByKey", testCountSealedByKey},
+	{"APIKeys", testAPIKeys},
+	{"ConnectSession", testConnectSession},
+	{"ConnectSessionExpired", testConnectSessionExpired},
+	{"ClaimConnectSessionOnce", testClaimConnectSession},
+	{"AuthRequest", testAuthRequest},
+	{"AuthRequestExpired", testAuthRequestExpired},
+	{"ConsumeAuthRequestSingleUse", testConsumeAuthRequest},
+	{"ResealAuthRequest", testResealAuthRequest},
+	{"DeleteExpired", testDeleteExpired},
+	{"Audit", testAudit},
+	{"Signaler", testSignaler},
+}
+
+// race calls fn(0) to fn(n-1) on n goroutines released at once, and
+// returns when all have returned.
+func race(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			fn(i)
+		})
+	}
+	close(start)
+	wg.Wait()
 }
 
 // ctx returns a context bounded by the test's deadline (or a minute).
@@ -416,29 +415,22 @@ func testAcquireLeaseRace(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	const n = 64
 	var (
-		wg     sync.WaitGroup
-		start  = make(chan struct{})
 		wins   atomic.Int32
 		winner atomic.Value
 		errs   = make(chan error, n)
 	)
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			owner := fmt.Sprintf("replica-%d", i)
-			g, err := s.AcquireLease(c, tokenbroker.LeaseRequest{LinkID: l.ID, Generation: l.Generation, Owner: owner, TTL: time.Minute})
-			if err != nil {
-				errs <- err
-				return
-			}
-			if g.Won {
-				wins.Add(1)
-				winner.Store(owner)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
+	race(n, func(i int) {
+		owner := fmt.Sprintf("replica-%d", i)
+		g, err := s.AcquireLease(c, tokenbroker.LeaseRequest{LinkID: l.ID, Generation: l.Generation, Owner: owner, TTL: time.Minute})
+		if err != nil {
+			errs <- err
+			return
+		}
+		if g.Won {
+			wins.Add(1)
+			winner.Store(owner)
+		}
+	})
 	close(errs)
 	for err := range errs {
 		t.Errorf("AcquireLease: %v", err)
@@ -737,25 +729,16 @@ func testCommitRefreshRace(t *testing.T, s tokenbroker.Store) {
 	c := ctx(t)
 	lease := MustAcquire(t, s, l, "a", time.Minute)
 	const n = 16
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		won   = make(chan int, n)
-	)
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			ok, err := s.CommitRefresh(c, lease, refreshed(l, i+2), tokenbroker.Record{})
-			if err != nil {
-				t.Errorf("CommitRefresh: %v", err)
-			}
-			if ok {
-				won <- i + 2
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
+	won := make(chan int, n)
+	race(n, func(i int) {
+		ok, err := s.CommitRefresh(c, lease, refreshed(l, i+2), tokenbroker.Record{})
+		if err != nil {
+			t.Errorf("CommitRefresh: %v", err)
+		}
+		if ok {
+			won <- i + 2
+		}
+	})
 	close(won)
 	var winners []int
 	for w := range won {
@@ -999,22 +982,16 @@ func testProviderProbeRace(t *testing.T, s tokenbroker.Store) {
 		time.Sleep(time.Millisecond)
 	}
 	const n = 16
-	var (
-		wg   sync.WaitGroup
-		wins atomic.Int32
-	)
-	for i := range n {
-		wg.Go(func() {
-			ok, err := s.AcquireProviderProbe(c, "github", fmt.Sprintf("r%d", i), time.Minute)
-			if err != nil {
-				t.Errorf("AcquireProviderProbe: %v", err)
-			}
-			if ok {
-				wins.Add(1)
-			}
-		})
-	}
-	wg.Wait()
+	var wins atomic.Int32
+	race(n, func(i int) {
+		ok, err := s.AcquireProviderProbe(c, "github", fmt.Sprintf("r%d", i), time.Minute)
+		if err != nil {
+			t.Errorf("AcquireProviderProbe: %v", err)
+		}
+		if ok {
+			wins.Add(1)
+		}
+	})
 	if got := wins.Load(); got != 1 {
 		t.Fatalf("%d of %d racing probes won, want exactly 1", got, n)
 	}
@@ -1233,25 +1210,16 @@ func testClaimConnectSession(t *testing.T, s tokenbroker.Store) {
 		t.Fatal(err)
 	}
 	const n = 32
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		wins  atomic.Int32
-	)
-	for range n {
-		wg.Go(func() {
-			<-start
-			ok, err := s.ClaimConnectSession(c, "cs")
-			if err != nil {
-				t.Errorf("ClaimConnectSession: %v", err)
-			}
-			if ok {
-				wins.Add(1)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
+	var wins atomic.Int32
+	race(n, func(int) {
+		ok, err := s.ClaimConnectSession(c, "cs")
+		if err != nil {
+			t.Errorf("ClaimConnectSession: %v", err)
+		}
+		if ok {
+			wins.Add(1)
+		}
+	})
 	if got := wins.Load(); got != 1 {
 		t.Fatalf("%d of %d concurrent claims won, want exactly 1", got, n)
 	}
@@ -1337,25 +1305,16 @@ func testConsumeAuthRequest(t *testing.T, s tokenbroker.Store) {
 		t.Fatal(err)
 	}
 	const n = 32
-	var (
-		wg    sync.WaitGroup
-		start = make(chan struct{})
-		got   = make(chan *tokenbroker.AuthRequest, n)
-	)
-	for range n {
-		wg.Go(func() {
-			<-start
-			r, err := s.ConsumeAuthRequest(c, "state")
-			switch {
-			case err == nil:
-				got <- r
-			case !tokenbroker.IsNotFound(err):
-				t.Errorf("ConsumeAuthRequest: %v", err)
-			}
-		})
-	}
-	close(start)
-	wg.Wait()
+	got := make(chan *tokenbroker.AuthRequest, n)
+	race(n, func(int) {
+		r, err := s.ConsumeAuthRequest(c, "state")
+		switch {
+		case err == nil:
+			got <- r
+		case !tokenbroker.IsNotFound(err):
+			t.Errorf("ConsumeAuthRequest: %v", err)
+		}
+	})
 	close(got)
 	var winners []*tokenbroker.AuthRequest
 	for r := range got {
