@@ -165,37 +165,20 @@ func TestWaitersWokenBySignal(t *testing.T) {
 				cfg.LeaseTTL = time.Minute
 				cfg.ProviderTimeout = 20 * time.Second
 			})
-			e.seed("u1")
-			e.clock.Advance(2 * time.Hour)
+			e.seedExpired("u1")
 
 			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 			defer cancel()
 			holderTok := make(chan string, 1)
-			go func() {
-				tok, err := holder.Token(ctx, providerID, "u1", 0)
-				if err != nil {
-					t.Error(err)
-					holderTok <- ""
-					return
-				}
-				holderTok <- tok.AccessToken
-			}()
+			askInBackground(ctx, t, holder, "u1", "holder", holderTok)
 			recv(t, gate.entered, "the holder's provider call")
 
 			const n = 20
 			results := make(chan string, n)
+			wctx, wcancel := context.WithTimeout(context.Background(), 8*time.Second)
+			defer wcancel()
 			for range n {
-				go func() {
-					wctx, wcancel := context.WithTimeout(context.Background(), 8*time.Second)
-					defer wcancel()
-					tok, err := waiter.Token(wctx, providerID, "u1", 0)
-					if err != nil {
-						t.Errorf("waiter: %v", err)
-						results <- ""
-						return
-					}
-					results <- tok.AccessToken
-				}()
+				askInBackground(wctx, t, waiter, "u1", "waiter", results)
 			}
 			// Once the waiters' flight has lost the lease to the holder
 			// (it subscribed before its first read), only the commit's
@@ -227,8 +210,7 @@ func TestWaitersWokenBySignal(t *testing.T) {
 func TestCallerGivingUpDoesNotAbandonRefresh(t *testing.T) {
 	e := MustEnv(t, envOptions{kind: "sqlite", idp: fakeidp.Config{Faults: fakeidp.Faults{Latency: 300 * time.Millisecond}}})
 	c := e.coordinator(0, nil, nil)
-	l, _ := e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	l, _ := e.seedExpired("u1")
 	sig, cancelSig := e.stores[0].Subscribe(l.ID)
 	defer cancelSig()
 
@@ -263,8 +245,7 @@ func TestCommitRetriedAfterDatabaseError(t *testing.T) {
 		cfg.Store = fs
 		cfg.CommitRetryInterval = time.Millisecond
 	})
-	l, _ := e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	l, _ := e.seedExpired("u1")
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	tok, err := c.Token(ctx, providerID, "u1", 0)
@@ -295,8 +276,7 @@ func TestCommitNeverReplacesNewerGeneration(t *testing.T) {
 			e := MustEnv(t, envOptions{kind: kind})
 			gate := newGated(e.prov)
 			c := e.coordinator(0, gate, nil)
-			l, _ := e.seed("u1")
-			e.clock.Advance(2 * time.Hour)
+			l, _ := e.seedExpired("u1")
 			got := make(chan *tokenbroker.Token, 1)
 			go func() {
 				tok, err := c.Token(context.Background(), providerID, "u1", 0)
@@ -340,8 +320,7 @@ func TestFailedRefreshKeepsAnotherWritersToken(t *testing.T) {
 			e := MustEnv(t, envOptions{kind: kind, idp: fakeidp.Config{DisableReuseDetection: true}})
 			gate := newGated(e.prov)
 			c := e.coordinator(0, gate, nil)
-			l, seeded := e.seed("u1")
-			e.clock.Advance(2 * time.Hour)
+			l, seeded := e.seedExpired("u1")
 			got := make(chan error, 1)
 			var tok *tokenbroker.Token
 			go func() {
@@ -459,8 +438,7 @@ func TestNoConnectionHeldAcrossProviderCall(t *testing.T) {
 			e := MustEnv(t, envOptions{kind: kind, postgresQuery: "pool_max_conns=1"})
 			gate := newGated(e.prov)
 			c := e.coordinator(0, gate, nil)
-			e.seed("u1")
-			e.clock.Advance(2 * time.Hour)
+			e.seedExpired("u1")
 			done := make(chan error, 1)
 			go func() {
 				_, err := c.Token(context.Background(), providerID, "u1", 0)
@@ -508,8 +486,7 @@ func TestLostRefreshAfterHolderDied(t *testing.T) {
 		cfg.LeaseTTL, cfg.Grace, cfg.PollInterval = time.Second, 200*time.Millisecond, 50*time.Millisecond
 		cfg.CommitRetryInterval = 20 * time.Millisecond
 	})
-	e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	e.seedExpired("u1")
 	deadDone := make(chan struct{})
 	go func() {
 		defer close(deadDone)

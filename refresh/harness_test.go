@@ -154,6 +154,55 @@ func (e *env) seed(user string) (*tokenbroker.Link, *fakeidp.Token) {
 	return l, tok
 }
 
+// askInBackground asks c for user's token on a goroutine and sends its
+// access token to got; an error fails t, naming who asked, and sends "".
+func askInBackground(ctx context.Context, t *testing.T, c *refresh.Coordinator, user, who string, got chan<- string) {
+	go func() {
+		tok, err := c.Token(ctx, providerID, user, 0)
+		if err != nil {
+			t.Errorf("%s: %v", who, err)
+			got <- ""
+			return
+		}
+		got <- tok.AccessToken
+	}()
+}
+
+// keepAsking runs n callers for d: caller i asks cs[i%len(cs)] for
+// users[i%len(users)]'s token again and again, pausing between answers.
+// An error other than provider_unavailable fails t.
+func keepAsking(t *testing.T, d time.Duration, n int, pause time.Duration, cs []*refresh.Coordinator, users []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				_, err := cs[i%len(cs)].Token(ctx, providerID, users[i%len(users)], 0)
+				if err != nil && !errors.Is(err, tokenbroker.ErrProviderUnavailable) && ctx.Err() == nil {
+					t.Errorf("caller: %v", err)
+					return
+				}
+				select {
+				case <-ctx.Done():
+				case <-time.After(pause):
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// seedExpired seeds user's link and moves the clock past its token's
+// expiry (fakeidp's tokens last an hour): the next Token call refreshes.
+func (e *env) seedExpired(user string) (*tokenbroker.Link, *fakeidp.Token) {
+	e.t.Helper()
+	l, tok := e.seed(user)
+	e.clock.Advance(2 * time.Hour)
+	return l, tok
+}
+
 func (e *env) link(user string) *tokenbroker.Link {
 	e.t.Helper()
 	l, err := e.stores[0].GetLink(context.Background(), user, providerID)

@@ -52,8 +52,7 @@ func TestLeaseWonTooLateIsNotUsed(t *testing.T) {
 	frozen := &pausedAcquire{replicaStore: e.stores[0], won: make(chan struct{}), resume: make(chan struct{})}
 	a := e.coordinator(0, nil, func(cfg *refresh.Config) { shortLease(cfg); cfg.Store = frozen })
 	b := e.coordinator(1, nil, shortLease)
-	e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	e.seedExpired("u1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
@@ -108,8 +107,7 @@ func TestLateRequestOfATakenOverHolderIsALostRefresh(t *testing.T) {
 		cfg.Store, cfg.ProviderTimeout = cut, waitTimeout
 	})
 	b := e.coordinator(1, nil, shortLease)
-	e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	e.seedExpired("u1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()

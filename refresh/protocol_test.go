@@ -37,35 +37,18 @@ func TestLeaseRenewedWhileCommitFails(t *testing.T) {
 	}
 	holder := e.coordinator(0, nil, func(cfg *refresh.Config) { short(cfg); cfg.Store = fs })
 	other := e.coordinator(1, nil, short)
-	e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	e.seedExpired("u1")
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	got := make(chan string, 11)
-	go func() {
-		tok, err := holder.Token(ctx, providerID, "u1", 0)
-		if err != nil {
-			t.Errorf("holder's caller: %v", err)
-			got <- ""
-			return
-		}
-		got <- tok.AccessToken
-	}()
+	askInBackground(ctx, t, holder, "u1", "holder's caller", got)
 	// The other replica's callers arrive while the holder's commits fail.
 	for fs.commitFailures.Load() > 55 {
 		time.Sleep(5 * time.Millisecond)
 	}
 	for range 10 {
-		go func() {
-			tok, err := other.Token(ctx, providerID, "u1", 0)
-			if err != nil {
-				t.Errorf("other replica's caller: %v", err)
-				got <- ""
-				return
-			}
-			got <- tok.AccessToken
-		}()
+		askInBackground(ctx, t, other, "u1", "other replica's caller", got)
 	}
 	want := ""
 	for range 11 {
@@ -102,8 +85,7 @@ func TestSlowProviderWaitedForWithOneCall(t *testing.T) {
 			cfg.LeaseTTL, cfg.Grace, cfg.ProviderTimeout, cfg.CommitRetryInterval = time.Second, 200*time.Millisecond, 10*time.Second, 50*time.Millisecond
 		})
 	}
-	e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	e.seedExpired("u1")
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -172,29 +154,10 @@ func TestUncertainAttemptsSpacedAndLossCounted(t *testing.T) {
 			cfg.CircuitThreshold = 1000 // one link: this is about the link's backoff
 		})
 	}
-	e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	e.seedExpired("u1")
 
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Second)
-	defer cancel()
-	var wg sync.WaitGroup
-	for i := range 9 {
-		wg.Go(func() {
-			for ctx.Err() == nil {
-				_, err := cs[i%3].Token(ctx, providerID, "u1", 0)
-				if err != nil && !errors.Is(err, tokenbroker.ErrProviderUnavailable) && ctx.Err() == nil {
-					t.Errorf("caller: %v", err)
-					return
-				}
-				select {
-				case <-ctx.Done():
-				case <-time.After(20 * time.Millisecond):
-				}
-			}
-		})
-	}
-	wg.Wait()
+	keepAsking(t, 6*time.Second, 9, 20*time.Millisecond, cs, []string{"u1"})
 	times := calls.times()
 	if n := len(times); n == 0 || n > 3 {
 		t.Fatalf("%d provider calls in the first %v, want 1 to 3 (spaced by the link's backoff)", n, time.Since(start).Round(time.Millisecond))
@@ -389,8 +352,7 @@ func TestLossAttributedWhoeverSeesIt(t *testing.T) {
 			flaky := &failFirst{Provider: e.prov}
 			flaky.n.Store(tc.failFirst)
 			heir := e.coordinator(1, flaky, func(cfg *refresh.Config) { short(cfg); cfg.Owner = tc.heirOwner })
-			e.seed("u1")
-			e.clock.Advance(2 * time.Hour)
+			e.seedExpired("u1")
 			deadDone := make(chan struct{})
 			go func() {
 				defer close(deadDone)
@@ -448,28 +410,7 @@ func TestOutageCostsFewCallsPerLink(t *testing.T) {
 	}
 	e.clock.Advance(2 * time.Hour)
 
-	hammer := func(d time.Duration) {
-		ctx, cancel := context.WithTimeout(context.Background(), d)
-		defer cancel()
-		var wg sync.WaitGroup
-		for i := range 15 {
-			wg.Go(func() {
-				for ctx.Err() == nil {
-					_, err := cs[i%3].Token(ctx, providerID, users[i%5], 0)
-					if err != nil && !errors.Is(err, tokenbroker.ErrProviderUnavailable) && ctx.Err() == nil {
-						t.Errorf("caller: %v", err)
-						return
-					}
-					select {
-					case <-ctx.Done():
-					case <-time.After(10 * time.Millisecond):
-					}
-				}
-			})
-		}
-		wg.Wait()
-	}
-	hammer(2 * time.Second)
+	keepAsking(t, 2*time.Second, 15, 10*time.Millisecond, cs, users)
 	st := e.idp.Stats()
 	for _, u := range users {
 		if n := st.Families[families[u]].RefreshCalls; n > 10 {
@@ -556,8 +497,7 @@ func TestOneFlightPerLinkWhateverMinValid(t *testing.T) {
 	e := MustEnv(t, envOptions{kind: "sqlite"})
 	gate := newGated(e.prov)
 	c := e.coordinator(0, gate, nil)
-	e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	e.seedExpired("u1")
 	var wg sync.WaitGroup
 	for i, mv := range []time.Duration{0, time.Minute, 10 * time.Minute, 30 * time.Minute} {
 		wg.Go(func() {
@@ -586,8 +526,7 @@ func TestCloseWaitsForFlights(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, _ := e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	l, _ := e.seedExpired("u1")
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { _, _ = c.Token(ctx, providerID, "u1", 0) }()
 	recv(t, gate.entered, "the provider call")

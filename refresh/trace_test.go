@@ -24,8 +24,7 @@ func TestRefreshSpans(t *testing.T) {
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	e := MustEnv(t, envOptions{kind: "sqlite"})
 	c := e.coordinator(0, nil, func(cfg *refresh.Config) { cfg.Tracer = tp.Tracer("refresh") })
-	_, seeded := e.seed("u1")
-	e.clock.Advance(2 * time.Hour)
+	_, seeded := e.seedExpired("u1")
 
 	ctx, caller := tp.Tracer("test").Start(context.Background(), "caller")
 	tok, err := c.Token(ctx, providerID, "u1", 0)
