@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,7 +18,6 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/client"
-	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
@@ -35,74 +33,6 @@ import (
 // (`go test -run Chaos -v ./cmd/tokenbroker`). The deterministic
 // simulation (refresh/sim) explores the same faults exhaustively; these
 // tests prove them on the real processes.
-
-// replicaSet is n serve replicas on one PostgreSQL database and one
-// fakeidp. Replicas can be killed and started again under their name.
-type replicaSet struct {
-	idp    *fakeidp.Server
-	exe    string
-	env    []string
-	args   []string
-	apiKey string
-
-	mu       sync.Mutex
-	replicas []*bench.Replica
-	clients  []*client.Client
-}
-
-func startReplicaSet(t *testing.T, n int, idpCfg fakeidp.Config, dbURL string, args ...string) *replicaSet {
-	t.Helper()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := &replicaSet{exe: exe, args: args}
-	if rs.idp, err = fakeidp.Start(idpCfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(rs.idp.Close)
-	key, err := crypt.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs.env = childEnv(bench.ReplicaEnv(rs.idp, key, dbURL, filepath.Join(t.TempDir(), "data"))...)
-	if rs.apiKey, err = bench.Setup(context.Background(), exe, rs.env); err != nil {
-		t.Fatal(err)
-	}
-	rs.replicas, rs.clients = make([]*bench.Replica, n), make([]*client.Client, n)
-	for i := range n {
-		rs.start(t, i)
-	}
-	return rs
-}
-
-// start starts replica i (again), named ri.
-func (rs *replicaSet) start(t *testing.T, i int) {
-	t.Helper()
-	name := fmt.Sprintf("r%d", i)
-	a := append([]string{"serve", "--addr", "127.0.0.1:0", "--replica-id", name}, rs.args...)
-	r, err := bench.StartReplica(context.Background(), name, rs.exe, a, rs.env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = r.Stop()
-		assertNoSecretsLogged(t, r.Logs())
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, r.Logs())
-		}
-	})
-	rs.mu.Lock()
-	rs.replicas[i], rs.clients[i] = r, client.New(r.URL, rs.apiKey)
-	rs.mu.Unlock()
-}
-
-// client returns a client of replica i as it runs now.
-func (rs *replicaSet) client(i int) *client.Client {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	return rs.clients[i]
-}
 
 // seed imports a link for each user whose access token expires at expiry,
 // and returns their token families at the provider.
@@ -299,7 +229,7 @@ func TestChaosPostgresRestartUnderHerd(t *testing.T) {
 				arrived <- struct{}{}
 			}
 		}}
-	rs := startReplicaSet(t, 3, idpCfg, dbURL, "--lease-ttl", "3s")
+	rs := startReplicaSet(t, 3, idpCfg, dbURL, nil, "--lease-ttl", "3s")
 	users := []string{"p1", "p2", "p3"}
 	families := rs.seed(t, time.Now().Add(-time.Minute), users...)
 	listeners := func() int {
@@ -479,7 +409,7 @@ func TestChaosKillReplicas(t *testing.T) {
 		Faults: fakeidp.Faults{P500: 0.1, P502: 0.1, Latency: 20 * time.Millisecond, Jitter: 200 * time.Millisecond}}
 	// With the background refresher on, as serve runs by default: it
 	// refreshes alongside the callers.
-	rs := startReplicaSet(t, 3, idpCfg, pgtest.NewDatabase(t), "--lease-ttl", "2s",
+	rs := startReplicaSet(t, 3, idpCfg, "", nil, "--lease-ttl", "2s",
 		"--background-refresh=true", "--background-refresh-interval", "500ms")
 	users := []string{"k1", "k2", "k3", "k4", "k5"}
 	families := rs.seed(t, time.Now().Add(-time.Minute), users...)
@@ -593,7 +523,7 @@ func TestChaosProviderOutage(t *testing.T) {
 	}
 	pgtest.RequireBinaries(t)
 	t.Parallel()
-	rs := startReplicaSet(t, 3, fakeidp.Config{}, pgtest.NewDatabase(t))
+	rs := startReplicaSet(t, 3, fakeidp.Config{}, "", nil)
 	expired := []string{"o1", "o2", "o3", "o4", "o5"}
 	valid := []string{"v1", "v2"}
 	families := rs.seed(t, time.Now().Add(-time.Minute), expired...)
@@ -675,7 +605,7 @@ func TestChaosSIGTERMDuringRefresh(t *testing.T) {
 			arrived <- struct{}{}
 		}
 	}}
-	rs := startReplicaSet(t, 2, idpCfg, pgtest.NewDatabase(t))
+	rs := startReplicaSet(t, 2, idpCfg, "", nil)
 	families := rs.seed(t, time.Now().Add(-time.Minute), "s1")
 	rs.idp.SetFaults(fakeidp.Faults{Latency: 2 * time.Second})
 

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/client"
-	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/await"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
@@ -102,63 +100,13 @@ func assertNoSecretsLogged(t *testing.T, logs ...string) {
 	}
 }
 
-// crashEnv is two replicas on one PostgreSQL database and one fakeidp, for
-// the crash tests.
-type crashEnv struct {
-	idp    *fakeidp.Server
-	dbURL  string
-	env    []string
-	apiKey string
-	exe    string
-	dir    string
-}
-
-func newCrashEnv(t *testing.T, idpCfg fakeidp.Config) *crashEnv {
-	t.Helper()
-	pgtest.RequireBinaries(t)
-	ce := &crashEnv{dir: t.TempDir()}
-	var err error
-	if ce.exe, err = os.Executable(); err != nil {
-		t.Fatal(err)
-	}
-	if ce.idp, err = fakeidp.Start(idpCfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ce.idp.Close)
-	ce.dbURL = pgtest.NewDatabase(t)
-	key, err := crypt.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ce.env = bench.ReplicaEnv(ce.idp, key, ce.dbURL, filepath.Join(ce.dir, "data"))
-	if ce.apiKey, err = bench.Setup(context.Background(), ce.exe, childEnv(ce.env...)); err != nil {
-		t.Fatal(err)
-	}
-	return ce
-}
-
-// start starts a serve replica; extraEnv goes on top of its environment
-// (hangBeforeCommitEnv=1 injects the hang fault, see main_test.go).
-func (ce *crashEnv) start(t *testing.T, name string, extraEnv ...string) *bench.Replica {
-	t.Helper()
-	args := []string{"serve", "--addr", "127.0.0.1:0", "--replica-id", name, "--lease-ttl", "3s", "--provider-timeout", "1s"}
-	r, err := bench.StartReplica(context.Background(), name, ce.exe, args, childEnv(append(ce.env, extraEnv...)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = r.Stop()
-		assertNoSecretsLogged(t, r.Logs())
-		if t.Failed() {
-			t.Logf("%s log:\n%s", name, r.Logs())
-		}
-	})
-	return r
-}
+// crashArgs are the serve flags of the crash tests' replicas: a short
+// lease and provider timeout, so a takeover comes within seconds.
+var crashArgs = []string{"--lease-ttl", "3s", "--provider-timeout", "1s"}
 
 // askInBackground asks r for user's token without waiting for the answer
 // (the request that runs into the injected fault).
-func (ce *crashEnv) askInBackground(r *bench.Replica, user string) {
+func (ce *cluster) askInBackground(r *bench.Replica, user string) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -167,7 +115,7 @@ func (ce *crashEnv) askInBackground(r *bench.Replica, user string) {
 }
 
 // seedExpired imports a link whose access token has already expired.
-func (ce *crashEnv) seedExpired(t *testing.T, r *bench.Replica, user string) {
+func (ce *cluster) seedExpired(t *testing.T, r *bench.Replica, user string) {
 	t.Helper()
 	tok, err := ce.idp.IssueToken(user)
 	if err != nil {
@@ -220,9 +168,9 @@ func TestCrashWhileHoldingLease(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	hung := newFaultSignal()
-	ce := newCrashEnv(t, fakeidp.Config{Faults: fakeidp.Faults{Hang: true}, Logger: slog.New(hung)})
-	r0 := ce.start(t, "r0")
-	r1 := ce.start(t, "r1")
+	ce := newCluster(t, fakeidp.Config{Faults: fakeidp.Faults{Hang: true}, Logger: slog.New(hung)}, "", nil, crashArgs...)
+	r0 := ce.startReplica(t, "r0")
+	r1 := ce.startReplica(t, "r1")
 	ce.seedExpired(t, r0, "crash-user")
 
 	ce.askInBackground(r0, "crash-user")
@@ -258,9 +206,9 @@ func TestCrashAfterProviderAnswered(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	ce := newCrashEnv(t, fakeidp.Config{})
-	r0 := ce.start(t, "r0", hangBeforeCommitEnv+"=1")
-	r1 := ce.start(t, "r1")
+	ce := newCluster(t, fakeidp.Config{}, "", nil, crashArgs...)
+	r0 := ce.startReplica(t, "r0", hangBeforeCommitEnv+"=1")
+	r1 := ce.startReplica(t, "r1")
 	ce.seedExpired(t, r0, "crash-user")
 
 	ce.askInBackground(r0, "crash-user")

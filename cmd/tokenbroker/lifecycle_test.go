@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -19,66 +17,11 @@ import (
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/client"
-	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
-	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 	"github.com/tokenbroker/tokenbroker/store/postgres"
 	"github.com/tokenbroker/tokenbroker/webhook"
 )
-
-// lifecycleReplicas is n serve replicas on one PostgreSQL database and one
-// fakeidp, with extra environment on top of bench.ReplicaEnv (which turns
-// the background refresher off) and extra serve flags.
-type lifecycleReplicas struct {
-	idp      *fakeidp.Server
-	dbURL    string
-	replicas []*bench.Replica
-	clients  []*client.Client
-	env      []string
-	exe      string
-}
-
-func startLifecycleReplicas(t *testing.T, n int, idpCfg fakeidp.Config, env []string, args ...string) *lifecycleReplicas {
-	t.Helper()
-	pgtest.RequireBinaries(t)
-	lr := &lifecycleReplicas{dbURL: pgtest.NewDatabase(t)}
-	var err error
-	if lr.exe, err = os.Executable(); err != nil {
-		t.Fatal(err)
-	}
-	if lr.idp, err = fakeidp.Start(idpCfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(lr.idp.Close)
-	key, err := crypt.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	lr.env = childEnv(append(bench.ReplicaEnv(lr.idp, key, lr.dbURL, filepath.Join(t.TempDir(), "data")), env...)...)
-	apiKey, err := bench.Setup(context.Background(), lr.exe, lr.env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range n {
-		name := fmt.Sprintf("r%d", i)
-		r, err := bench.StartReplica(context.Background(), name, lr.exe,
-			append([]string{"serve", "--addr", "127.0.0.1:0", "--replica-id", name}, args...), lr.env)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = r.Stop()
-			assertNoSecretsLogged(t, r.Logs())
-			if t.Failed() {
-				t.Logf("%s log:\n%s", name, r.Logs())
-			}
-		})
-		lr.replicas = append(lr.replicas, r)
-		lr.clients = append(lr.clients, client.New(r.URL, apiKey))
-	}
-	return lr
-}
 
 // TestBackgroundRefreshOnThreeReplicas: three replicas with the background
 // refresher on (as serve runs by default) and 200 links that enter their
@@ -94,11 +37,11 @@ func TestBackgroundRefreshOnThreeReplicas(t *testing.T) {
 	var calls atomic.Int64
 	allCalled := make(chan struct{})
 	const links = 200
-	lr := startLifecycleReplicas(t, 3, fakeidp.Config{OnRequest: func(endpoint string) {
+	lr := startReplicaSet(t, 3, fakeidp.Config{OnRequest: func(endpoint string) {
 		if endpoint == "token" && calls.Add(1) == links {
 			close(allCalled)
 		}
-	}}, []string{
+	}}, "", []string{
 		"TOKENBROKER_BACKGROUND_REFRESH=true",
 		"TOKENBROKER_BACKGROUND_REFRESH_INTERVAL=300ms",
 		"TOKENBROKER_PROVIDER_BENCH_REFRESH_AHEAD=2m",
@@ -293,7 +236,7 @@ func TestWebhooksForRevokedThenReconnectedLink(t *testing.T) {
 	secret := webhook.NewSecret()
 	hooks := newHookReceiver(t, secret, tokenbroker.EventLinkReauthRequired)
 	cfgFile := writeFile(t, t.TempDir(), "tokenbroker.yaml", "webhooks:\n  - id: crm\n    url: "+hooks.srv.URL+"/hooks\n    secret: "+secret+"\n")
-	lr := startLifecycleReplicas(t, 3, fakeidp.Config{}, []string{"TOKENBROKER_CONFIG=" + cfgFile,
+	lr := startReplicaSet(t, 3, fakeidp.Config{}, "", []string{"TOKENBROKER_CONFIG=" + cfgFile,
 		"TOKENBROKER_WEBHOOK_TIMEOUT=1s", "TOKENBROKER_WEBHOOK_POLL_INTERVAL=50ms"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

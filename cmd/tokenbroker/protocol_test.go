@@ -60,7 +60,7 @@ func TestListenerLogsThroughServesHandler(t *testing.T) {
 	pgtest.RequireBinaries(t)
 	t.Parallel()
 	dbURL := pgtest.NewDatabase(t)
-	rs := startReplicaSet(t, 1, fakeidp.Config{}, dbURL, "--log-format", "json")
+	rs := startReplicaSet(t, 1, fakeidp.Config{}, dbURL, nil, "--log-format", "json")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// The coordinator's token cache listens from the start.

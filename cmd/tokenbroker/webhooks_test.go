@@ -108,7 +108,7 @@ webhooks:
 // ends. Every event arrives, each signature verifies, and the receiver's
 // dedup by webhook-id sees each event once.
 func TestWebhooksThreeReplicasOneKilledMidDelivery(t *testing.T) {
-	ce := newCrashEnv(t, fakeidp.Config{})
+	ce := newCluster(t, fakeidp.Config{}, "", nil, crashArgs...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -149,7 +149,7 @@ func TestWebhooksThreeReplicasOneKilledMidDelivery(t *testing.T) {
 	env := []string{"TOKENBROKER_CONFIG=" + cfgFile, "TOKENBROKER_WEBHOOK_TIMEOUT=1s", "TOKENBROKER_WEBHOOK_POLL_INTERVAL=50ms"}
 	replicas := map[string]*bench.Replica{}
 	for _, name := range []string{"wh-a", "wh-b", "wh-c"} {
-		replicas[name] = ce.start(t, name, env...)
+		replicas[name] = ce.startReplica(t, name, env...)
 	}
 
 	st, err := postgres.Open(ctx, ce.dbURL)
