@@ -145,17 +145,7 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroke
 					key_id                = excluded.key_id,
 					generation            = links.generation + 1,
 					state                 = 'active',
-					reauth_reason         = '',
-					failure_reason        = '',
-					lease_owner           = NULL,
-					lease_until           = NULL,
-					lease_expired_seen_at = NULL,
-					attempts              = 0,
-					suspect               = '',
-					failures              = 0,
-					failing_since         = NULL,
-					last_error            = '',
-					next_attempt_at       = NULL,
+					suspect               = '',`+newGeneration+`,
 					updated_at            = now(),
 					refreshed_at          = now(),
 					last_used_at          = now()
@@ -287,6 +277,22 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 	return g, nil
 }
 
+// newGeneration is what the two writes of a new generation (PutLink's
+// upsert of an existing link, and CommitRefresh) set besides the token
+// and the state: a new generation starts with no lease, no attempt, no
+// failure and no backoff (docs/design.md, "Protocol v2").
+const newGeneration = `
+	reauth_reason         = '',
+	failure_reason        = '',
+	lease_owner           = NULL,
+	lease_until           = NULL,
+	lease_expired_seen_at = NULL,
+	attempts              = 0,
+	failures              = 0,
+	failing_since         = NULL,
+	last_error            = '',
+	next_attempt_at       = NULL`
+
 // leaseFence is the condition of every write of a lease holder: the row
 // still carries its owner and epoch ($1 id, $2 owner, $3 epoch).
 const leaseFence = `id = $1 AND lease_owner = $2 AND lease_epoch = $3`
@@ -343,17 +349,7 @@ func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *t
 				account_login         = CASE WHEN $14 = '' THEN account_login ELSE $14 END,
 				generation            = generation + 1,
 				state                 = 'active',
-				reauth_reason         = '',
-				failure_reason        = '',
-				lease_owner           = NULL,
-				lease_until           = NULL,
-				lease_expired_seen_at = NULL,
-				attempts              = 0,
-				suspect               = $16,
-				failures              = 0,
-				failing_since         = NULL,
-				last_error            = '',
-				next_attempt_at       = NULL,
+				suspect               = $16,`+newGeneration+`,
 				refreshed_at          = now(),
 				updated_at            = now()
 			WHERE `+leaseFence+` AND generation = $4

@@ -131,17 +131,7 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroke
 				key_id                = excluded.key_id,
 				generation            = links.generation + 1,
 				state                 = 'active',
-				reauth_reason         = '',
-				failure_reason        = '',
-				lease_owner           = NULL,
-				lease_until           = NULL,
-				lease_expired_seen_at = NULL,
-				attempts              = 0,
-				suspect               = '',
-				failures              = 0,
-				failing_since         = NULL,
-				last_error            = '',
-				next_attempt_at       = NULL,
+				suspect               = '',`+newGeneration+`,
 				updated_at            = excluded.updated_at,
 				refreshed_at          = excluded.refreshed_at,
 				last_used_at          = excluded.last_used_at
@@ -259,6 +249,22 @@ func (s *Store) AcquireLease(ctx context.Context, r tokenbroker.LeaseRequest) (*
 	return g, nil
 }
 
+// newGeneration is what the two writes of a new generation (PutLink's
+// upsert of an existing link, and CommitRefresh) set besides the token
+// and the state: a new generation starts with no lease, no attempt, no
+// failure and no backoff (docs/design.md, "Protocol v2").
+const newGeneration = `
+	reauth_reason         = '',
+	failure_reason        = '',
+	lease_owner           = NULL,
+	lease_until           = NULL,
+	lease_expired_seen_at = NULL,
+	attempts              = 0,
+	failures              = 0,
+	failing_since         = NULL,
+	last_error            = '',
+	next_attempt_at       = NULL`
+
 // leaseFence is the condition of every write of a lease holder: the row
 // still carries its owner and epoch.
 const leaseFence = `id = ? AND lease_owner = ? AND lease_epoch = ?`
@@ -316,17 +322,7 @@ func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *t
 			account_login         = CASE WHEN ? = '' THEN account_login ELSE ? END,
 			generation            = generation + 1,
 			state                 = 'active',
-			reauth_reason         = '',
-			failure_reason        = '',
-			lease_owner           = NULL,
-			lease_until           = NULL,
-			lease_expired_seen_at = NULL,
-			attempts              = 0,
-			suspect               = ?,
-			failures              = 0,
-			failing_since         = NULL,
-			last_error            = '',
-			next_attempt_at       = NULL,
+			suspect               = ?,`+newGeneration+`,
 			refreshed_at          = `+nowMS+`,
 			updated_at            = `+nowMS+`
 		WHERE `+leaseFence+` AND generation = ?`,
