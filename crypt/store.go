@@ -176,9 +176,8 @@ func authRequestAD(rowID string) []byte {
 	return AD(tableAuthRequests, colSecret, rowID)
 }
 
-// GetLink implements [tokenbroker.LinkStore], opening the token.
-func (s *Store) GetLink(ctx context.Context, userID, providerID string) (*tokenbroker.Link, error) {
-	l, err := s.Store.GetLink(ctx, userID, providerID)
+// openedLink opens the token of a link the inner store returned with err.
+func (s *Store) openedLink(l *tokenbroker.Link, err error) (*tokenbroker.Link, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -188,9 +187,8 @@ func (s *Store) GetLink(ctx context.Context, userID, providerID string) (*tokenb
 	return l, nil
 }
 
-// ListLinks implements [tokenbroker.LinkStore], opening the tokens.
-func (s *Store) ListLinks(ctx context.Context, userID string) ([]*tokenbroker.Link, error) {
-	links, err := s.Store.ListLinks(ctx, userID)
+// openedLinks opens the tokens of links the inner store returned with err.
+func (s *Store) openedLinks(links []*tokenbroker.Link, err error) ([]*tokenbroker.Link, error) {
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +196,28 @@ func (s *Store) ListLinks(ctx context.Context, userID string) ([]*tokenbroker.Li
 		return nil, err
 	}
 	return links, nil
+}
+
+// openedAuthRequest opens the Secret of the auth request id that the inner
+// store returned with err.
+func (s *Store) openedAuthRequest(r *tokenbroker.AuthRequest, err error, id string) (*tokenbroker.AuthRequest, error) {
+	if err != nil {
+		return nil, err
+	}
+	if err := s.ring.openAuthRequest(r, authRequestRowID(id)); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// GetLink implements [tokenbroker.LinkStore], opening the token.
+func (s *Store) GetLink(ctx context.Context, userID, providerID string) (*tokenbroker.Link, error) {
+	return s.openedLink(s.Store.GetLink(ctx, userID, providerID))
+}
+
+// ListLinks implements [tokenbroker.LinkStore], opening the tokens.
+func (s *Store) ListLinks(ctx context.Context, userID string) ([]*tokenbroker.Link, error) {
+	return s.openedLinks(s.Store.ListLinks(ctx, userID))
 }
 
 // PutLink implements [tokenbroker.LinkStore]: it seals l's token with the
@@ -210,14 +230,7 @@ func (s *Store) PutLink(ctx context.Context, l *tokenbroker.Link, rec tokenbroke
 	if err != nil {
 		return nil, err
 	}
-	out, err := s.Store.PutLink(ctx, sealed, rec)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.ring.openLink(out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return s.openedLink(s.Store.PutLink(ctx, sealed, rec))
 }
 
 // CommitRefresh implements [tokenbroker.LinkStore]: it seals l's token
@@ -235,40 +248,19 @@ func (s *Store) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *t
 // ListLinksExpiringBefore implements [tokenbroker.LinkStore], opening the
 // tokens.
 func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, after tokenbroker.ExpiryCursor, limit int) ([]*tokenbroker.Link, error) {
-	links, err := s.Store.ListLinksExpiringBefore(ctx, t, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.ring.openLinks(links); err != nil {
-		return nil, err
-	}
-	return links, nil
+	return s.openedLinks(s.Store.ListLinksExpiringBefore(ctx, t, after, limit))
 }
 
 // ListStaleLinks implements [tokenbroker.LinkStore], opening the tokens.
 func (s *Store) ListStaleLinks(ctx context.Context, q tokenbroker.StaleLinkQuery) ([]*tokenbroker.Link, error) {
-	links, err := s.Store.ListStaleLinks(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.ring.openLinks(links); err != nil {
-		return nil, err
-	}
-	return links, nil
+	return s.openedLinks(s.Store.ListStaleLinks(ctx, q))
 }
 
 // ListLinksNotSealedBy implements [tokenbroker.LinkStore], opening the
 // tokens. [Rekey] works on the inner store instead, so that one row it
 // cannot open does not stop a batch.
 func (s *Store) ListLinksNotSealedBy(ctx context.Context, keyID string, afterID int64, limit int) ([]*tokenbroker.Link, error) {
-	links, err := s.Store.ListLinksNotSealedBy(ctx, keyID, afterID, limit)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.ring.openLinks(links); err != nil {
-		return nil, err
-	}
-	return links, nil
+	return s.openedLinks(s.Store.ListLinksNotSealedBy(ctx, keyID, afterID, limit))
 }
 
 // ResealLink implements [tokenbroker.LinkStore]: l carries opened tokens,
@@ -321,26 +313,14 @@ func (s *Store) CreateAuthRequest(ctx context.Context, r *tokenbroker.AuthReques
 // GetAuthRequest implements [tokenbroker.ConnectStore], opening Secret.
 func (s *Store) GetAuthRequest(ctx context.Context, id string) (*tokenbroker.AuthRequest, error) {
 	r, err := s.Store.GetAuthRequest(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.ring.openAuthRequest(r, authRequestRowID(id)); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return s.openedAuthRequest(r, err, id)
 }
 
 // ConsumeAuthRequest implements [tokenbroker.ConnectStore], opening
 // Secret.
 func (s *Store) ConsumeAuthRequest(ctx context.Context, id string) (*tokenbroker.AuthRequest, error) {
 	r, err := s.Store.ConsumeAuthRequest(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.ring.openAuthRequest(r, authRequestRowID(id)); err != nil {
-		return nil, err
-	}
-	return r, nil
+	return s.openedAuthRequest(r, err, id)
 }
 
 // ListAuthRequestsNotSealedBy implements [tokenbroker.ConnectStore],
