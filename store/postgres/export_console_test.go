@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -17,28 +16,17 @@ func (s *Store) ExplainLinkList(ctx context.Context, q tokenbroker.LinkQuery) (s
 	if err != nil {
 		return "", err
 	}
-	var plan []string
+	var plan string
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		for _, set := range []string{"enable_seqscan", "enable_sort", "enable_bitmapscan"} {
 			if _, err := tx.Exec(ctx, "SET LOCAL "+set+" = off"); err != nil {
 				return err
 			}
 		}
-		rows, err := tx.Query(ctx, "EXPLAIN "+query, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var line string
-			if err := rows.Scan(&line); err != nil {
-				return err
-			}
-			plan = append(plan, line)
-		}
-		return rows.Err()
+		plan, err = explain(ctx, tx, query, args...)
+		return err
 	})
-	return strings.Join(plan, "\n"), err
+	return plan, err
 }
 
 // SeedLinks inserts n links of users u0..u(n/10) to providers p0..p9,

@@ -5,11 +5,21 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Explain returns PostgreSQL's plan of query, as the planner chooses it.
 func (s *Store) Explain(ctx context.Context, query string, args ...any) (string, error) {
-	rows, err := s.pool.Query(ctx, "EXPLAIN "+query, args...)
+	return explain(ctx, s.pool, query, args...)
+}
+
+// explain returns the plan of query on q (the pool, or a transaction with
+// its own planner settings), one line a step.
+func explain(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}, query string, args ...any) (string, error) {
+	rows, err := q.Query(ctx, "EXPLAIN "+query, args...)
 	if err != nil {
 		return "", err
 	}

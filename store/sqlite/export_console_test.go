@@ -2,7 +2,6 @@ package sqlite
 
 import (
 	"context"
-	"strings"
 
 	tokenbroker "github.com/tokenbroker/tokenbroker"
 )
@@ -14,21 +13,7 @@ func (s *Store) ExplainLinkList(ctx context.Context, q tokenbroker.LinkQuery) (s
 	if err != nil {
 		return "", err
 	}
-	rows, err := s.rdb.QueryContext(ctx, "EXPLAIN QUERY PLAN "+query, args...)
-	if err != nil {
-		return "", err
-	}
-	defer rows.Close()
-	var plan []string
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-			return "", err
-		}
-		plan = append(plan, detail)
-	}
-	return strings.Join(plan, "\n"), rows.Err()
+	return s.Explain(ctx, query, args...)
 }
 
 // SeedLinks inserts n links of users u0..u(n/10) to providers p0..p9,
