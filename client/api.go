@@ -24,11 +24,7 @@ func (c *Client) Token(ctx context.Context, userID, providerID string, minValid 
 	if minValid > 0 {
 		q = url.Values{"min_valid": {strconv.FormatInt(int64((minValid+time.Second-1)/time.Second), 10)}}
 	}
-	var t Token
-	if err := c.do(ctx, http.MethodGet, userPath(userID, "providers", providerID, "token"), q, nil, &t); err != nil {
-		return nil, err
-	}
-	return &t, nil
+	return call[Token](ctx, c, http.MethodGet, userPath(userID, "providers", providerID, "token"), q, nil)
 }
 
 // Link is the status of a user's link to a provider, without tokens.
@@ -45,11 +41,7 @@ func (c *Client) Links(ctx context.Context, userID string) ([]Link, error) {
 
 // Link returns userID's link to providerID (links:read).
 func (c *Client) Link(ctx context.Context, userID, providerID string) (*Link, error) {
-	var l Link
-	if err := c.do(ctx, http.MethodGet, userPath(userID, "links", providerID), nil, nil, &l); err != nil {
-		return nil, err
-	}
-	return &l, nil
+	return call[Link](ctx, c, http.MethodGet, userPath(userID, "links", providerID), nil, nil)
 }
 
 // ImportRequest is an existing token pair to import, for migrating from
@@ -60,11 +52,7 @@ type ImportRequest = apiv1.ImportRequest
 // any existing one; the replaced link's grant, if another, is revoked at
 // the provider, best effort (links:write).
 func (c *Client) ImportLink(ctx context.Context, userID, providerID string, req ImportRequest) (*ImportResult, error) {
-	var l ImportResult
-	if err := c.do(ctx, http.MethodPut, userPath(userID, "links", providerID), nil, req, &l); err != nil {
-		return nil, err
-	}
-	return &l, nil
+	return call[ImportResult](ctx, c, http.MethodPut, userPath(userID, "links", providerID), nil, req)
 }
 
 // ImportResult is an imported link; ReplacedRevocation reports the
@@ -80,11 +68,7 @@ type DeleteResult = apiv1.DeleteResult
 // DeleteLink removes userID's link to providerID and revokes its grant at
 // the provider where that is supported (links:write).
 func (c *Client) DeleteLink(ctx context.Context, userID, providerID string) (*DeleteResult, error) {
-	var r DeleteResult
-	if err := c.do(ctx, http.MethodDelete, userPath(userID, "links", providerID), nil, nil, &r); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[DeleteResult](ctx, c, http.MethodDelete, userPath(userID, "links", providerID), nil, nil)
 }
 
 // Provider describes a configured provider.
@@ -111,11 +95,7 @@ type ConnectSession = apiv1.ConnectSession
 
 // CreateConnectSession creates a connect session (links:write).
 func (c *Client) CreateConnectSession(ctx context.Context, req ConnectSessionRequest) (*ConnectSession, error) {
-	var s ConnectSession
-	if err := c.do(ctx, http.MethodPost, "/api/v1/connect-sessions", nil, req, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	return call[ConnectSession](ctx, c, http.MethodPost, "/api/v1/connect-sessions", nil, req)
 }
 
 // DeviceAuthorization is a started device flow (RFC 8628 §3.2): show
@@ -159,11 +139,7 @@ type DeviceStatus = apiv1.DeviceStatus
 // PollDevice polls a device flow once (links:write). On "slow_down" wait
 // longer between polls (RFC 8628 §3.5).
 func (c *Client) PollDevice(ctx context.Context, userID, providerID, id string) (*DeviceStatus, error) {
-	var s DeviceStatus
-	if err := c.do(ctx, http.MethodGet, userPath(userID, "links", providerID, "device", id), nil, nil, &s); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	return call[DeviceStatus](ctx, c, http.MethodGet, userPath(userID, "links", providerID, "device", id), nil, nil)
 }
 
 // APIKeyRequest describes a key to create.
@@ -177,11 +153,7 @@ type CreatedAPIKey = apiv1.CreatedAPIKey
 
 // CreateAPIKey creates a key (admin).
 func (c *Client) CreateAPIKey(ctx context.Context, req APIKeyRequest) (*CreatedAPIKey, error) {
-	var k CreatedAPIKey
-	if err := c.do(ctx, http.MethodPost, "/api/v1/api-keys", nil, req, &k); err != nil {
-		return nil, err
-	}
-	return &k, nil
+	return call[CreatedAPIKey](ctx, c, http.MethodPost, "/api/v1/api-keys", nil, req)
 }
 
 // ListAPIKeys lists every key, revoked ones too (admin).
@@ -239,9 +211,5 @@ func (c *Client) Audit(ctx context.Context, q AuditQuery) (*AuditPage, error) {
 	if q.Limit > 0 {
 		set("limit", strconv.Itoa(q.Limit))
 	}
-	var p AuditPage
-	if err := c.do(ctx, http.MethodGet, "/api/v1/audit", v, nil, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return call[AuditPage](ctx, c, http.MethodGet, "/api/v1/audit", v, nil)
 }

@@ -97,6 +97,16 @@ func IsCode(err error, code string) bool {
 // maxResponseBytes bounds how much of a response is read.
 const maxResponseBytes = 4 << 20
 
+// call sends a request and returns its decoded JSON answer (see
+// [Client.do]).
+func call[T any](ctx context.Context, c *Client, method, path string, query url.Values, in any) (*T, error) {
+	var out T
+	if err := c.do(ctx, method, path, query, in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 // do sends a request and decodes a JSON answer into out (when not nil).
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
 	u := c.base + path

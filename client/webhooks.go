@@ -35,19 +35,11 @@ func (c *Client) DeadLetters(ctx context.Context, q DeadLetterQuery) (*DeadLette
 	if q.Limit > 0 {
 		v.Set("limit", strconv.Itoa(q.Limit))
 	}
-	var p DeadLetterPage
-	if err := c.do(ctx, http.MethodGet, "/api/v1/webhooks/dead-letters", v, nil, &p); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return call[DeadLetterPage](ctx, c, http.MethodGet, "/api/v1/webhooks/dead-letters", v, nil)
 }
 
 // RetryDeadLetter sends the dead letter with the id back to the outbox,
 // with a fresh retry window (admin). The answer shows it pending.
 func (c *Client) RetryDeadLetter(ctx context.Context, id int64) (*DeadLetter, error) {
-	var d DeadLetter
-	if err := c.do(ctx, http.MethodPost, "/api/v1/webhooks/dead-letters/"+strconv.FormatInt(id, 10)+"/retry", nil, nil, &d); err != nil {
-		return nil, err
-	}
-	return &d, nil
+	return call[DeadLetter](ctx, c, http.MethodPost, "/api/v1/webhooks/dead-letters/"+strconv.FormatInt(id, 10)+"/retry", nil, nil)
 }
