@@ -101,11 +101,8 @@ func (s *Server) connectURL(id string) string { return s.cfg.BaseURL + "/connect
 const defaultDeviceInterval = 5 * time.Second
 
 func (s *Server) startDevice(w http.ResponseWriter, r *http.Request, k *caller) error {
-	userID, providerID, err := pathIDs(r)
+	userID, providerID, err := authorizedIDs(r, k, tokenbroker.ScopeLinksWrite)
 	if err != nil {
-		return err
-	}
-	if err := authorize(k, tokenbroker.ScopeLinksWrite, userID, providerID); err != nil {
 		return err
 	}
 	p, err := s.providers.Provider(providerID)
@@ -166,11 +163,8 @@ func (s *Server) startDevice(w http.ResponseWriter, r *http.Request, k *caller) 
 // pollDevice polls the provider once (RFC 8628 §3.4) and, once the user
 // approved, validates the token, stores the link and ends the flow.
 func (s *Server) pollDevice(w http.ResponseWriter, r *http.Request, k *caller) error {
-	userID, providerID, err := pathIDs(r)
+	userID, providerID, err := authorizedIDs(r, k, tokenbroker.ScopeLinksWrite)
 	if err != nil {
-		return err
-	}
-	if err := authorize(k, tokenbroker.ScopeLinksWrite, userID, providerID); err != nil {
 		return err
 	}
 	id := r.PathValue("id")

@@ -32,11 +32,8 @@ func linkStatus(l *tokenbroker.Link) apiv1.Link {
 }
 
 func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, k *caller) error {
-	userID, _, err := pathIDs(r)
+	userID, _, err := authorizedIDs(r, k, tokenbroker.ScopeLinksRead)
 	if err != nil {
-		return err
-	}
-	if err := authorize(k, tokenbroker.ScopeLinksRead, userID, ""); err != nil {
 		return err
 	}
 	links, err := s.store.ListLinks(r.Context(), userID)
@@ -55,11 +52,8 @@ func (s *Server) listLinks(w http.ResponseWriter, r *http.Request, k *caller) er
 }
 
 func (s *Server) getLink(w http.ResponseWriter, r *http.Request, k *caller) error {
-	userID, providerID, err := pathIDs(r)
+	userID, providerID, err := authorizedIDs(r, k, tokenbroker.ScopeLinksRead)
 	if err != nil {
-		return err
-	}
-	if err := authorize(k, tokenbroker.ScopeLinksRead, userID, providerID); err != nil {
 		return err
 	}
 	l, err := s.store.GetLink(r.Context(), userID, providerID)
@@ -127,11 +121,8 @@ func validateImport(q *apiv1.ImportRequest) error {
 // revoked at the provider once the new link is stored (best effort, as
 // deleteLink does): the answer and the audit trail report the outcome.
 func (s *Server) putLink(w http.ResponseWriter, r *http.Request, k *caller) error {
-	userID, providerID, err := pathIDs(r)
+	userID, providerID, err := authorizedIDs(r, k, tokenbroker.ScopeLinksWrite)
 	if err != nil {
-		return err
-	}
-	if err := authorize(k, tokenbroker.ScopeLinksWrite, userID, providerID); err != nil {
 		return err
 	}
 	var q apiv1.ImportRequest
@@ -234,11 +225,8 @@ func (s *Server) validate(ctx context.Context, p tokenbroker.Provider, accessTok
 // deleteLink revokes the grant at the provider (best effort, bounded by
 // ProviderTimeout) and then removes the link whatever the provider said.
 func (s *Server) deleteLink(w http.ResponseWriter, r *http.Request, k *caller) error {
-	userID, providerID, err := pathIDs(r)
+	userID, providerID, err := authorizedIDs(r, k, tokenbroker.ScopeLinksWrite)
 	if err != nil {
-		return err
-	}
-	if err := authorize(k, tokenbroker.ScopeLinksWrite, userID, providerID); err != nil {
 		return err
 	}
 	revocation, err := s.DeleteLinkRevoking(r.Context(), userID, providerID, func(revocation string) tokenbroker.AuditEvent {

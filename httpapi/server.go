@@ -372,6 +372,19 @@ func pathIDs(r *http.Request) (userID, providerID string, err error) {
 	return userID, providerID, nil
 }
 
+// authorizedIDs returns the user and provider ids of r's path once k may
+// act with scope on them (see [authorize]).
+func authorizedIDs(r *http.Request, k *caller, scope string) (userID, providerID string, err error) {
+	userID, providerID, err = pathIDs(r)
+	if err != nil {
+		return "", "", err
+	}
+	if err := authorize(k, scope, userID, providerID); err != nil {
+		return "", "", err
+	}
+	return userID, providerID, nil
+}
+
 // event is the audit event of a change made by caller k, written with the
 // change (its time is the database's). A workload's events also name the
 // JWT it presented (jti or fingerprint) and whether an audited request
