@@ -744,10 +744,7 @@ func (c *Coordinator) onRefreshed(ctx context.Context, renewal *renewal, l *toke
 		if err != nil {
 			return nil, err
 		}
-		if cur.State == tokenbroker.LinkReauthRequired {
-			return nil, reauthErr(cur)
-		}
-		return cur, nil
+		return settled(cur)
 	}
 	c.cfg.Metrics.refreshed(l.ProviderID)
 	if l.Failures > 0 {
@@ -835,10 +832,7 @@ func (c *Coordinator) onRejected(ctx context.Context, l *tokenbroker.Link, g *to
 	if cur.Generation != l.Generation || !cur.State.Refreshable() {
 		c.log.Info("provider rejected a refresh token already replaced by another writer; using the newer state",
 			"user", l.UserID, "provider", l.ProviderID, "generation", cur.Generation)
-		if cur.State == tokenbroker.LinkReauthRequired {
-			return nil, reauthErr(cur)
-		}
-		return cur, nil
+		return settled(cur)
 	}
 	r := tokenbroker.Reauth{Reason: tokenbroker.ReasonRevoked, Detail: pe.Reason()}
 	if pe.Code == "invalid_scope" {
@@ -873,10 +867,7 @@ func (c *Coordinator) onRejected(ctx context.Context, l *tokenbroker.Link, g *to
 		if err != nil {
 			return nil, err
 		}
-		if cur.State == tokenbroker.LinkReauthRequired {
-			return nil, reauthErr(cur)
-		}
-		return cur, nil
+		return settled(cur)
 	}
 	if g.Suspect == "" {
 		c.log.Warn("link needs re-authentication: the provider rejected its grant",
@@ -1092,6 +1083,15 @@ func (c *Coordinator) renew(ctx context.Context, lease tokenbroker.Lease) *renew
 func (r *renewal) stop() {
 	r.stopOnce.Do(func() { close(r.done) })
 	<-r.finished
+}
+
+// settled is the answer of a link another writer settled: its
+// reauth_required error, or the link with its token.
+func settled(l *tokenbroker.Link) (*tokenbroker.Link, error) {
+	if l.State == tokenbroker.LinkReauthRequired {
+		return nil, reauthErr(l)
+	}
+	return l, nil
 }
 
 func reauthErr(l *tokenbroker.Link) error {
