@@ -133,6 +133,17 @@ func (r *replay) requests(method, path string) []recorded {
 	return out
 }
 
+// only returns the one request to method and path, and fails t unless
+// there was exactly one.
+func (r *replay) only(t *testing.T, method, path string) recorded {
+	t.Helper()
+	reqs := r.requests(method, path)
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests to %s %s, want exactly 1", len(reqs), method, path)
+	}
+	return reqs[0]
+}
+
 // testOptions are the options of a provider under test, with client c.
 func testOptions(c *http.Client) Options {
 	return Options{

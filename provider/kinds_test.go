@@ -258,11 +258,7 @@ func TestKindRefresh(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Refresh: %v", err)
 			}
-			reqs := srv.requests("POST", kc.tokenPath)
-			if len(reqs) != 1 {
-				t.Fatalf("%d token requests, want 1", len(reqs))
-			}
-			q := reqs[0]
+			q := srv.only(t, "POST", kc.tokenPath)
 			if q.Form.Get("grant_type") != "refresh_token" || q.Form.Get("refresh_token") != oldRefresh {
 				t.Errorf("form = %v, want grant_type=refresh_token with the refresh token", q.Form)
 			}
@@ -456,11 +452,7 @@ func TestKindRevoke(t *testing.T) {
 			if err := p.Revoke(context.Background(), tok); err != nil {
 				t.Fatalf("Revoke: %v", err)
 			}
-			reqs := srv.requests(kc.revokeMethod, kc.revokePath)
-			if len(reqs) != 1 {
-				t.Fatalf("%d revoke requests, want 1", len(reqs))
-			}
-			q := reqs[0]
+			q := srv.only(t, kc.revokeMethod, kc.revokePath)
 			switch kc.kind {
 			case KindGitHub:
 				if q.BasicUser != testClientID || q.BasicPass != testSecret || !strings.Contains(q.Body, `"access_token":"`+testAccess+`"`) {
@@ -508,11 +500,7 @@ func TestSlackExchangeAuthedUser(t *testing.T) {
 	if !strings.HasSuffix(tok.AccessToken, "ZXhjaGFuZ2U") || !strings.HasSuffix(tok.RefreshToken, "ZXhjaGFuZ2U") || !tok.Expiry.Equal(testNow.Add(12*time.Hour)) {
 		t.Errorf("the authed_user token was not lifted: %+v", tok)
 	}
-	reqs := srv.requests("POST", kc.tokenPath)
-	if len(reqs) != 1 {
-		t.Fatalf("Exchange sent %d token requests, want exactly 1", len(reqs))
-	}
-	q := reqs[0]
+	q := srv.only(t, "POST", kc.tokenPath)
 	if q.Form.Get("code") != "code-1" || q.Form.Get("code_verifier") == "" || q.Form.Get("redirect_uri") != "http://127.0.0.1/cb" {
 		t.Errorf("exchange form = %v", q.Form)
 	}
@@ -566,11 +554,7 @@ func TestDeviceFlowGitHubShapes(t *testing.T) {
 	if da.UserCode != "WDJB-MJHT" || da.Interval != 5*time.Second || !da.Expiry.Equal(testNow.Add(900*time.Second)) {
 		t.Errorf("device auth = %+v", da)
 	}
-	dreqs := srv.requests("POST", "/login/device/code")
-	if len(dreqs) != 1 {
-		t.Fatalf("DeviceAuth sent %d requests, want exactly 1", len(dreqs))
-	}
-	if q := dreqs[0]; q.Form.Has("client_secret") || q.Form.Get("client_id") != testClientID {
+	if q := srv.only(t, "POST", "/login/device/code"); q.Form.Has("client_secret") || q.Form.Get("client_id") != testClientID {
 		t.Errorf("GitHub device request form %v: want client_id alone", q.Form)
 	}
 	_, err = p.PollDevice(context.Background(), da.DeviceCode)
@@ -578,12 +562,9 @@ func TestDeviceFlowGitHubShapes(t *testing.T) {
 	if !errors.As(err, &pe) || !pe.Transient() || pe.Code != "authorization_pending" {
 		t.Fatalf("PollDevice = %v, want transient authorization_pending", err)
 	}
-	reqs := srv.requests("POST", kc.tokenPath)
-	if len(reqs) != 1 {
-		t.Fatalf("PollDevice sent %d requests, want exactly 1", len(reqs))
-	}
-	if reqs[0].Form.Get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" || reqs[0].Form.Get("device_code") != da.DeviceCode {
-		t.Errorf("poll form = %v", reqs[0].Form)
+	q := srv.only(t, "POST", kc.tokenPath)
+	if q.Form.Get("grant_type") != "urn:ietf:params:oauth:grant-type:device_code" || q.Form.Get("device_code") != da.DeviceCode {
+		t.Errorf("poll form = %v", q.Form)
 	}
 }
 
