@@ -104,6 +104,15 @@ func TestLoad(t *testing.T) {
 	if _, err := config.Load("", nil); err != nil {
 		t.Errorf("Load of no file: %v", err)
 	}
+	if _, err := config.Load(filepath.Join(t.TempDir(), "missing.yaml"), nil); err == nil {
+		t.Error("Load of a missing file succeeded")
+	}
+	if _, err := config.Load("", []string{"TOKENBROKER_PROVIDER_GH_KIND=github"}); err == nil || !strings.Contains(err.Error(), "client_id: required") {
+		t.Errorf("Load validates: %v", err)
+	}
+	if f, err := config.Load("", []string{"TOKENBROKER_PROVIDER_GH_KIND=github", "TOKENBROKER_PROVIDER_GH_CLIENT_ID=x"}); err != nil || f.Providers.Providers[0].ID != "gh" {
+		t.Errorf("Load from the environment alone: %v", err)
+	}
 }
 
 func TestWebhooksSection(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -26,8 +25,9 @@ import (
 //	    refresh_ahead: 15m
 //	    extra_token_keys: [refresh_token_expires_in]
 //
-// Parse it with [ParseConfig] (or [LoadFile]), apply environment overrides
-// with [Config.ApplyEnv], then check it with [Config.Validate].
+// Parse it with [ParseConfig], apply environment overrides with
+// [Config.ApplyEnv], then check it with [Config.Validate]. Package config
+// reads the whole configuration file, of which this is one section.
 type Config struct {
 	Providers []ProviderConfig `yaml:"providers"`
 }
@@ -164,30 +164,6 @@ func ParseConfig(r io.Reader) (*Config, error) {
 	cfg := &Config{}
 	if err := configfile.Decode(r, cfg); err != nil {
 		return nil, fmt.Errorf("provider config: %w", err)
-	}
-	return cfg, nil
-}
-
-// LoadFile reads the configuration file at path (if path is not empty),
-// applies the environment overrides in environ (os.Environ() form) and
-// validates the result.
-func LoadFile(path string, environ []string) (*Config, error) {
-	cfg := &Config{}
-	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("provider config: %w", err)
-		}
-		defer f.Close()
-		if cfg, err = ParseConfig(f); err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	if err := cfg.ApplyEnv(environ); err != nil {
-		return nil, err
-	}
-	if err := cfg.Validate(); err != nil {
-		return nil, err
 	}
 	return cfg, nil
 }

@@ -255,19 +255,21 @@ func TestApplyEnv(t *testing.T) {
 
 func ptrDuration(d time.Duration) *Duration { x := Duration(d); return &x }
 
-func TestLoadFileAndSecret(t *testing.T) {
+func TestSecretFile(t *testing.T) {
 	dir := t.TempDir()
 	secretFile := filepath.Join(dir, "secret")
 	if err := os.WriteFile(secretFile, []byte("from-file-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(dir, "providers.yaml")
 	yaml := "providers:\n  - id: gh\n    kind: github\n    client_id: Iv1\n    client_secret_file: " + secretFile + "\n"
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+	cfg, err := ParseConfig(strings.NewReader(yaml))
+	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadFile(path, []string{"TOKENBROKER_PROVIDER_GH_DISPLAY_NAME=GitHub.com"})
-	if err != nil {
+	if err := cfg.ApplyEnv([]string{"TOKENBROKER_PROVIDER_GH_DISPLAY_NAME=GitHub.com"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Providers[0].DisplayName != "GitHub.com" {
@@ -280,16 +282,6 @@ func TestLoadFileAndSecret(t *testing.T) {
 	p := MustNew(t, cfg.Providers[0], nil)
 	if p.secret != "from-file-secret" {
 		t.Error("New did not read the secret file")
-	}
-
-	if _, err := LoadFile(filepath.Join(dir, "missing.yaml"), nil); err == nil {
-		t.Error("LoadFile of a missing file succeeded")
-	}
-	if _, err := LoadFile("", []string{"TOKENBROKER_PROVIDER_GH_KIND=github"}); err == nil || !strings.Contains(err.Error(), "client_id: required") {
-		t.Errorf("LoadFile validates: %v", err)
-	}
-	if cfg, err := LoadFile("", []string{"TOKENBROKER_PROVIDER_GH_KIND=github", "TOKENBROKER_PROVIDER_GH_CLIENT_ID=x"}); err != nil || cfg.Providers[0].ID != "gh" {
-		t.Errorf("LoadFile from env alone: %v", err)
 	}
 
 	for _, c := range []struct{ content, want string }{{"", "is empty"}, {"a\nb\n", "more than one line"}} {

@@ -7,7 +7,7 @@
 //
 // # Configuration
 //
-// A YAML file lists the providers ([Config], [ParseConfig], [LoadFile]);
+// A YAML file lists the providers ([Config], [ParseConfig]);
 // every field can be set or overridden by an environment variable
 // TOKENBROKER_PROVIDER_<ID>_<FIELD> ([Config.ApplyEnv]), so a container can
 // be configured without a file. [Config.Validate] reports every bad field
