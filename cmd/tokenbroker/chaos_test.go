@@ -7,7 +7,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,7 +20,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
-	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 	"github.com/tokenbroker/tokenbroker/store/postgres"
 )
 
@@ -208,11 +206,7 @@ func (rs *replicaSet) checkEnds(t *testing.T, families map[string]string, within
 // link, no reuse, every link active on its next generation - nothing
 // lost, nothing resurrected.
 func TestChaosPostgresRestartUnderHerd(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	pgtest.RequireBinaries(t)
-	t.Parallel()
+	multiProcess(t)
 	cluster, err := pgcluster.StartCluster(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -400,11 +394,7 @@ func TestChaosPostgresRestartUnderHerd(t *testing.T) {
 // commit (holder_died) - each counted against a grant the provider
 // revoked, attributed to its cause and audited.
 func TestChaosKillReplicas(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	pgtest.RequireBinaries(t)
-	t.Parallel()
+	multiProcess(t)
 	idpCfg := fakeidp.Config{AccessTokenTTL: 3 * time.Second,
 		Faults: fakeidp.Faults{P500: 0.1, P502: 0.1, Latency: 20 * time.Millisecond, Jitter: 200 * time.Millisecond}}
 	// With the background refresher on, as serve runs by default: it
@@ -472,27 +462,12 @@ func TestChaosKillReplicas(t *testing.T) {
 // rotated refresh token died with it: the survivors' refresh is a counted
 // lost refresh (holder_died), and they answer reauth_required.
 func TestChaosKillHolder(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	pgtest.RequireBinaries(t)
-	t.Parallel()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := bench.RunHerd(ctx, bench.HerdOptions{
-		Exe: exe, Env: childEnv(),
+	multiProcess(t)
+	res := runHerd(t, 2*time.Minute, bench.HerdOptions{
 		Replicas: 3, Callers: 30, Rounds: 1, Links: 1,
 		ProviderLatency: 200 * time.Millisecond, TokenTTL: 2 * time.Second,
 		Strategy: bench.StrategyCoordinated, Store: "postgres", KillHolder: true,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	assertNoSecretsLogged(t, res.ReplicaLogs...)
 	t.Logf("kill-holder herd: killed %s, takeover wait %.0f ms, lost refreshes %.0f, error codes %v",
 		res.KilledReplica, res.TakeoverWaitMS, res.LostRefreshes, res.ErrorCodes)
 	if res.KilledReplica == "" || res.KilledCallers != 30 || res.CallerRequests != 60 {
@@ -518,11 +493,7 @@ func TestChaosKillHolder(t *testing.T) {
 // Retry-After, at a cost of at most 10 provider calls each (the link's
 // backoff on the row, the provider's circuit), and no link breaks.
 func TestChaosProviderOutage(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	pgtest.RequireBinaries(t)
-	t.Parallel()
+	multiProcess(t)
 	rs := startReplicaSet(t, 3, fakeidp.Config{}, "", nil)
 	expired := []string{"o1", "o2", "o3", "o4", "o5"}
 	valid := []string{"v1", "v2"}
@@ -594,11 +565,7 @@ func TestChaosProviderOutage(t *testing.T) {
 // rotated token would die with the process and the next refresh would be
 // a lost one.
 func TestChaosSIGTERMDuringRefresh(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	pgtest.RequireBinaries(t)
-	t.Parallel()
+	multiProcess(t)
 	arrived := make(chan struct{}, 4)
 	idpCfg := fakeidp.Config{OnRequest: func(endpoint string) {
 		if endpoint == "token" {

@@ -8,13 +8,27 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 )
+
+// multiProcess begins a test of real serve processes on the shared
+// throwaway PostgreSQL: skipped with -short, it needs PostgreSQL's
+// binaries and runs in parallel with the other such tests.
+func multiProcess(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("multi-process test")
+	}
+	pgtest.RequireBinaries(t)
+	t.Parallel()
+}
 
 // cluster is what the multi-process tests' serve replicas share: one
 // fakeidp, one PostgreSQL database, one data key, and the admin API key
@@ -115,4 +129,25 @@ func (rs *replicaSet) client(i int) *client.Client {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	return rs.clients[i]
+}
+
+// waitOutboxEmpty waits until st's outbox holds no pending delivery and
+// no dead letter, or fails t when ctx ends. It polls: a delivery's
+// completion has no event of its own.
+func waitOutboxEmpty(ctx context.Context, t *testing.T, st tokenbroker.OutboxStore) {
+	t.Helper()
+	for {
+		s, err := st.OutboxStats(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Pending == 0 && s.Dead == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the outbox did not empty: %+v", s)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }

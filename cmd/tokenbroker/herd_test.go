@@ -28,14 +28,22 @@ func runHerdTest(t *testing.T, o bench.HerdOptions) *bench.HerdResult {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
+	o.Links = 1
+	o.ProviderLatency, o.TokenTTL, o.LeaseTTL = 50*time.Millisecond, 2*time.Second, 10*time.Second
+	return runHerd(t, 4*time.Minute, o)
+}
+
+// runHerd runs a herd of this test binary's replicas as o says, within
+// timeout, and checks that no replica logged a secret.
+func runHerd(t *testing.T, timeout time.Duration, o bench.HerdOptions) *bench.HerdResult {
+	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	o.Exe, o.Env, o.Links = exe, childEnv(), 1
-	o.ProviderLatency, o.TokenTTL, o.LeaseTTL = 50*time.Millisecond, 2*time.Second, 10*time.Second
+	o.Exe, o.Env = exe, childEnv()
 	res, err := bench.RunHerd(ctx, o)
 	if err != nil {
 		t.Fatal(err)
@@ -91,8 +99,15 @@ func TestHerdBaselinesBreak(t *testing.T) {
 // tokens carry a fakeidp_ prefix), an API key (tbk_) or a bearer header.
 func assertNoSecretsLogged(t *testing.T, logs ...string) {
 	t.Helper()
+	assertNoMarkerLogged(t, []string{"fakeidp_at_", "fakeidp_rt_", "fakeidp_dc_", "tbk_", "Bearer "}, logs...)
+}
+
+// assertNoMarkerLogged fails t if a log holds one of markers, the
+// prefixes of secrets.
+func assertNoMarkerLogged(t *testing.T, markers []string, logs ...string) {
+	t.Helper()
 	for _, l := range logs {
-		for _, marker := range []string{"fakeidp_at_", "fakeidp_rt_", "fakeidp_dc_", "tbk_", "Bearer "} {
+		for _, marker := range markers {
 			if strings.Contains(l, marker) {
 				t.Errorf("a replica logged a secret (%q):\n%s", marker, l)
 			}

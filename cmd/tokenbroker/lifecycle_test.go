@@ -29,10 +29,7 @@ import (
 // each link exactly once (fakeidp counts the calls per token family), break
 // none, and callers then get the new tokens without any provider call.
 func TestBackgroundRefreshOnThreeReplicas(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	t.Parallel()
+	multiProcess(t)
 	start0 := time.Now()
 	var calls atomic.Int64
 	allCalled := make(chan struct{})
@@ -229,10 +226,7 @@ func (h *hookReceiver) waitFor(ctx context.Context, what string, ok func(events 
 // it again once the dead one's claim ends; the receiver drops the repeat
 // by its webhook-id).
 func TestWebhooksForRevokedThenReconnectedLink(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	t.Parallel()
+	multiProcess(t)
 	secret := webhook.NewSecret()
 	hooks := newHookReceiver(t, secret, tokenbroker.EventLinkReauthRequired)
 	cfgFile := writeFile(t, t.TempDir(), "tokenbroker.yaml", "webhooks:\n  - id: crm\n    url: "+hooks.srv.URL+"/hooks\n    secret: "+secret+"\n")
@@ -307,19 +301,6 @@ func TestWebhooksForRevokedThenReconnectedLink(t *testing.T) {
 	if got := hooks.events(); !slices.Equal(got, want) {
 		t.Fatalf("events handled %q, want %q", got, want)
 	}
-	for {
-		s, err := st.OutboxStats(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.Pending == 0 && s.Dead == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the outbox did not empty: %+v", s)
-		case <-time.After(20 * time.Millisecond): // a completion has no event of its own
-		}
-	}
+	waitOutboxEmpty(ctx, t, st)
 	t.Logf("link.reauth_required %s held, its sender %s killed, delivered again by another replica", heldID, owner)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -21,26 +20,12 @@ import (
 // the default 10 s lease) is waited for by every replica's callers, and
 // called once: the holder renews its lease while it waits.
 func TestHerdSlowProvider(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	pgtest.RequireBinaries(t)
-	t.Parallel()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	res, err := bench.RunHerd(ctx, bench.HerdOptions{
-		Exe: exe, Env: childEnv(),
+	multiProcess(t)
+	res := runHerd(t, 2*time.Minute, bench.HerdOptions{
 		Replicas: 3, Callers: 10, Rounds: 1, Links: 1,
 		ProviderLatency: 12 * time.Second, TokenTTL: 16 * time.Second, // the import validates the token at the slow provider too
 		Strategy: bench.StrategyCoordinated, Store: "postgres",
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if res.ProviderRefreshCalls != 1 || res.ReuseDetections != 0 || res.CallerErrors != 0 || res.LinksBroken != 0 {
 		t.Fatalf("a 12 s provider: %d calls (want 1), %d reuse, %d caller errors %v, %d links broken",
 			res.ProviderRefreshCalls, res.ReuseDetections, res.CallerErrors, res.ErrorCodes, res.LinksBroken)
@@ -54,11 +39,7 @@ func TestHerdSlowProvider(t *testing.T) {
 // reconnection warning is a line of serve's configured handler (JSON here),
 // like every other line, not of the default logger.
 func TestListenerLogsThroughServesHandler(t *testing.T) {
-	if testing.Short() {
-		t.Skip("multi-process test")
-	}
-	pgtest.RequireBinaries(t)
-	t.Parallel()
+	multiProcess(t)
 	dbURL := pgtest.NewDatabase(t)
 	rs := startReplicaSet(t, 1, fakeidp.Config{}, dbURL, nil, "--log-format", "json")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

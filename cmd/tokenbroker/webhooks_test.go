@@ -204,19 +204,6 @@ func TestWebhooksThreeReplicasOneKilledMidDelivery(t *testing.T) {
 	if dups > webhook.DefaultConcurrency {
 		t.Fatalf("%d repeated deliveries; at most the killed replica's %d in flight may repeat", dups, webhook.DefaultConcurrency)
 	}
-	for {
-		s, err := st.OutboxStats(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if s.Pending == 0 && s.Dead == 0 {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("the outbox did not empty: %+v", s)
-		case <-time.After(20 * time.Millisecond): // the completion has no event of its own
-		}
-	}
+	waitOutboxEmpty(ctx, t, st)
 	t.Logf("held %s (sent by %s, killed); %d repeated deliveries", heldID, owner, dups)
 }
