@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/backoff"
 )
 
 // Defaults of [Config].
@@ -813,8 +814,8 @@ func (c *Coordinator) commit(ctx context.Context, lease tokenbroker.Lease, next 
 			c.log.Warn("commit of a refreshed token failed; retrying with the token kept in memory",
 				"user", next.UserID, "provider", next.ProviderID, "err", err)
 		}
-		d := min(20*time.Millisecond<<min(attempt, 10), c.cfg.CommitRetryInterval)
-		<-c.cfg.Clock.After(c.jitter(d))
+		d := backoff.Policy{Base: 20 * time.Millisecond, Max: c.cfg.CommitRetryInterval, Rand: c.draw}.Delay(attempt)
+		<-c.cfg.Clock.After(d)
 	}
 }
 
@@ -1000,25 +1001,22 @@ func (c *Coordinator) healthErr(h *tokenbroker.ProviderHealth, wait time.Duratio
 
 // linkBackoff is the link's wait before its next attempt after the
 // failures-th consecutive failure of class: doubling from the class's
-// base, capped, with jitter in [d/2, d), never under retryAfter.
+// base, capped, with jitter in [d/2, d) (internal/backoff), never under
+// retryAfter.
 func (c *Coordinator) linkBackoff(class tokenbroker.FailureClass, failures int, retryAfter time.Duration) time.Duration {
-	base, ceiling := c.cfg.RetryBackoff, c.cfg.RetryBackoffMax
+	p := backoff.Policy{Base: c.cfg.RetryBackoff, Max: c.cfg.RetryBackoffMax, Rand: c.draw}
 	if class == tokenbroker.FailureUncertain {
-		base, ceiling = c.cfg.UncertainBackoff, c.cfg.UncertainBackoffMax
+		p.Base, p.Max = c.cfg.UncertainBackoff, c.cfg.UncertainBackoffMax
 	}
-	d := base << min(max(failures-1, 0), 16)
-	if d > ceiling || d <= 0 {
-		d = ceiling
-	}
-	return max(c.jitter(d), retryAfter)
+	return max(p.Delay(failures-1), retryAfter)
 }
 
-// jitter returns a duration in [d/2, d).
-func (c *Coordinator) jitter(d time.Duration) time.Duration {
+// draw returns cfg.Rand's next number, which it may draw on one goroutine
+// at a time.
+func (c *Coordinator) draw() float64 {
 	c.randMu.Lock()
-	f := c.cfg.Rand()
-	c.randMu.Unlock()
-	return time.Duration(float64(d) * (0.5 + f/2))
+	defer c.randMu.Unlock()
+	return c.cfg.Rand()
 }
 
 // retryAfter rounds a wait up to whole seconds, at least one, as

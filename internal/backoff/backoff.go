@@ -27,8 +27,11 @@ type Policy struct {
 // uniformly from [0.5, 1) ("equal jitter": never less than half the capped
 // delay, so a retry is never immediate, yet spread over the other half).
 func (p Policy) Delay(attempt int) time.Duration {
-	d := p.Base << min(max(attempt, 0), 32)
-	if d > p.Max || d <= 0 {
+	d, a := p.Max, min(max(attempt, 0), 62)
+	if p.Base <= p.Max>>a { // Base<<a stays within Max, without overflow
+		d = p.Base << a
+	}
+	if d <= 0 {
 		d = p.Max
 	}
 	r := p.Rand

@@ -29,6 +29,19 @@ func TestDelay(t *testing.T) {
 	}
 }
 
+// TestDelayNoShiftOverflow: a base whose doubling overflows int64 before
+// the attempt count's cap still waits the capped delay (Base<<32 here
+// wraps to 2^32 ns, about 4 s, which a plain shift-then-compare took for
+// a delay under the cap).
+func TestDelayNoShiftOverflow(t *testing.T) {
+	p := Policy{Base: 1<<33 + 1, Max: 5 * time.Minute, Rand: func() float64 { return 0 }}
+	for _, attempt := range []int{30, 31, 32, 100} {
+		if got := p.Delay(attempt); got != 150*time.Second {
+			t.Errorf("Delay(%d) = %v, want 2m30s (half the cap)", attempt, got)
+		}
+	}
+}
+
 func TestDelayDefaultRandStaysInRange(t *testing.T) {
 	p := Policy{Base: time.Second, Max: time.Second}
 	for range 1000 {
