@@ -553,7 +553,7 @@ func (w *World) heal() {
 	w.provDown.until = time.Time{}
 	w.p.dbFail, w.p.dbFailAfter, w.p.dbSlow, w.p.dbHang = 0, 0, 0, 0
 	w.p.provRefuse, w.p.prov503, w.p.prov5xxBefore = 0, 0, 0
-	w.p.provReset, w.p.prov5xxAfter, w.p.provHang, w.p.provSlow = 0, 0, 0, 0
+	w.p.provReset, w.p.prov5xxAfter, w.p.provHang, w.p.provSlow, w.p.netDegrade = 0, 0, 0, 0, 0
 	w.p.sigDrop, w.p.sigSlow, w.p.crashAtStep, w.p.pauseAtStep = 0, 0, 0, 0
 	var live []*incarnation
 	for r := range w.reps {

@@ -41,9 +41,11 @@
 // replicas crashed at any step (with a statement in flight, with the
 // provider's answer on its way) and restarted under the same or a new
 // lease owner, paused (past their lease, with an answer on its way) or cut
-// off from the database; database outages (refusing, or halted: statements
-// hang and apply when it resumes); provider outages; a provider refusing
-// the client; users reconnecting or revoking their grant at the provider.
+// off from the database (also for longer than their lease while their
+// request is on its way to a slow provider); database outages (refusing,
+// or halted: statements hang and apply when it resumes); provider
+// outages; a provider refusing the client; users reconnecting or revoking
+// their grant at the provider.
 // After the faults heal, every link is asked for a token again.
 //
 // # The invariants

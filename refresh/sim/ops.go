@@ -548,6 +548,19 @@ func (w *World) seeRefresh(o *op) {
 		if w.chance(p.provSlow) {
 			f.arriveIn = w.between(time.Second, 75*time.Second)
 		}
+		if w.chance(p.netDegrade) {
+			// The sender's network degrades with its request on its way:
+			// the request is slow to reach the provider and the sender is
+			// cut off from the database for longer than its lease, so
+			// another replica may take the lease over (and act on the
+			// same generation) before the request is processed and its
+			// answer comes back to a holder that no longer holds.
+			cut := w.between(w.cfg.LeaseTTL+w.cfg.Grace+w.cfg.RenewEvery, 30*time.Second)
+			o.inc.partitionUntil = maxTime(o.inc.partitionUntil, w.now.Add(cut))
+			o.inc.trouble(o.inc.partitionUntil)
+			f.arriveIn = w.between(cut/2, w.cfg.ProviderTimeout)
+			w.logf("PARTITION %s from the database for %s with its request on its way", o.inc.name, cut.Round(time.Millisecond))
+		}
 		f.answerIn = w.between(0, 50*time.Millisecond)
 		switch {
 		case w.chance(p.provReset):

@@ -73,6 +73,7 @@ type params struct {
 	provRefuse, prov503, prov5xxBefore  float64
 	provReset, prov5xxAfter, provHang   float64
 	provSlow                            float64
+	netDegrade                          float64 // per request sent, its sender's network degrades (see seeRefresh)
 	sigDrop, sigSlow                    float64
 	crashAtStep                         float64 // per step, crash the replica whose event it is
 	pauseAtStep                         float64 // per step, pause it
@@ -99,6 +100,7 @@ func drawParams(r *rand.Rand) params {
 		p.dbFail, p.dbFailAfter, p.dbSlow, p.dbHang = 0.02, 0.01, 0.05, 0.003
 		p.provRefuse, p.prov503, p.prov5xxBefore = 0.03, 0.03, 0.02
 		p.provReset, p.prov5xxAfter, p.provHang, p.provSlow = 0.04, 0.03, 0.01, 0.05
+		p.netDegrade = 0.04
 		p.sigDrop, p.sigSlow = 0.1, 0.1
 		p.crashAtStep, p.pauseAtStep = 0.002, 0.002
 		p.crashEvery, p.pauseEvery = 2*time.Minute, 2*time.Minute
@@ -109,6 +111,7 @@ func drawParams(r *rand.Rand) params {
 		p.dbFail, p.dbFailAfter, p.dbSlow, p.dbHang = 0.05, 0.03, 0.1, 0.01
 		p.provRefuse, p.prov503, p.prov5xxBefore = 0.05, 0.05, 0.05
 		p.provReset, p.prov5xxAfter, p.provHang, p.provSlow = 0.08, 0.05, 0.03, 0.1
+		p.netDegrade = 0.1
 		p.sigDrop, p.sigSlow = 0.3, 0.2
 		p.crashAtStep, p.pauseAtStep = 0.006, 0.006
 		p.crashEvery, p.pauseEvery = time.Minute, time.Minute
