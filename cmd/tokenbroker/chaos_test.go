@@ -20,6 +20,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
+	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 	"github.com/tokenbroker/tokenbroker/store/postgres"
 )
 
@@ -399,7 +400,7 @@ func TestChaosKillReplicas(t *testing.T) {
 		Faults: fakeidp.Faults{P500: 0.1, P502: 0.1, Latency: 20 * time.Millisecond, Jitter: 200 * time.Millisecond}}
 	// With the background refresher on, as serve runs by default: it
 	// refreshes alongside the callers.
-	rs := startReplicaSet(t, 3, idpCfg, "", nil, "--lease-ttl", "2s",
+	rs := startReplicaSet(t, 3, idpCfg, pgtest.NewDatabase(t), nil, "--lease-ttl", "2s",
 		"--background-refresh=true", "--background-refresh-interval", "500ms")
 	users := []string{"k1", "k2", "k3", "k4", "k5"}
 	families := rs.seed(t, time.Now().Add(-time.Minute), users...)
@@ -494,7 +495,7 @@ func TestChaosKillHolder(t *testing.T) {
 // backoff on the row, the provider's circuit), and no link breaks.
 func TestChaosProviderOutage(t *testing.T) {
 	multiProcess(t)
-	rs := startReplicaSet(t, 3, fakeidp.Config{}, "", nil)
+	rs := startReplicaSet(t, 3, fakeidp.Config{}, pgtest.NewDatabase(t), nil)
 	expired := []string{"o1", "o2", "o3", "o4", "o5"}
 	valid := []string{"v1", "v2"}
 	families := rs.seed(t, time.Now().Add(-time.Minute), expired...)
@@ -572,7 +573,7 @@ func TestChaosSIGTERMDuringRefresh(t *testing.T) {
 			arrived <- struct{}{}
 		}
 	}}
-	rs := startReplicaSet(t, 2, idpCfg, "", nil)
+	rs := startReplicaSet(t, 2, idpCfg, pgtest.NewDatabase(t), nil)
 	families := rs.seed(t, time.Now().Add(-time.Minute), "s1")
 	rs.idp.SetFaults(fakeidp.Faults{Latency: 2 * time.Second})
 

@@ -31,8 +31,8 @@ func multiProcess(t *testing.T) {
 }
 
 // cluster is what the multi-process tests' serve replicas share: one
-// fakeidp, one PostgreSQL database, one data key, and the admin API key
-// that `setup` made.
+// fakeidp, one database (PostgreSQL, or SQLite in the data dir), one data
+// key, and the admin API key that `setup` made.
 type cluster struct {
 	idp    *fakeidp.Server
 	dbURL  string
@@ -40,19 +40,16 @@ type cluster struct {
 	exe    string   // this test binary, which runs main (see childEnv)
 	env    []string // every replica's environment
 	args   []string // every replica's serve flags
+	key    string   // the data encryption key
 	apiKey string
 }
 
 // newCluster starts fakeidp with idpCfg and runs setup on dbURL (""
-// for a new database of the shared throwaway cluster). Its
+// for SQLite in the data dir). Its
 // replicas run with env on top of bench.ReplicaEnv (which turns the
 // background refresher off) and serve's flags args.
 func newCluster(t *testing.T, idpCfg fakeidp.Config, dbURL string, env []string, args ...string) *cluster {
 	t.Helper()
-	pgtest.RequireBinaries(t)
-	if dbURL == "" {
-		dbURL = pgtest.NewDatabase(t)
-	}
 	c := &cluster{dbURL: dbURL, dir: t.TempDir(), args: args}
 	var err error
 	if c.exe, err = os.Executable(); err != nil {
@@ -62,11 +59,10 @@ func newCluster(t *testing.T, idpCfg fakeidp.Config, dbURL string, env []string,
 		t.Fatal(err)
 	}
 	t.Cleanup(c.idp.Close)
-	key, err := crypt.GenerateKey(nil)
-	if err != nil {
+	if c.key, err = crypt.GenerateKey(nil); err != nil {
 		t.Fatal(err)
 	}
-	c.env = childEnv(append(bench.ReplicaEnv(c.idp, key, dbURL, filepath.Join(c.dir, "data")), env...)...)
+	c.env = childEnv(append(bench.ReplicaEnv(c.idp, c.key, dbURL, filepath.Join(c.dir, "data")), env...)...)
 	if c.apiKey, err = bench.Setup(context.Background(), c.exe, c.env); err != nil {
 		t.Fatal(err)
 	}

@@ -10,9 +10,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker/client"
-	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 	"github.com/tokenbroker/tokenbroker/internal/testenv"
 )
@@ -28,60 +26,34 @@ func TestDumpHoldsNoIssuedToken(t *testing.T) {
 	}
 	for _, kind := range []string{"sqlite", "postgres"} {
 		t.Run(kind, func(t *testing.T) {
-			dir := t.TempDir()
-			dataDir := filepath.Join(dir, "data")
-			var dbURL string
-			var dump func() string
+			var dbURL, sqlite3 string
 			switch kind {
 			case "sqlite":
 				bin, err := exec.LookPath("sqlite3")
 				if err != nil {
 					testenv.Missing(t, "sqlite3 not installed (apt-get install -y sqlite3)")
 				}
+				sqlite3 = bin
+			case "postgres":
+				dbURL = pgtest.NewDatabase(t)
+			}
+			// Every line a replica can write is searched for secrets.
+			cl := newCluster(t, fakeidp.Config{RecordIssued: true}, dbURL, []string{"TOKENBROKER_LOG_LEVEL=debug"})
+			idp := cl.idp
+			dump := func() string { return pgDump(t, dbURL) }
+			if kind == "sqlite" {
 				dump = func() string {
-					out, err := exec.Command(bin, "-readonly", filepath.Join(dataDir, "tokenbroker.db"), ".dump").Output()
+					out, err := exec.Command(sqlite3, "-readonly", filepath.Join(cl.dir, "data", "tokenbroker.db"), ".dump").Output()
 					if err != nil {
 						t.Fatalf("sqlite3 .dump: %v", err)
 					}
 					return string(out)
 				}
-			case "postgres":
-				pgtest.RequireBinaries(t)
-				dbURL = pgtest.NewDatabase(t)
-				dump = func() string { return pgDump(t, dbURL) }
-			}
-			idp, err := fakeidp.Start(fakeidp.Config{RecordIssued: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer idp.Close()
-			key, err := crypt.GenerateKey(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Every line a replica can write is searched for secrets.
-			env := childEnv(append(bench.ReplicaEnv(idp, key, dbURL, dataDir), "TOKENBROKER_LOG_LEVEL=debug")...)
-			exe, err := os.Executable()
-			if err != nil {
-				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			apiKey, err := bench.Setup(ctx, exe, env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			r, err := bench.StartReplica(ctx, "dump-"+kind, exe, []string{"serve", "--addr", "127.0.0.1:0"}, env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			stopped := false
-			defer func() {
-				if !stopped {
-					_ = r.Stop()
-				}
-			}()
-			c := client.New(r.URL, apiKey)
+			r := cl.startReplica(t, "dump-"+kind)
+			c := client.New(r.URL, cl.apiKey)
 
 			// Imports of expired tokens, each followed by a refresh.
 			past := time.Now().Add(-time.Minute)
@@ -123,8 +95,6 @@ func TestDumpHoldsNoIssuedToken(t *testing.T) {
 			if err := r.Stop(); err != nil {
 				t.Fatal(err)
 			}
-			stopped = true
-			assertNoSecretsLogged(t, r.Logs())
 			d := dump()
 			if !strings.Contains(d, "dump-alice") || !strings.Contains(d, "dump-carol") {
 				t.Fatal("the dump does not hold the run's users: is it the right database?")

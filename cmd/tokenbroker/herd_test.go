@@ -183,7 +183,7 @@ func TestCrashWhileHoldingLease(t *testing.T) {
 		t.Skip("multi-process test")
 	}
 	hung := newFaultSignal()
-	ce := newCluster(t, fakeidp.Config{Faults: fakeidp.Faults{Hang: true}, Logger: slog.New(hung)}, "", nil, crashArgs...)
+	ce := newCluster(t, fakeidp.Config{Faults: fakeidp.Faults{Hang: true}, Logger: slog.New(hung)}, pgtest.NewDatabase(t), nil, crashArgs...)
 	r0 := ce.startReplica(t, "r0")
 	r1 := ce.startReplica(t, "r1")
 	ce.seedExpired(t, r0, "crash-user")
@@ -221,7 +221,7 @@ func TestCrashAfterProviderAnswered(t *testing.T) {
 	if testing.Short() {
 		t.Skip("multi-process test")
 	}
-	ce := newCluster(t, fakeidp.Config{}, "", nil, crashArgs...)
+	ce := newCluster(t, fakeidp.Config{}, pgtest.NewDatabase(t), nil, crashArgs...)
 	r0 := ce.startReplica(t, "r0", hangBeforeCommitEnv+"=1")
 	r1 := ce.startReplica(t, "r1")
 	ce.seedExpired(t, r0, "crash-user")

@@ -19,6 +19,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
+	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 	"github.com/tokenbroker/tokenbroker/store/postgres"
 	"github.com/tokenbroker/tokenbroker/webhook"
 )
@@ -38,7 +39,7 @@ func TestBackgroundRefreshOnThreeReplicas(t *testing.T) {
 		if endpoint == "token" && calls.Add(1) == links {
 			close(allCalled)
 		}
-	}}, "", []string{
+	}}, pgtest.NewDatabase(t), []string{
 		"TOKENBROKER_BACKGROUND_REFRESH=true",
 		"TOKENBROKER_BACKGROUND_REFRESH_INTERVAL=300ms",
 		"TOKENBROKER_PROVIDER_BENCH_REFRESH_AHEAD=2m",
@@ -230,7 +231,7 @@ func TestWebhooksForRevokedThenReconnectedLink(t *testing.T) {
 	secret := webhook.NewSecret()
 	hooks := newHookReceiver(t, secret, tokenbroker.EventLinkReauthRequired)
 	cfgFile := writeFile(t, t.TempDir(), "tokenbroker.yaml", "webhooks:\n  - id: crm\n    url: "+hooks.srv.URL+"/hooks\n    secret: "+secret+"\n")
-	lr := startReplicaSet(t, 3, fakeidp.Config{}, "", []string{"TOKENBROKER_CONFIG=" + cfgFile,
+	lr := startReplicaSet(t, 3, fakeidp.Config{}, pgtest.NewDatabase(t), []string{"TOKENBROKER_CONFIG=" + cfgFile,
 		"TOKENBROKER_WEBHOOK_TIMEOUT=1s", "TOKENBROKER_WEBHOOK_POLL_INTERVAL=50ms"})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

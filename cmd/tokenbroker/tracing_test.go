@@ -22,9 +22,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/apiv1"
 	"github.com/tokenbroker/tokenbroker/client"
-	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/webhook"
 )
 
@@ -174,19 +172,10 @@ func TestTracesExportedWithoutSecrets(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	col := newCollector(t)
-	idp, err := fakeidp.Start(fakeidp.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idp.Close()
 	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
 	defer hooks.Close()
 
 	dir := t.TempDir()
-	key, err := crypt.GenerateKey(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const (
 		hookQuerySecret = "hook-query-credential-5d1e"
 		codeSecret      = "oauth-code-secret-8f2a"
@@ -199,30 +188,17 @@ func TestTracesExportedWithoutSecrets(t *testing.T) {
 		"\n    secret: "+hookSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	env := append(bench.ReplicaEnv(idp, key, "", filepath.Join(dir, "data")),
-		"TOKENBROKER_CONFIG="+cfgFile,
+	cl := newCluster(t, fakeidp.Config{}, "", []string{
+		"TOKENBROKER_CONFIG=" + cfgFile,
 		"TOKENBROKER_WEBHOOK_POLL_INTERVAL=50ms",
-		"OTEL_EXPORTER_OTLP_ENDPOINT="+col.srv.URL,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + col.srv.URL,
 		"OTEL_BSP_SCHEDULE_DELAY=50",
-	)
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	apiKey, err := bench.Setup(ctx, exe, childEnv(env...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := bench.StartReplica(ctx, "traced", exe, []string{"serve", "--addr", "127.0.0.1:0"}, childEnv(env...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
+	idp, apiKey := cl.idp, cl.apiKey
+	r := cl.startReplica(t, "traced")
 	defer func() {
 		if err := r.Stop(); err != nil {
 			t.Error(err)
-		}
-		if t.Failed() {
-			t.Logf("serve log:\n%s", r.Logs())
 		}
 	}()
 
@@ -263,7 +239,7 @@ func TestTracesExportedWithoutSecrets(t *testing.T) {
 	}
 	// A webhook delivery, to a URL with a credential in its query: the
 	// event is written to the database serve uses.
-	h, err := openStore(ctx, "", filepath.Join(dir, "data"))
+	h, err := openStore(ctx, "", filepath.Join(cl.dir, "data"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +315,7 @@ func TestTracesExportedWithoutSecrets(t *testing.T) {
 		"API key": apiKey, "issued access token": issued.AccessToken, "issued refresh token": issued.RefreshToken,
 		"client secret": fakeidp.DefaultClientSecret, "webhook URL credential": hookQuerySecret,
 		"webhook secret": hookSecret[len(webhook.SecretPrefix):], "authorization code": codeSecret,
-		"state": stateSecret, "connect session id": sessionSecret, "encryption key": key,
+		"state": stateSecret, "connect session id": sessionSecret, "encryption key": cl.key,
 		"refreshed access token": refreshed.AccessToken,
 	}
 	all := col.strings()

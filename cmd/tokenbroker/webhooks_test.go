@@ -15,6 +15,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
+	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 	"github.com/tokenbroker/tokenbroker/store/postgres"
 	"github.com/tokenbroker/tokenbroker/webhook"
 )
@@ -108,7 +109,7 @@ webhooks:
 // ends. Every event arrives, each signature verifies, and the receiver's
 // dedup by webhook-id sees each event once.
 func TestWebhooksThreeReplicasOneKilledMidDelivery(t *testing.T) {
-	ce := newCluster(t, fakeidp.Config{}, "", nil, crashArgs...)
+	ce := newCluster(t, fakeidp.Config{}, pgtest.NewDatabase(t), nil, crashArgs...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
