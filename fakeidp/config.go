@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -294,19 +295,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ReuseGracePeriod < 0 {
 		return c, fmt.Errorf("fakeidp: negative reuse grace period")
 	}
-	switch c.Flavor {
-	case "":
-		c.Flavor = FlavorStandard
-	case FlavorStandard, FlavorGitHub:
-	default:
-		return c, fmt.Errorf("fakeidp: unknown flavor %q (want %q or %q)", c.Flavor, FlavorStandard, FlavorGitHub)
+	if err := oneOf(&c.Flavor, "flavor", FlavorStandard, FlavorGitHub); err != nil {
+		return c, err
 	}
-	switch c.OverlappingRefresh {
-	case "":
-		c.OverlappingRefresh = OverlapReuse
-	case OverlapReuse, OverlapServerError, OverlapRevokedPair:
-	default:
-		return c, fmt.Errorf("fakeidp: unknown overlapping refresh mode %q (want reuse, server_error or revoked_pair)", c.OverlappingRefresh)
+	if err := oneOf(&c.OverlappingRefresh, "overlapping refresh mode", OverlapReuse, OverlapServerError, OverlapRevokedPair); err != nil {
+		return c, err
 	}
 	if c.MinStateLength < 0 {
 		return c, fmt.Errorf("fakeidp: negative minimum state length")
@@ -317,12 +310,8 @@ func (c Config) withDefaults() (Config, error) {
 			c.TokenType = "bearer"
 		}
 	}
-	switch c.ClientAuth {
-	case "":
-		c.ClientAuth = ClientAuthBoth
-	case ClientAuthBoth, ClientAuthBasic, ClientAuthForm:
-	default:
-		return c, fmt.Errorf("fakeidp: unknown client auth mode %q (want both, basic or form)", c.ClientAuth)
+	if err := oneOf(&c.ClientAuth, "client auth mode", ClientAuthBoth, ClientAuthBasic, ClientAuthForm); err != nil {
+		return c, err
 	}
 	if len(c.Users) == 0 {
 		c.Users = DefaultUsers
@@ -359,6 +348,22 @@ func findUser(users []User, key string) *User {
 		if users[i].ID == key || users[i].Login == key {
 			return &users[i]
 		}
+	}
+	return nil
+}
+
+// oneOf checks an enumerated field: empty takes valid[0], its default;
+// anything else must be one of valid.
+func oneOf[T ~string](v *T, what string, valid ...T) error {
+	switch {
+	case *v == "":
+		*v = valid[0]
+	case !slices.Contains(valid, *v):
+		names := make([]string, len(valid))
+		for i, x := range valid {
+			names[i] = string(x)
+		}
+		return fmt.Errorf("fakeidp: unknown %s %q (want one of %s)", what, *v, strings.Join(names, ", "))
 	}
 	return nil
 }

@@ -101,6 +101,7 @@ func TestConfigValidation(t *testing.T) {
 		{AccessTokenTTL: 500 * time.Millisecond},
 		{Flavor: "gitlab"},
 		{ClientAuth: "jwt"},
+		{OverlappingRefresh: "retry"},
 		{RedirectURIs: []string{"/relative"}},
 		{RedirectURIs: []string{"http://x/cb#frag"}},
 		{BaseURL: "ftp://x"},
@@ -119,7 +120,7 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.ClientID != DefaultClientID || c.ClientSecret != DefaultClientSecret || c.AccessTokenTTL != time.Hour ||
-		c.Flavor != FlavorStandard || c.ClientAuth != ClientAuthBoth || len(c.Users) != 3 || c.DeviceInterval != 5*time.Second {
+		c.Flavor != FlavorStandard || c.ClientAuth != ClientAuthBoth || c.OverlappingRefresh != OverlapReuse || len(c.Users) != 3 || c.DeviceInterval != 5*time.Second {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if c, _ := (Config{PublicClient: true}).withDefaults(); c.ClientSecret != "" {
