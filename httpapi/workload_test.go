@@ -20,6 +20,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/httpapi"
 	"github.com/tokenbroker/tokenbroker/httpapi/httpapitest"
 	"github.com/tokenbroker/tokenbroker/identity"
+	"github.com/tokenbroker/tokenbroker/internal/idptest"
 )
 
 const wlAudience = "https://tokenbroker.test"
@@ -182,11 +183,7 @@ func signRogue(t *testing.T, env *httpapitest.Env, alg jose.SignatureAlgorithm, 
 // badJWTs returns JWTs that must all be refused, by name.
 func badJWTs(t *testing.T, env *httpapitest.Env) map[string]string {
 	t.Helper()
-	other, err := fakeidp.Start(fakeidp.Config{OIDC: true, Now: env.Clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := idptest.MustStart(t, fakeidp.Config{OIDC: true, Now: env.Clock.Now})
 	fromOther, err := other.MintWorkloadJWT(ciJob("alice"))
 	if err != nil {
 		t.Fatal(err)

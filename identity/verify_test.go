@@ -23,6 +23,7 @@ import (
 
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/identity"
+	"github.com/tokenbroker/tokenbroker/internal/idptest"
 	"github.com/tokenbroker/tokenbroker/internal/testclock"
 	"github.com/tokenbroker/tokenbroker/provider"
 )
@@ -51,11 +52,7 @@ func trusts(issuer string) []identity.Trust {
 func mustEnv(t *testing.T, opts ...func(*identity.Config)) *env {
 	t.Helper()
 	c := testclock.New(time.Now().UTC().Truncate(time.Second))
-	idp, err := fakeidp.Start(fakeidp.Config{OIDC: true, Now: c.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	idp := idptest.MustStart(t, fakeidp.Config{OIDC: true, Now: c.Now})
 	cfg := &identity.Config{WorkloadIdentities: trusts(idp.URL())}
 	for _, o := range opts {
 		o(cfg)
@@ -144,11 +141,7 @@ func TestAcceptsTrustedJWT(t *testing.T) {
 
 func TestRefusals(t *testing.T) {
 	e := mustEnv(t)
-	other, err := fakeidp.Start(fakeidp.Config{OIDC: true, Now: e.clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
+	other := idptest.MustStart(t, fakeidp.Config{OIDC: true, Now: e.clock.Now})
 	otherRaw, err := other.MintWorkloadJWT(ciClaims("alice"))
 	if err != nil {
 		t.Fatal(err)

@@ -61,11 +61,7 @@ func MustEnv(t *testing.T, o envOptions) *env {
 	if o.idp.AccessTokenTTL == 0 {
 		o.idp.AccessTokenTTL = time.Hour
 	}
-	idp, err := fakeidp.Start(o.idp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	idp := idptest.MustStart(t, o.idp)
 	e.idp = idp
 	e.prov = MustProvider(t, idp, o.refreshAhead, e.clock.Now)
 

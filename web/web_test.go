@@ -91,12 +91,7 @@ func MustStartEnv(tb testing.TB, o envOptions) *env {
 func mustStartIdP(tb testing.TB, cfg fakeidp.Config) *fakeidp.Server {
 	tb.Helper()
 	cfg.RequirePKCE = true
-	idp, err := fakeidp.Start(cfg)
-	if err != nil {
-		tb.Fatalf("start fakeidp: %v", err)
-	}
-	tb.Cleanup(idp.Close)
-	return idp
+	return idptest.MustStart(tb, cfg)
 }
 
 // mustListen opens a loopback listener for the server under test, so its

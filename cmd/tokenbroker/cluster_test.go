@@ -15,6 +15,7 @@ import (
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
+	"github.com/tokenbroker/tokenbroker/internal/idptest"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
 )
 
@@ -55,10 +56,7 @@ func newCluster(t *testing.T, idpCfg fakeidp.Config, dbURL string, env []string,
 	if c.exe, err = os.Executable(); err != nil {
 		t.Fatal(err)
 	}
-	if c.idp, err = fakeidp.Start(idpCfg); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.idp.Close)
+	c.idp = idptest.MustStart(t, idpCfg)
 	if c.key, err = crypt.GenerateKey(nil); err != nil {
 		t.Fatal(err)
 	}

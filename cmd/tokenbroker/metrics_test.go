@@ -13,6 +13,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/idptest"
 	"github.com/tokenbroker/tokenbroker/webhook"
 )
 
@@ -74,11 +75,7 @@ func TestMetricsAddr(t *testing.T) {
 // provider, the refresher's lag, webhook deliveries and outbox depth, the
 // audit lag, failed authentications.
 func TestMetricsExposeEveryListedSeries(t *testing.T) {
-	idp, err := fakeidp.Start(fakeidp.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idp.Close()
+	idp := idptest.MustStart(t, fakeidp.Config{})
 	delivered := make(chan struct{}, 16)
 	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
@@ -108,7 +105,7 @@ webhooks:
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var out, errb bytes.Buffer
-	err = serveWith(ctx, cfg, &out, &errb, appOptions{onStart: func(ctx context.Context, a *app) error {
+	err := serveWith(ctx, cfg, &out, &errb, appOptions{onStart: func(ctx context.Context, a *app) error {
 		defer cancel()
 		key, _, err := createKey(ctx, a.store, "ops", tokenbroker.ScopeAdmin)
 		if err != nil {

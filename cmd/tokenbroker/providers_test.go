@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/idptest"
 )
 
 // runProvidersCheck runs `tokenbroker providers check args...` with the
@@ -131,11 +132,7 @@ func TestProvidersCheckInvalid(t *testing.T) {
 // meets.
 func mustOnlineIssuers(t *testing.T) (idp *fakeidp.Server, downURL string) {
 	t.Helper()
-	idp, err := fakeidp.Start(fakeidp.Config{OIDC: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(idp.Close)
+	idp = idptest.MustStart(t, fakeidp.Config{OIDC: true})
 	down := httptest.NewServer(nil)
 	down.Close()
 	return idp, down.URL

@@ -11,17 +11,14 @@ import (
 	"testing"
 
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/idptest"
 )
 
 // serve reads the workload_identities section of its configuration file,
 // trusts its issuer on the exchange and the REST API, and exposes the
 // authentication failure counter on /metrics.
 func TestServeWorkloadIdentities(t *testing.T) {
-	idp, err := fakeidp.Start(fakeidp.Config{OIDC: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer idp.Close()
+	idp := idptest.MustStart(t, fakeidp.Config{OIDC: true})
 	dir := t.TempDir()
 	cfgFile := writeFile(t, dir, "tb.yaml", `providers:
   - id: demo

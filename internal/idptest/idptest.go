@@ -1,12 +1,25 @@
-// Package idptest configures providers against a fakeidp server: the
-// provider setup the tests of several packages (httpapi, web, refresh)
-// share instead of each spelling it out.
+// Package idptest starts fakeidp servers and configures providers against
+// them: the setup the tests of several packages (httpapi, web, refresh,
+// identity, provider, cmd) share instead of each spelling it out.
 package idptest
 
 import (
+	"testing"
+
 	"github.com/tokenbroker/tokenbroker/fakeidp"
 	"github.com/tokenbroker/tokenbroker/provider"
 )
+
+// MustStart starts a fakeidp server with cfg, closed when tb ends.
+func MustStart(tb testing.TB, cfg fakeidp.Config) *fakeidp.Server {
+	tb.Helper()
+	s, err := fakeidp.Start(cfg)
+	if err != nil {
+		tb.Fatalf("start fakeidp: %v", err)
+	}
+	tb.Cleanup(s.Close)
+	return s
+}
 
 // OAuth2 returns the configuration of a generic oauth2 provider named id
 // that speaks to every endpoint of idp (authorize, token, device,
