@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -141,7 +142,7 @@ func cleanError(err error, connURL string) string {
 	var parts []string
 	for _, line := range strings.Split(msg, "\n") {
 		line = strings.TrimSpace(line)
-		if line != "" && !containsString(parts, line) {
+		if line != "" && !slices.Contains(parts, line) {
 			parts = append(parts, line)
 		}
 	}
@@ -150,15 +151,6 @@ func cleanError(err error, connURL string) string {
 		msg = strings.ReplaceAll(msg, secret, "xxxxx")
 	}
 	return msg
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // passwords returns the password(s) a connection string carries, in the
