@@ -6,7 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
+
+	"github.com/tokenbroker/tokenbroker/internal/configfile"
 )
 
 // EnvPrefix starts every provider environment variable.
@@ -24,7 +25,7 @@ var envFields = map[string]func(pc *ProviderConfig, v string) error{
 	"CLIENT_SECRET":       func(pc *ProviderConfig, v string) error { pc.ClientSecret, pc.ClientSecretFile = v, ""; return nil },
 	"CLIENT_SECRET_FILE":  func(pc *ProviderConfig, v string) error { pc.ClientSecretFile, pc.ClientSecret = v, ""; return nil },
 	"AUTH_STYLE":          func(pc *ProviderConfig, v string) error { pc.AuthStyle = v; return nil },
-	"SCOPES":              func(pc *ProviderConfig, v string) error { pc.Scopes = strings.FieldsFunc(v, isListSep); return nil },
+	"SCOPES":              func(pc *ProviderConfig, v string) error { pc.Scopes = configfile.SplitList(v); return nil },
 	"BASE_URL":            func(pc *ProviderConfig, v string) error { pc.BaseURL = v; return nil },
 	"TENANT":              func(pc *ProviderConfig, v string) error { pc.Tenant = v; return nil },
 	"ISSUER":              func(pc *ProviderConfig, v string) error { pc.Issuer = v; return nil },
@@ -37,11 +38,11 @@ var envFields = map[string]func(pc *ProviderConfig, v string) error{
 	"ACCOUNT_LOGIN_FIELD": func(pc *ProviderConfig, v string) error { pc.AccountLoginField = v; return nil },
 	"ACCOUNT_EMAIL_FIELD": func(pc *ProviderConfig, v string) error { pc.AccountEmailField = v; return nil },
 	"PKCE_METHODS": func(pc *ProviderConfig, v string) error {
-		pc.PKCEMethods = strings.FieldsFunc(v, isListSep)
+		pc.PKCEMethods = configfile.SplitList(v)
 		return nil
 	},
 	"EXTRA_TOKEN_KEYS": func(pc *ProviderConfig, v string) error {
-		pc.ExtraTokenKeys = strings.FieldsFunc(v, isListSep)
+		pc.ExtraTokenKeys = configfile.SplitList(v)
 		return nil
 	},
 	"HOSTS": func(pc *ProviderConfig, v string) error { pc.Hosts = v; return nil },
@@ -205,6 +206,3 @@ func splitEnvName(rest string, known map[string]int) (key, field string) {
 	}
 	return key, field
 }
-
-// isListSep separates the items of a list given as "a,b c".
-func isListSep(r rune) bool { return r == ',' || unicode.IsSpace(r) }

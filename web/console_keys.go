@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenbroker/tokenbroker"
+	"github.com/tokenbroker/tokenbroker/internal/configfile"
 )
 
 type keyRow struct {
@@ -58,12 +59,6 @@ func (c *Console) renderKeys(w http.ResponseWriter, r *http.Request, a *adminSes
 	c.render(w, r, status, keysTmpl, d)
 }
 
-// splitList reads a list typed one item a line, or separated by commas or
-// spaces.
-func splitList(s string) []string {
-	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' || r == '\r' || r == '\t' })
-}
-
 // serveCreateKey creates a key as the API does and shows its secret once.
 func (c *Console) serveCreateKey(w http.ResponseWriter, r *http.Request, a *adminSession) {
 	f := keyForm{Name: r.PostFormValue("name"), Users: r.PostFormValue("users"), Providers: r.PostFormValue("providers")}
@@ -72,7 +67,7 @@ func (c *Console) serveCreateKey(w http.ResponseWriter, r *http.Request, a *admi
 		c.renderKeys(w, r, a, http.StatusBadRequest, f, scopes, "name: want 1-100 characters of text, without control characters")
 		return
 	}
-	k, plaintext, err := c.cfg.Backend.CreateKey(r.Context(), f.Name, scopes, splitList(f.Users), splitList(f.Providers))
+	k, plaintext, err := c.cfg.Backend.CreateKey(r.Context(), f.Name, scopes, configfile.SplitList(f.Users), configfile.SplitList(f.Providers))
 	if tokenbroker.ErrorCode(err) == tokenbroker.EINVALID {
 		c.renderKeys(w, r, a, http.StatusBadRequest, f, scopes, tokenbroker.ErrorMessage(err))
 		return

@@ -12,12 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/spf13/pflag"
 
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/audit"
+	"github.com/tokenbroker/tokenbroker/internal/configfile"
 	"github.com/tokenbroker/tokenbroker/internal/returnurl"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/webhook"
@@ -117,7 +117,7 @@ func bindServeFlags(fs *pflag.FlagSet, cfg *serveConfig, getenv func(string) str
 	bindDBFlags(fs, &cfg.DatabaseURL, &cfg.DataDir, getenv)
 	bindConfigFlag(fs, &cfg.ProvidersFile, getenv)
 	fs.StringVar(&cfg.KeyFile, "key-file", getenv("TOKENBROKER_ENCRYPTION_KEY_FILE"), "encryption key file (env TOKENBROKER_ENCRYPTION_KEY_FILE; or keys in TOKENBROKER_ENCRYPTION_KEYS)")
-	fs.StringSliceVar(&cfg.ReturnURLAllow, "return-url-allow", strings.FieldsFunc(getenv("TOKENBROKER_RETURN_URL_ALLOW"), func(r rune) bool { return r == ',' || unicode.IsSpace(r) }), "URL prefixes connect sessions may return to (env TOKENBROKER_RETURN_URL_ALLOW, comma-separated)")
+	fs.StringSliceVar(&cfg.ReturnURLAllow, "return-url-allow", configfile.SplitList(getenv("TOKENBROKER_RETURN_URL_ALLOW")), "URL prefixes connect sessions may return to (env TOKENBROKER_RETURN_URL_ALLOW, comma-separated)")
 	fs.StringVar(&cfg.ReplicaID, "replica-id", getenv("TOKENBROKER_REPLICA_ID"), "lease owner id of this replica (env TOKENBROKER_REPLICA_ID; default host-pid-random)")
 	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", envDuration(getenv, "TOKENBROKER_LEASE_TTL", refresh.DefaultLeaseTTL, &cfg.envErr), "refresh lease duration; the holder renews it every third of it, so a dead holder is taken over about this long (plus the grace) after its last renewal (env TOKENBROKER_LEASE_TTL)")
 	fs.DurationVar(&cfg.LeaseGrace, "lease-grace", envDuration(getenv, "TOKENBROKER_LEASE_GRACE", refresh.DefaultGrace, &cfg.envErr), "how long an expired, unreleased lease stays protected after another replica first found it expired, so a live holder cut off from the database commits first when it returns (env TOKENBROKER_LEASE_GRACE)")

@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"unicode"
 
 	"gopkg.in/yaml.v3"
 )
@@ -106,6 +107,14 @@ func IsLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// SplitList returns the items of a list written "a,b c": separated by
+// commas or white space, empty items dropped. Lists in the configuration
+// file's environment overrides, serve's flags and the console's forms are
+// all written this way.
+func SplitList(s string) []string {
+	return strings.FieldsFunc(s, func(r rune) bool { return r == ',' || unicode.IsSpace(r) })
 }
 
 // ReadFile is os.ReadFile with the error reduced to its cause ("no such

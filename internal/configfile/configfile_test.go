@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -112,5 +113,18 @@ func TestReadFile(t *testing.T) {
 	_, err := configfile.ReadFile(filepath.Join(dir, "missing"))
 	if !errors.Is(err, os.ErrNotExist) || strings.Contains(err.Error(), dir) {
 		t.Errorf("ReadFile of a missing file = %v, want the cause without the path", err)
+	}
+}
+
+func TestSplitList(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":                 nil,
+		"a":                {"a"},
+		"a,b c":            {"a", "b", "c"},
+		" a ,, b\n\tc\r\n": {"a", "b", "c"},
+	} {
+		if got := configfile.SplitList(in); !slices.Equal(got, want) {
+			t.Errorf("SplitList(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
