@@ -28,8 +28,7 @@ type apikeysDBFlags struct {
 
 func (f *apikeysDBFlags) bind(cmd *cobra.Command) {
 	fs := cmd.PersistentFlags()
-	fs.StringVar(&f.databaseURL, "database-url", getenvFrom("TOKENBROKER_DATABASE_URL"), "postgres://... for PostgreSQL (env TOKENBROKER_DATABASE_URL); empty: SQLite in the data dir")
-	fs.StringVar(&f.dataDir, "data-dir", envOr(getenvFrom, "TOKENBROKER_DATA_DIR", "./tokenbroker-data"), "directory of the embedded SQLite database (env TOKENBROKER_DATA_DIR)")
+	bindDBFlags(fs, &f.databaseURL, &f.dataDir, getenvFrom)
 }
 
 func newAPIKeysCmd() *cobra.Command {

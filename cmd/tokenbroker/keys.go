@@ -26,8 +26,7 @@ type keysFlags struct {
 
 func (f *keysFlags) bind(cmd *cobra.Command) {
 	fs := cmd.PersistentFlags()
-	fs.StringVar(&f.databaseURL, "database-url", getenvFrom("TOKENBROKER_DATABASE_URL"), "postgres://... for PostgreSQL (env TOKENBROKER_DATABASE_URL); empty: SQLite in the data dir")
-	fs.StringVar(&f.dataDir, "data-dir", envOr(getenvFrom, "TOKENBROKER_DATA_DIR", "./tokenbroker-data"), "directory of the embedded SQLite database (env TOKENBROKER_DATA_DIR)")
+	bindDBFlags(fs, &f.databaseURL, &f.dataDir, getenvFrom)
 	fs.StringVar(&f.keyFile, "key-file", getenvFrom("TOKENBROKER_ENCRYPTION_KEY_FILE"), "encryption key file (env TOKENBROKER_ENCRYPTION_KEY_FILE; or keys in TOKENBROKER_ENCRYPTION_KEYS)")
 }
 
