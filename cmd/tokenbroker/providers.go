@@ -119,13 +119,8 @@ func providersCheck(ctx context.Context, out io.Writer, path string, online bool
 			fmt.Fprintln(out)
 		}
 		r := pc.Resolve()
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "%s\t%s\n", r.ID, r.Kind)
-		row := func(k, v string) {
-			if v != "" {
-				fmt.Fprintf(tw, "  %s\t%s\n", k, v)
-			}
-		}
+		e := newEntry(out, r.ID, r.Kind)
+		row := e.row
 		row("display_name", r.DisplayName)
 		row("client_id", r.ClientID)
 		secret, serr := secretSource(pc)
@@ -177,7 +172,7 @@ func providersCheck(ctx context.Context, out io.Writer, path string, online bool
 				row("  auth methods", strings.Join(d.TokenEndpointAuthMeth, " "))
 			}
 		}
-		tw.Flush()
+		e.flush()
 	}
 	problems += checkWorkloadIdentities(ctx, out, &file.Identity, client, online, timeout)
 	problems += printWebhooks(out, file.Webhooks)
@@ -200,20 +195,38 @@ func printWebhooks(out io.Writer, hooks webhook.Config) int {
 	problems := 0
 	for _, ec := range hooks.Webhooks {
 		fmt.Fprintln(out)
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "%s\twebhook\n", ec.EndpointID())
-		fmt.Fprintf(tw, "  url\t%s\n", redactQuery(ec.URL))
+		e := newEntry(out, ec.EndpointID(), "webhook")
+		e.row("url", redactQuery(ec.URL))
 		src, err := ec.SecretSource()
-		fmt.Fprintf(tw, "  secret\t%s\n", src)
-		fmt.Fprintf(tw, "  events\t%s\n", ec.Types())
+		e.row("secret", src)
+		e.row("events", ec.Types())
 		if err != nil {
 			problems++
-			fmt.Fprintf(tw, "  error\t%s\n", err)
+			e.row("error", err.Error())
 		}
-		tw.Flush()
+		e.flush()
 	}
 	return problems
 }
+
+// entry prints one configured item: a heading (its id and kind) and its
+// non-empty fields, one a line, aligned.
+type entry struct{ tw *tabwriter.Writer }
+
+func newEntry(out io.Writer, id, kind string) *entry {
+	e := &entry{tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)}
+	fmt.Fprintf(e.tw, "%s\t%s\n", id, kind)
+	return e
+}
+
+// row prints field k with value v, unless v is empty.
+func (e *entry) row(k, v string) {
+	if v != "" {
+		fmt.Fprintf(e.tw, "  %s\t%s\n", k, v)
+	}
+}
+
+func (e *entry) flush() { e.tw.Flush() }
 
 // redactQuery shows a URL without its query, which may carry a credential.
 func redactQuery(s string) string {
@@ -242,13 +255,8 @@ func checkWorkloadIdentities(ctx context.Context, out io.Writer, cfg *identity.C
 	problems := 0
 	for _, t := range cfg.WorkloadIdentities {
 		fmt.Fprintln(out)
-		tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-		fmt.Fprintf(tw, "%s\tworkload identity\n", t.ID)
-		row := func(k, v string) {
-			if v != "" {
-				fmt.Fprintf(tw, "  %s\t%s\n", k, v)
-			}
-		}
+		e := newEntry(out, t.ID, "workload identity")
+		row := e.row
 		row("issuer", t.Issuer)
 		row("jwks_file", t.JWKSFile)
 		row("audience", t.Audience)
@@ -286,7 +294,7 @@ func checkWorkloadIdentities(ctx context.Context, out io.Writer, cfg *identity.C
 				row("keys", fmt.Sprintf("ok, %d from %s", n, src))
 			}
 		}
-		tw.Flush()
+		e.flush()
 	}
 	return problems
 }
