@@ -54,19 +54,7 @@ func (s *Store) GetAPIKeyByPrefix(ctx context.Context, prefix string) (*tokenbro
 // ListAPIKeys implements [tokenbroker.APIKeyStore].
 func (s *Store) ListAPIKeys(ctx context.Context) ([]*tokenbroker.APIKey, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+apiKeyColumns+` FROM api_keys ORDER BY id`)
-	if err != nil {
-		return nil, translate(err, "API keys")
-	}
-	defer rows.Close()
-	var out []*tokenbroker.APIKey
-	for rows.Next() {
-		k, err := scanAPIKey(rows)
-		if err != nil {
-			return nil, translate(err, "API keys")
-		}
-		out = append(out, k)
-	}
-	return out, translate(rows.Err(), "API keys")
+	return collect(rows, err, "API keys", scanAPIKey)
 }
 
 // RevokeAPIKey implements [tokenbroker.APIKeyStore]. Revoking a revoked

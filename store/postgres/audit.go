@@ -104,26 +104,20 @@ func (s *Store) ListAudit(ctx context.Context, f tokenbroker.AuditFilter) ([]tok
 	args = append(args, auditLimit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
 	rows, err := s.pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, translate(err, "audit events")
-	}
-	defer rows.Close()
-	var out []tokenbroker.AuditEvent
-	for rows.Next() {
+	return collect(rows, err, "audit events", func(r pgx.Row) (tokenbroker.AuditEvent, error) {
 		var e tokenbroker.AuditEvent
 		var t time.Time
 		var first *time.Time
-		if err := rows.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.UserID, &e.ProviderID, &e.Outcome, &e.Detail, &e.Count, &first); err != nil {
-			return nil, translate(err, "audit events")
+		if err := r.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.UserID, &e.ProviderID, &e.Outcome, &e.Detail, &e.Count, &first); err != nil {
+			return e, err
 		}
 		e.Time = t.UTC()
 		e.FirstAt = e.Time
 		if first != nil {
 			e.FirstAt = first.UTC()
 		}
-		out = append(out, e)
-	}
-	return out, translate(rows.Err(), "audit events")
+		return e, nil
+	})
 }
 
 // pruneAuditSQL deletes at most $2 rows older than $1, found oldest first

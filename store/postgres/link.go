@@ -63,19 +63,7 @@ func scanLink(r pgx.Row, extra ...any) (*tokenbroker.Link, error) {
 }
 
 func scanLinks(rows pgx.Rows, err error) ([]*tokenbroker.Link, error) {
-	if err != nil {
-		return nil, translate(err, "links")
-	}
-	defer rows.Close()
-	var out []*tokenbroker.Link
-	for rows.Next() {
-		l, err := scanLink(rows)
-		if err != nil {
-			return nil, translate(err, "links")
-		}
-		out = append(out, l)
-	}
-	return out, translate(rows.Err(), "links")
+	return collect(rows, err, "links", func(r pgx.Row) (*tokenbroker.Link, error) { return scanLink(r) })
 }
 
 func extraJSON(m map[string]string) (string, error) {

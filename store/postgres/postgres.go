@@ -317,6 +317,24 @@ func (s *Store) Now(ctx context.Context) (time.Time, error) {
 	return t.UTC(), nil
 }
 
+// collect reads every row of a query's answer (rows, err) with scan;
+// what names the rows in the translated errors.
+func collect[T any](rows pgx.Rows, err error, what string, scan func(pgx.Row) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, translate(err, what)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, translate(err, what)
+		}
+		out = append(out, v)
+	}
+	return out, translate(rows.Err(), what)
+}
+
 // translate maps driver errors to application errors: a missing row to
 // ENOTFOUND, a unique violation to ECONFLICT.
 func translate(err error, what string) error {

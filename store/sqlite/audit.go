@@ -113,25 +113,19 @@ func (s *Store) ListAudit(ctx context.Context, f tokenbroker.AuditFilter) ([]tok
 	q += " ORDER BY id DESC LIMIT ?"
 	args = append(args, auditLimit(f.Limit))
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, translate(err, "audit events")
-	}
-	defer rows.Close()
-	var out []tokenbroker.AuditEvent
-	for rows.Next() {
+	return collect(rows, err, "audit events", func(r rowScanner) (tokenbroker.AuditEvent, error) {
 		var e tokenbroker.AuditEvent
 		var t, first sql.NullInt64
-		if err := rows.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.UserID, &e.ProviderID, &e.Outcome, &e.Detail, &e.Count, &first); err != nil {
-			return nil, translate(err, "audit events")
+		if err := r.Scan(&e.ID, &t, &e.Actor, &e.Action, &e.UserID, &e.ProviderID, &e.Outcome, &e.Detail, &e.Count, &first); err != nil {
+			return e, err
 		}
 		e.Time = fromMS(t)
 		e.FirstAt = e.Time
 		if first.Valid {
 			e.FirstAt = fromMS(first)
 		}
-		out = append(out, e)
-	}
-	return out, translate(rows.Err(), "audit events")
+		return e, nil
+	})
 }
 
 // pruneAuditSQL deletes at most $2 rows older than $1, found oldest first

@@ -156,19 +156,7 @@ func (s *Store) ListAuthRequestsNotSealedBy(ctx context.Context, keyID string, l
 		SELECT id_hash, `+authRequestColumns+` FROM auth_requests
 		WHERE key_id <> ? AND expires_at > `+nowMS+`
 		ORDER BY id_hash LIMIT ?`, keyID, limit)
-	if err != nil {
-		return nil, translate(err, "auth requests")
-	}
-	defer rows.Close()
-	var out []*tokenbroker.AuthRequest
-	for rows.Next() {
-		r, err := scanAuthRequest(rows, "")
-		if err != nil {
-			return nil, translate(err, "auth requests")
-		}
-		out = append(out, r)
-	}
-	return out, translate(rows.Err(), "auth requests")
+	return collect(rows, err, "auth requests", func(r rowScanner) (*tokenbroker.AuthRequest, error) { return scanAuthRequest(r, "") })
 }
 
 // ResealAuthRequest implements [tokenbroker.ConnectStore]: it rewrites

@@ -164,22 +164,11 @@ func (s *Store) ListLinkSummaries(ctx context.Context, q tokenbroker.LinkQuery) 
 		return nil, err
 	}
 	rows, err := s.rdb.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, translate(err, "links")
-	}
-	defer rows.Close()
-	var out []*tokenbroker.LinkSummary
-	for rows.Next() {
-		l, err := scanSummary(rows)
-		if err != nil {
-			return nil, translate(err, "links")
-		}
-		out = append(out, l)
-	}
+	out, err := collect(rows, err, "links", scanSummary)
 	if q.Before != nil {
 		slices.Reverse(out)
 	}
-	return out, translate(rows.Err(), "links")
+	return out, err
 }
 
 // GetLinkSummary implements [tokenbroker.ConsoleStore].
@@ -227,21 +216,15 @@ func (s *Store) CountLinks(ctx context.Context, scope tokenbroker.LinkScope) ([]
 
 func (s *Store) countLinks(ctx context.Context, q string, args []any) ([]tokenbroker.LinkCount, error) {
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, translate(err, "link counts")
-	}
-	defer rows.Close()
-	var out []tokenbroker.LinkCount
-	for rows.Next() {
+	return collect(rows, err, "link counts", func(r rowScanner) (tokenbroker.LinkCount, error) {
 		var lc tokenbroker.LinkCount
 		var state, reauth string
-		if err := rows.Scan(&lc.ProviderID, &state, &reauth, &lc.ReasonCode, &lc.Count); err != nil {
-			return nil, translate(err, "link counts")
+		if err := r.Scan(&lc.ProviderID, &state, &reauth, &lc.ReasonCode, &lc.Count); err != nil {
+			return lc, err
 		}
 		lc.State, lc.Reauth = tokenbroker.LinkState(state), tokenbroker.ReauthReason(reauth)
-		out = append(out, lc)
-	}
-	return out, translate(rows.Err(), "link counts")
+		return lc, nil
+	})
 }
 
 // mergeLinkCounts returns the reason counts plus, per provider and state,
@@ -299,19 +282,13 @@ func (s *Store) CountAudit(ctx context.Context, q tokenbroker.AuditCountQuery) (
 		SELECT provider_id, action, COALESCE(sum(CASE WHEN time >= ? THEN count ELSE 0 END), 0), sum(count)
 		FROM audit_events`+c.sql()+` GROUP BY provider_id, action ORDER BY provider_id, action`,
 		append([]any{q.Recent.UnixMilli()}, c.args...)...)
-	if err != nil {
-		return nil, translate(err, "audit counts")
-	}
-	defer rows.Close()
-	var out []tokenbroker.AuditTally
-	for rows.Next() {
+	return collect(rows, err, "audit counts", func(r rowScanner) (tokenbroker.AuditTally, error) {
 		var t tokenbroker.AuditTally
-		if err := rows.Scan(&t.ProviderID, &t.Action, &t.Recent, &t.Total); err != nil {
-			return nil, translate(err, "audit counts")
+		if err := r.Scan(&t.ProviderID, &t.Action, &t.Recent, &t.Total); err != nil {
+			return t, err
 		}
-		out = append(out, t)
-	}
-	return out, translate(rows.Err(), "audit counts")
+		return t, nil
+	})
 }
 
 // CreateAdminSession implements [tokenbroker.ConsoleStore].

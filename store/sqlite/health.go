@@ -40,19 +40,7 @@ func (s *Store) GetProviderHealth(ctx context.Context, providerID string) (*toke
 // ListProviderHealth implements [tokenbroker.ProviderHealthStore].
 func (s *Store) ListProviderHealth(ctx context.Context) ([]*tokenbroker.ProviderHealth, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT `+healthColumns+`, `+nowMS+` FROM provider_health ORDER BY provider_id`)
-	if err != nil {
-		return nil, translate(err, "provider health")
-	}
-	defer rows.Close()
-	var out []*tokenbroker.ProviderHealth
-	for rows.Next() {
-		h, err := scanHealth(rows)
-		if err != nil {
-			return nil, translate(err, "provider health")
-		}
-		out = append(out, h)
-	}
-	return out, translate(rows.Err(), "provider health")
+	return collect(rows, err, "provider health", scanHealth)
 }
 
 // RecordProviderFailure implements [tokenbroker.ProviderHealthStore] with

@@ -72,19 +72,13 @@ func (s *Store) RecordLinkUse(ctx context.Context, links []tokenbroker.LinkKey) 
 // link_state_counts table its triggers keep.
 func (s *Store) CountLinksByState(ctx context.Context) ([]tokenbroker.LinkStateCount, error) {
 	rows, err := s.rdb.QueryContext(ctx, `SELECT provider_id, state, n FROM link_state_counts WHERE n > 0 ORDER BY provider_id, state`)
-	if err != nil {
-		return nil, translate(err, "link counts")
-	}
-	defer rows.Close()
-	var out []tokenbroker.LinkStateCount
-	for rows.Next() {
+	return collect(rows, err, "link counts", func(r rowScanner) (tokenbroker.LinkStateCount, error) {
 		var c tokenbroker.LinkStateCount
 		var st string
-		if err := rows.Scan(&c.ProviderID, &st, &c.Count); err != nil {
-			return nil, translate(err, "link counts")
+		if err := r.Scan(&c.ProviderID, &st, &c.Count); err != nil {
+			return c, err
 		}
 		c.State = tokenbroker.LinkState(st)
-		out = append(out, c)
-	}
-	return out, translate(rows.Err(), "link counts")
+		return c, nil
+	})
 }

@@ -78,19 +78,7 @@ func scanDelivery(r rowScanner) (*tokenbroker.Delivery, error) {
 }
 
 func scanDeliveries(rows *sql.Rows, err error) ([]*tokenbroker.Delivery, error) {
-	if err != nil {
-		return nil, translate(err, "webhook deliveries")
-	}
-	defer rows.Close()
-	var out []*tokenbroker.Delivery
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, translate(err, "webhook deliveries")
-		}
-		out = append(out, d)
-	}
-	return out, translate(rows.Err(), "webhook deliveries")
+	return collect(rows, err, "webhook deliveries", scanDelivery)
 }
 
 // ClaimDeliveries implements [tokenbroker.OutboxStore]: one UPDATE judged

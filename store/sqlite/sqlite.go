@@ -258,6 +258,24 @@ func fromMS(n sql.NullInt64) time.Time {
 	return time.UnixMilli(n.Int64).UTC()
 }
 
+// collect reads every row of a query's answer (rows, err) with scan;
+// what names the rows in the translated errors.
+func collect[T any](rows *sql.Rows, err error, what string, scan func(rowScanner) (T, error)) ([]T, error) {
+	if err != nil {
+		return nil, translate(err, what)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, translate(err, what)
+		}
+		out = append(out, v)
+	}
+	return out, translate(rows.Err(), what)
+}
+
 // translate maps driver errors to application errors: a missing row to
 // ENOTFOUND, a constraint violation to ECONFLICT. what names the object
 // for the message.
