@@ -186,7 +186,20 @@ func (r *Refresher) Scan(ctx context.Context) {
 		return
 	}
 	work := r.newWork(ctx)
-	r.scanExpiring(ctx, work, dbNow)
+	// A pass reads at most maxPagesPerScan pages; while a pass stops there
+	// having started work on its links (a backlog: a fleet due at once, a
+	// replica back after a while), the next pass starts when that work ends
+	// instead of an interval later. A pass that started nothing (all it
+	// read is leased or backing off) ends the loop, so it never spins.
+	for r.scanExpiring(ctx, work, dbNow) && ctx.Err() == nil {
+		work.wait()
+		if dbNow, err = r.cfg.DatabaseNow(ctx); err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("background refresh: read the database clock", "err", err)
+			}
+			return
+		}
+	}
 	for _, p := range r.co.cfg.Providers.List() {
 		if ctx.Err() != nil {
 			break
@@ -217,8 +230,11 @@ func (r *Refresher) used(l *tokenbroker.Link, dbNow time.Time) bool {
 }
 
 // scanExpiring walks the links whose token expires within the largest
-// refresh-ahead window, soonest first, and refreshes the due ones.
-func (r *Refresher) scanExpiring(ctx context.Context, work *work, dbNow time.Time) {
+// refresh-ahead window, soonest first, and refreshes the due ones. It
+// reports whether it stopped at maxPagesPerScan having started work (a
+// refresh or a mark, each of which takes its link off the pages): more
+// links may be due past its last page.
+func (r *Refresher) scanExpiring(ctx context.Context, work *work, dbNow time.Time) bool {
 	c := r.co
 	horizon := time.Duration(0)
 	for _, p := range c.cfg.Providers.List() {
@@ -230,14 +246,17 @@ func (r *Refresher) scanExpiring(ctx context.Context, work *work, dbNow time.Tim
 		oldest time.Time // when the most overdue link became due
 		after  tokenbroker.ExpiryCursor
 	)
+	capped := false // the last page read was full and was page maxPagesPerScan
+	marked := 0     // links this pass marks idle or reauth_required
 	for page := 0; page < maxPagesPerScan; page++ {
 		links, err := r.cfg.Store.ListLinksExpiringBefore(ctx, now.Add(horizon), after, r.cfg.Batch)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("background refresh: list expiring links", "err", err)
 			}
-			return
+			return false
 		}
+		capped = page == maxPagesPerScan-1 && len(links) == r.cfg.Batch
 		for _, l := range links {
 			after = tokenbroker.ExpiryCursor{Expiry: l.Token.Expiry, ID: l.ID}
 			p, err := c.cfg.Providers.Provider(l.ProviderID)
@@ -250,10 +269,12 @@ func (r *Refresher) scanExpiring(ctx context.Context, work *work, dbNow time.Tim
 			}
 			switch {
 			case !r.used(l, dbNow):
+				marked++
 				work.do(func(ctx context.Context) { r.markIdle(ctx, l, dbNow) })
 				continue
 			case l.Token.RefreshToken == "":
 				if !l.Token.ValidFor(now, 0) {
+					marked++
 					work.do(func(ctx context.Context) {
 						r.markBroken(ctx, l, tokenbroker.Reauth{Reason: tokenbroker.ReasonNoRefreshToken,
 							Detail: "the access token expired and the link has no refresh token"}, actionNoRefreshTok)
@@ -290,6 +311,7 @@ func (r *Refresher) scanExpiring(ctx context.Context, work *work, dbNow time.Tim
 	for _, l := range due {
 		work.do(func(ctx context.Context) { r.refresh(ctx, l, time.Time{}, actionRefresh) })
 	}
+	return capped && len(due)+marked > 0
 }
 
 // scanKeepAlive refreshes p's links whose grant is older than its

@@ -183,3 +183,28 @@ func TestRefresherMarksExpiredLinkWithoutRefreshToken(t *testing.T) {
 	}
 	wantEventsOf(t, e.stores[0], "an expired link without refresh token", "link.reauth_required/u1/no_refresh_token")
 }
+
+// TestRefresherScanDrainsBacklog: a scan reads at most 20 pages; when more
+// links are due than that (a backlog: 45 due links in pages of one), the
+// scan goes on with another pass once the first pass's refreshes end,
+// instead of leaving the rest to the next scan an interval later. Each
+// link is refreshed exactly once.
+func TestRefresherScanDrainsBacklog(t *testing.T) {
+	e := MustEnv(t, envOptions{kind: "sqlite", refreshAhead: 10 * time.Minute})
+	c := e.coordinator(0, nil, nil)
+	r := e.refresher(0, c, func(cfg *refresh.RefresherConfig) { cfg.Batch = 1 })
+	families := map[string]string{}
+	for i := range 45 {
+		u := fmt.Sprintf("u%02d", i)
+		_, tok := e.seed(u)
+		families[u] = tok.Family
+	}
+	e.clock.Advance(55 * time.Minute) // all inside the window, still valid
+	r.Scan(context.Background())
+	st := e.idp.Stats()
+	for u, fam := range families {
+		if n := st.Families[fam].RefreshCalls; n != 1 {
+			t.Errorf("%s: %d provider refresh calls after one scan, want exactly 1", u, n)
+		}
+	}
+}
