@@ -71,6 +71,12 @@ type FleetResult struct {
 	Errors float64 `json:"errors"`
 	// RSSMB is the largest peak resident set (VmHWM) of a replica.
 	RSSMB float64 `json:"rss_mb"`
+	// ReplicaCPUS is the CPU time (user and system) the replicas used from
+	// their start to the end of the measurement, and CPUMSPerRefresh that
+	// per refresh: what a refresh costs a replica whatever else the
+	// machine runs (the rate depends on the cores left to it).
+	ReplicaCPUS     float64 `json:"replica_cpu_s"`
+	CPUMSPerRefresh float64 `json:"cpu_ms_per_refresh"`
 	// ScanMS is the latency of the refresher's due-links query
 	// (ListLinksExpiringBefore, one page), run by the benchmark on its own
 	// connection every half second while the replicas refresh.
@@ -82,8 +88,8 @@ type FleetResult struct {
 // PrintFleet writes r as a line of text, then, with asJSON, as one JSON
 // object on the last line.
 func PrintFleet(w io.Writer, r *FleetResult, asJSON bool) {
-	fmt.Fprintf(w, "%s, %d replica(s), %d links: %d refreshes (%d provider calls, %.0f errors) in %.1fs, %.0f/s sustained; peak RSS %.1f MB; due-links scan p50 %.2f ms p99 %.2f ms; database %.1f MB; seeding took %.1fs\n",
-		r.Store, r.Replicas, r.Links, r.Refreshes, r.ProviderRefreshCalls, r.Errors, r.ElapsedS, r.RefreshesPerS, r.RSSMB,
+	fmt.Fprintf(w, "%s, %d replica(s), %d links: %d refreshes (%d provider calls, %.0f errors) in %.1fs, %.0f/s sustained, %.2f ms of replica CPU each; peak RSS %.1f MB; due-links scan p50 %.2f ms p99 %.2f ms; database %.1f MB; seeding took %.1fs\n",
+		r.Store, r.Replicas, r.Links, r.Refreshes, r.ProviderRefreshCalls, r.Errors, r.ElapsedS, r.RefreshesPerS, r.CPUMSPerRefresh, r.RSSMB,
 		r.ScanMS.P50, r.ScanMS.P99, r.DBSizeMB, r.SeedS)
 	if asJSON {
 		b, _ := json.Marshal(r)
@@ -283,6 +289,12 @@ loop:
 		if kb, err := peakRSSKB(r.Pid()); err == nil {
 			res.RSSMB = max(res.RSSMB, float64(kb)/1024)
 		}
+		if cpu, err := cpuSeconds(r.Pid()); err == nil {
+			res.ReplicaCPUS += cpu
+		}
+	}
+	if res.Refreshes > 0 {
+		res.CPUMSPerRefresh = res.ReplicaCPUS * 1000 / float64(res.Refreshes)
 	}
 	res.ScanMS = summarize(scans)
 	res.ScanP99MS = res.ScanMS.P99
@@ -462,6 +474,30 @@ func peakRSSKB(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM")
+}
+
+// cpuSeconds reads a process's CPU time so far (utime + stime).
+func cpuSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command, which is in parentheses: state is
+	// the first, utime the 12th and stime the 13th.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, errors.New("unexpected /proc/PID/stat")
+	}
+	var ticks int64
+	for _, v := range f[11:13] {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, err
+		}
+		ticks += n
+	}
+	return float64(ticks) / 100, nil // USER_HZ is 100 on Linux
 }
 
 // dbSizeMB is the database's size: SQLite's file and its WAL, or
