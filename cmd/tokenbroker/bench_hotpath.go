@@ -26,7 +26,9 @@ func newBenchHotpathCmd() *cobra.Command {
 batched audit, the refresh coordinator's fast path and token cache) and a bare
 net/http handler that returns a body of the same size, and loads both over HTTP
 with keep-alive from the same process, alternating between them so both see the
-same machine. ratio = broker_rps / bare_rps.
+same machine. ratio = broker_rps / bare_rps; ratio_median is the median of the
+rounds' own ratios (round_ratios), which a burst of other load on the machine
+during one side of one round moves less.
 
 --store sqlite is the embedded default; --store postgres starts a throwaway
 PostgreSQL cluster (as bench herd does), and --replicas N runs N brokers on it,
@@ -50,8 +52,8 @@ generator's included on both, subtracted).`,
 				return exitf(1, "hotpath: %v", err)
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%s, %d replica(s): broker %.0f req/s, bare net/http %.0f req/s, ratio %.2f, %.1f allocations per request beyond the bare handler (%d connections, %s each side, %d-byte body)\n",
-				res.Store, res.Replicas, res.BrokerRPS, res.BareRPS, res.Ratio, res.AllocsPerReq, res.Concurrency, time.Duration(res.DurationS*float64(time.Second)), res.BodyBytes)
+			fmt.Fprintf(w, "%s, %d replica(s): broker %.0f req/s, bare net/http %.0f req/s, ratio %.2f (median of rounds %.2f), %.1f allocations per request beyond the bare handler (%d connections, %s each side, %d-byte body)\n",
+				res.Store, res.Replicas, res.BrokerRPS, res.BareRPS, res.Ratio, res.RatioMedian, res.AllocsPerReq, res.Concurrency, time.Duration(res.DurationS*float64(time.Second)), res.BodyBytes)
 			if asJSON {
 				b, _ := json.Marshal(res)
 				fmt.Fprintln(w, string(b))

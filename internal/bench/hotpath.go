@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,6 +65,12 @@ type HotpathResult struct {
 	AllocsPerReq       float64 `json:"allocs_per_req"`
 	BrokerBytesPerReq  float64 `json:"broker_bytes_per_req"`
 	BareBytesPerReq    float64 `json:"bare_bytes_per_req"`
+	// RoundRatios is each alternation's broker/bare ratio, and
+	// RatioMedian their median: on a machine shared with other work a
+	// burst of load falls into one side of one round, which the median
+	// shows and the ratio of the totals does not.
+	RoundRatios []float64 `json:"round_ratios"`
+	RatioMedian float64   `json:"ratio_median"`
 }
 
 // Broker is a whole broker wired in process, as `tokenbroker serve` wires
@@ -231,22 +238,46 @@ func RunHotpath(ctx context.Context, o HotpathOptions) (*HotpathResult, error) {
 	}
 	var broker, bare, errs int64
 	var brokerMem, bareMem allocs
-	for range o.Rounds {
-		m := readAllocs()
-		n, e := load(ctx, client, brokerURLs, header, o.Concurrency, slice)
-		brokerMem.add(m, readAllocs())
-		broker += n
-		errs += e
-		m = readAllocs()
-		n, _ = load(ctx, client, bareURLs, header, o.Concurrency, slice)
-		bareMem.add(m, readAllocs())
-		bare += n
+	var ratios []float64
+	// Rounds alternate which side goes first (broker, bare, bare, broker,
+	// ...), so that neither always runs after the other's garbage.
+	for i := range o.Rounds {
+		var n, nb int64
+		brokerSide := func() {
+			m := readAllocs()
+			var e int64
+			n, e = load(ctx, client, brokerURLs, header, o.Concurrency, slice)
+			brokerMem.add(m, readAllocs())
+			broker += n
+			errs += e
+		}
+		bareSide := func() {
+			m := readAllocs()
+			nb, _ = load(ctx, client, bareURLs, header, o.Concurrency, slice)
+			bareMem.add(m, readAllocs())
+			bare += nb
+		}
+		if i%2 == 0 {
+			brokerSide()
+			bareSide()
+		} else {
+			bareSide()
+			brokerSide()
+		}
+		if nb > 0 {
+			ratios = append(ratios, float64(n)/float64(nb))
+		}
 	}
 	secs := o.Duration.Seconds()
 	res := &HotpathResult{BrokerRPS: float64(broker) / secs, BareRPS: float64(bare) / secs, Concurrency: o.Concurrency,
 		DurationS: secs, BodyBytes: len(body), BrokerErrors: errs, Store: o.Store, Replicas: o.Replicas}
 	if res.BareRPS > 0 {
 		res.Ratio = res.BrokerRPS / res.BareRPS
+	}
+	res.RoundRatios = ratios
+	if len(ratios) > 0 {
+		sorted := slices.Sorted(slices.Values(ratios))
+		res.RatioMedian = (sorted[(len(sorted)-1)/2] + sorted[len(sorted)/2]) / 2
 	}
 	if broker > 0 && bare > 0 {
 		res.BrokerAllocsPerReq = float64(brokerMem.mallocs) / float64(broker)
