@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -207,5 +208,56 @@ func TestReadAfterCloseDropped(t *testing.T) {
 	b.Record(read("key:a", "alice", 2))
 	if b.Written() != 1 || b.Dropped() != 1 {
 		t.Errorf("written %d dropped %d, want 1 and 1", b.Written(), b.Dropped())
+	}
+}
+
+// blockingStore holds the batcher's next AppendAudit until released, so a
+// test can record reads while an interval is being written.
+type blockingStore struct {
+	tokenbroker.Store
+	entered, release chan struct{}
+}
+
+func (s *blockingStore) AppendAudit(ctx context.Context, evs []tokenbroker.AuditEvent) error {
+	if s.entered != nil {
+		close(s.entered)
+		s.entered = nil
+		<-s.release
+	}
+	return s.Store.AppendAudit(ctx, evs)
+}
+
+// Reads recorded while the writer is writing an interval belong to the
+// next one: they are neither lost with the interval being written nor
+// counted in it as well.
+func TestReadsDuringAWriteGoToTheNextInterval(t *testing.T) {
+	ctx := context.Background()
+	st := &blockingStore{Store: MustStore(t), entered: make(chan struct{}), release: make(chan struct{})}
+	entered := st.entered
+	b := audit.NewBatcher(st, audit.Options{FlushInterval: time.Hour})
+	defer b.Close(ctx)
+	for i := range 10 {
+		b.Record(read("key:a", "alice", i))
+	}
+	flushed := make(chan error)
+	go func() { flushed <- b.Flush(ctx) }()
+	<-entered // the writer has taken the interval and is writing it
+	for i := range 7 {
+		b.Record(read("key:a", "alice", 100+i))
+	}
+	close(st.release)
+	if err := <-flushed; err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var counts []int64
+	for _, e := range allRows(t, st) {
+		counts = append(counts, e.Count)
+	}
+	slices.Sort(counts)
+	if !slices.Equal(counts, []int64{7, 10}) {
+		t.Fatalf("rows count %v reads; want one row of 10 (the interval written) and one of 7 (recorded during its write)", counts)
 	}
 }
