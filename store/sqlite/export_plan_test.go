@@ -51,9 +51,14 @@ func (s *Store) ExplainDueLinks(ctx context.Context, t time.Time, limit int) (st
 	return s.Explain(ctx, expiringSQL, t.UnixMilli(), int64(math.MinInt64), int64(0), limit)
 }
 
+// Analyze gathers the planner's statistics (ANALYZE).
+func (s *Store) Analyze(ctx context.Context) error {
+	_, err := s.wdb.ExecContext(ctx, `ANALYZE`)
+	return err
+}
+
 // SeedExpiringLinks inserts n active links whose tokens expired (the
-// first due of them, in the last due seconds) or expire in the next days,
-// and analyzes the database.
+// first due of them, in the last due seconds) or expire in the next days.
 func (s *Store) SeedExpiringLinks(ctx context.Context, n, due int) error {
 	_, err := s.wdb.ExecContext(ctx, `
 		WITH RECURSIVE seq(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM seq WHERE i + 1 < ?)
@@ -61,9 +66,5 @@ func (s *Store) SeedExpiringLinks(ctx context.Context, n, due int) error {
 		SELECT 'u' || i, 'github', 'sealed', 'sealed', 'active',
 			CASE WHEN i < ? THEN `+nowMS+` - (i + 1) * 1000 ELSE `+nowMS+` + i * 10000 END, 0, 0
 		FROM seq`, n, due)
-	if err != nil {
-		return err
-	}
-	_, err = s.wdb.ExecContext(ctx, `ANALYZE`)
 	return err
 }

@@ -408,9 +408,12 @@ func (s *Store) ListLinksExpiringBefore(ctx context.Context, t time.Time, after 
 
 // expiringSQL is ListLinksExpiringBefore's page: read in order from
 // links_refresh_expiry, so a page costs its rows, not the fleet's
-// (TestDueLinksScanUsesIndex).
+// (TestDueLinksScanUsesIndex). INDEXED BY, because without statistics
+// (nothing runs ANALYZE on a deployment's database) the planner prefers
+// links_state_user for the state IN (...) and sorts every active link:
+// with a million links a page took half a second.
 const expiringSQL = `
-	SELECT ` + linkColumns + ` FROM links
+	SELECT ` + linkColumns + ` FROM links INDEXED BY links_refresh_expiry
 	WHERE state IN ('active', 'degraded') AND expiry IS NOT NULL AND expiry < ?
 	  AND (expiry, id) > (?, ?)
 	ORDER BY expiry, id LIMIT ?`
