@@ -17,17 +17,20 @@ func newBenchFleetCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "fleet",
 		Short: "Measure the background refresher keeping a fleet of links fresh",
-		Long: `fleet seeds --links links directly through the sealing store (SQLite for one
-replica, a throwaway PostgreSQL cluster for more), each with its own token
-family at an in-process fakeidp, their access tokens expiring from the start
-of seeding over --window (0: all of them are due by the time the replicas
+		Long: `fleet seeds --links links, sealed as the sealing store seals them and
+written in batches (SQLite for one replica, a throwaway PostgreSQL cluster for
+more), each with its own token family at an in-process fakeidp, their access
+tokens expiring from the start of seeding over --window (0: all of them are due by the time the replicas
 start). It then starts R real "tokenbroker serve" replicas with the background
 refresher on, and measures until every link is refreshed or --duration is over:
 
-  refreshes               commits counted by the replicas
+  refreshes               generations committed, counted in the database
+                          once the replicas have stopped
   provider_refresh_calls  refresh requests fakeidp received (equal to
                           refreshes when no generation is refreshed twice)
   refreshes_per_s         sustained: between 10% and 90% of the refreshes
+                          (the replicas' commit counters, every half second)
+  cpu_ms_per_refresh      the replicas' CPU time (user and system) per refresh
   errors                  failed and lost refreshes, failed refresher actions
   rss_mb                  the largest peak RSS (VmHWM) of a replica
   scan_p99_ms             the due-links query (ListLinksExpiringBefore, one

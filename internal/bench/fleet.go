@@ -258,11 +258,8 @@ loop:
 		}
 	}
 	res.ElapsedS = time.Since(start).Seconds()
-	after := idp.Stats()
-	res.ProviderRefreshCalls = after.RefreshCalls - before.RefreshCalls
 	if len(points) > 0 {
 		total := points[len(points)-1].n
-		res.Refreshes = int64(total)
 		// Sustained: from the first point past 10% of the total to the
 		// first past 90%.
 		lo := slices.IndexFunc(points, func(p point) bool { return p.n >= total/10 })
@@ -292,6 +289,20 @@ loop:
 		if cpu, err := cpuSeconds(r.Pid()); err == nil {
 			res.ReplicaCPUS += cpu
 		}
+	}
+	// Stop the replicas (their flights end first), then compare what
+	// the provider received with what the database holds: refreshes are
+	// the generations committed (each seeded link starts at 1), exact
+	// even when the run ends with refreshes in flight.
+	for _, r := range replicas {
+		if err := r.Stop(); err != nil {
+			return nil, err
+		}
+	}
+	replicas = nil
+	res.ProviderRefreshCalls = idp.Stats().RefreshCalls - before.RefreshCalls
+	if res.Refreshes, err = committedRefreshes(ctx, st); err != nil {
+		return nil, err
 	}
 	if res.Refreshes > 0 {
 		res.CPUMSPerRefresh = res.ReplicaCPUS * 1000 / float64(res.Refreshes)
@@ -474,6 +485,25 @@ func peakRSSKB(pid int) (int64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM")
+}
+
+// committedRefreshes counts the refreshes the database holds: every
+// seeded link starts at generation 1 and a refresh adds one.
+func committedRefreshes(ctx context.Context, st fleetStore) (int64, error) {
+	const q = `SELECT COALESCE(SUM(generation - 1), 0) FROM links`
+	var n int64
+	switch s := st.(type) {
+	case *postgres.Store:
+		return n, s.Pool().QueryRow(ctx, q).Scan(&n)
+	case *sqlite.Store:
+		db, err := sql.Open("sqlite", "file:"+s.Path()+"?_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+		if err != nil {
+			return 0, err
+		}
+		defer db.Close()
+		return n, db.QueryRowContext(ctx, q).Scan(&n)
+	}
+	return 0, fmt.Errorf("bench fleet: cannot count the refreshes of a %T", st)
 }
 
 // cpuSeconds reads a process's CPU time so far (utime + stime).
