@@ -61,14 +61,16 @@ func (s *Store) ExplainDueLinks(ctx context.Context, t time.Time, limit int) (st
 }
 
 // SeedExpiringLinks inserts n active links whose tokens expired (the
-// first due of them, in the last due seconds) or expire in the next days,
-// and analyzes the table.
-func (s *Store) SeedExpiringLinks(ctx context.Context, n, due int) error {
+// first due of them, in the last due seconds, or all at one instant if
+// tied) or expire in the next days, and analyzes the table.
+func (s *Store) SeedExpiringLinks(ctx context.Context, n, due int, tied bool) error {
 	_, err := s.pool.Exec(ctx, `
 		INSERT INTO links (user_id, provider_id, access_token, refresh_token, state, expiry)
 		SELECT 'u' || i, 'github', 'sealed', 'sealed', 'active',
-			CASE WHEN i < $2 THEN now() - (i + 1) * interval '1 second' ELSE now() + i * interval '10 seconds' END
-		FROM generate_series(0, $1 - 1) AS i`, n, due)
+			CASE WHEN i < $2 AND $3 THEN now() - interval '1 minute'
+			     WHEN i < $2 THEN now() - (i + 1) * interval '1 second'
+			     ELSE now() + i * interval '10 seconds' END
+		FROM generate_series(0, $1 - 1) AS i`, n, due, tied)
 	if err != nil {
 		return err
 	}
