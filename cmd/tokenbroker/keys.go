@@ -89,10 +89,6 @@ func newKeysStatusCmd(f *keysFlags) *cobra.Command {
 	}
 }
 
-// openKeysStore opens the database for status and rekey. It does not
-// migrate (a key tool should not change the schema under running
-// replicas); it refuses a database whose schema is not current, with the
-// command that fixes it.
 // withKeysStore is the RunE of a keys command that works on the database:
 // it opens it (openKeysStore), runs fn and closes it.
 func withKeysStore(f *keysFlags, fn func(ctx context.Context, cmd *cobra.Command, h storeHandle) error) func(*cobra.Command, []string) error {
@@ -106,6 +102,10 @@ func withKeysStore(f *keysFlags, fn func(ctx context.Context, cmd *cobra.Command
 	}
 }
 
+// openKeysStore opens the database for status and rekey. It does not
+// migrate (a key tool should not change the schema under running
+// replicas); it refuses a database whose schema is not current, with the
+// command that fixes it.
 func openKeysStore(ctx context.Context, f *keysFlags) (storeHandle, error) {
 	h, err := openStore(ctx, f.databaseURL, f.dataDir)
 	if err != nil {
