@@ -254,12 +254,19 @@ func (s *lostAcquisitionSpy) AcquireLease(ctx context.Context, r tokenbroker.Lea
 type faultyStore struct {
 	replicaStore
 	commitFailures atomic.Int64
+	// failedDownTo, when set, is closed by the failure that leaves
+	// commitFailures at downTo.
+	failedDownTo chan struct{}
+	downTo       int64
 }
 
 var errDatabaseDown = errors.New("injected: connection reset by peer")
 
 func (f *faultyStore) CommitRefresh(ctx context.Context, lease tokenbroker.Lease, l *tokenbroker.Link, rec tokenbroker.Record) (bool, error) {
-	if f.commitFailures.Add(-1) >= 0 {
+	if n := f.commitFailures.Add(-1); n >= 0 {
+		if n == f.downTo && f.failedDownTo != nil {
+			close(f.failedDownTo)
+		}
 		return false, errDatabaseDown
 	}
 	return f.replicaStore.CommitRefresh(ctx, lease, l, rec)

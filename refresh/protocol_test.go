@@ -32,6 +32,7 @@ func TestLeaseRenewedWhileCommitFails(t *testing.T) {
 	e := MustEnv(t, envOptions{kind: "postgres", replicas: 2})
 	fs := &faultyStore{replicaStore: e.stores[0]}
 	fs.commitFailures.Store(60) // about 2.5 s of retries at 50 ms at most
+	fs.failedDownTo, fs.downTo = make(chan struct{}), 55
 	short := func(cfg *refresh.Config) {
 		cfg.LeaseTTL, cfg.Grace, cfg.CommitRetryInterval, cfg.PollInterval = time.Second, 200*time.Millisecond, 50*time.Millisecond, 50*time.Millisecond
 	}
@@ -44,9 +45,7 @@ func TestLeaseRenewedWhileCommitFails(t *testing.T) {
 	got := make(chan string, 11)
 	askInBackground(ctx, t, holder, "u1", "holder's caller", got)
 	// The other replica's callers arrive while the holder's commits fail.
-	for fs.commitFailures.Load() > 55 {
-		time.Sleep(5 * time.Millisecond)
-	}
+	recv(t, fs.failedDownTo, "the holder's fifth failed commit")
 	for range 10 {
 		askInBackground(ctx, t, other, "u1", "other replica's caller", got)
 	}
