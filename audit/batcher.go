@@ -143,10 +143,7 @@ func (b *Batcher) Record(ev tokenbroker.AuditEvent) {
 // as a row of its own, and the writer is asked to take the rows early.
 func (b *Batcher) count(ev *tokenbroker.AuditEvent) bool {
 	k := readKey{actor: ev.Actor, user: ev.UserID, provider: ev.ProviderID, outcome: ev.Outcome, detail: ev.Detail}
-	first := ev.FirstAt
-	if first.IsZero() || first.After(ev.Time) {
-		first = ev.Time
-	}
+	first := began(ev)
 	b.mu.Lock()
 	if b.closed.Load() {
 		b.mu.Unlock()
@@ -275,20 +272,24 @@ func (b *Batcher) run() {
 	var reportedDrops uint64
 
 	for {
-		b.notePending(pending)
 		select {
 		case ev := <-b.events:
 			pending = append(pending, ev)
 			if len(pending) >= b.opts.MaxBatch {
 				pending = b.write(context.Background(), pending)
+				b.notePending(pending)
+			} else {
+				b.noteAppended(&ev) // no scan of pending per event
 			}
 		case <-b.kick:
 			pending = b.write(context.Background(), b.takeReads(pending))
+			b.notePending(pending)
 		case <-ticker.C:
 			pending = b.takeReads(pending)
 			if len(pending) > 0 {
 				pending = b.write(context.Background(), pending)
 			}
+			b.notePending(pending)
 			if d := b.dropped.Load(); d != reportedDrops {
 				b.log.Warn("audit events dropped", "dropped_since_last_report", d-reportedDrops, "dropped_total", d)
 				reportedDrops = d

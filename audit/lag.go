@@ -9,16 +9,12 @@ import (
 )
 
 // notePending records the time of the oldest event in pending (the
-// writer's events not yet written) for [Batcher.Lag]. Only the writer
-// goroutine calls it.
+// writer's events not yet written) for [Batcher.Lag], after pending was
+// written, cut or refilled. Only the writer goroutine calls it.
 func (b *Batcher) notePending(pending []tokenbroker.AuditEvent) {
 	var oldest time.Time
 	for i := range pending {
-		t := pending[i].FirstAt
-		if t.IsZero() || pending[i].Time.Before(t) {
-			t = pending[i].Time
-		}
-		if oldest.IsZero() || t.Before(oldest) {
+		if t := began(&pending[i]); oldest.IsZero() || t.Before(oldest) {
 			oldest = t
 		}
 	}
@@ -27,6 +23,24 @@ func (b *Batcher) notePending(pending []tokenbroker.AuditEvent) {
 		return
 	}
 	b.oldestPending.Store(oldest.UnixNano())
+}
+
+// noteAppended records ev, just appended to pending, for [Batcher.Lag]
+// without scanning pending again. Only the writer goroutine calls it.
+func (b *Batcher) noteAppended(ev *tokenbroker.AuditEvent) {
+	t := began(ev).UnixNano()
+	if cur := b.oldestPending.Load(); cur == 0 || t < cur {
+		b.oldestPending.Store(t)
+	}
+}
+
+// began is when the events of row ev began: its time, or an aggregated
+// row's first read.
+func began(ev *tokenbroker.AuditEvent) time.Time {
+	if ev.FirstAt.IsZero() || ev.Time.Before(ev.FirstAt) {
+		return ev.Time
+	}
+	return ev.FirstAt
 }
 
 // Lag is how far behind the audit trail is at now: the age of the oldest
