@@ -186,30 +186,10 @@ func (s *Store) Close() error {
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // knownVersions lists the schema versions embedded in this binary.
-func knownVersions() []int64 {
-	ents, _ := fs.ReadDir(migrationsFS, "migrations")
-	var out []int64
-	for _, e := range ents {
-		var v int64
-		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+func knownVersions() []int64 { return migrations.Versions(migrationsFS, "migrations") }
 
 // LatestVersion returns the newest schema version embedded in this binary.
-func LatestVersion() int64 {
-	ents, _ := fs.ReadDir(migrationsFS, "migrations")
-	var latest int64
-	for _, e := range ents {
-		var v int64
-		if _, err := fmt.Sscanf(e.Name(), "%d_", &v); err == nil && v > latest {
-			latest = v
-		}
-	}
-	return latest
-}
+func LatestVersion() int64 { return migrations.Latest(knownVersions()) }
 
 // migrateLockID is the advisory lock that serializes migrations of
 // replicas starting together.
