@@ -51,7 +51,6 @@ type keyCache struct {
 }
 
 type keyCacheEntry struct {
-	key *tokenbroker.APIKey
 	// caller is the key as a request's caller, made once per entry: the
 	// hot path allocates neither it nor its audit actor.
 	caller *caller
@@ -105,7 +104,7 @@ func (c *keyCache) put(prefix string, k *tokenbroker.APIKey) *caller {
 			clear(c.entries)
 		}
 	}
-	c.entries[prefix] = keyCacheEntry{key: k, caller: kc, until: now.Add(c.ttl)}
+	c.entries[prefix] = keyCacheEntry{caller: kc, until: now.Add(c.ttl)}
 	return kc
 }
 
@@ -148,10 +147,7 @@ func (c *caller) actor() string {
 	if c.workload != nil {
 		return c.workload.Actor()
 	}
-	if c.keyActor != "" {
-		return c.keyActor
-	}
-	return "key:" + c.Prefix
+	return c.keyActor
 }
 
 // createdBy names the caller on the connect sessions it creates.
