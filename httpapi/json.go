@@ -102,9 +102,6 @@ func formatHint(se *json.SemanticError) string {
 // checkQuery refuses query parameters other than allowed, and a repeated
 // one: a typo must not be silently ignored.
 func checkQuery(q url.Values, allowed ...string) error {
-	if len(q) == 0 {
-		return nil
-	}
 	for key, vs := range q {
 		if !slices.Contains(allowed, key) {
 			return tokenbroker.Errorf(tokenbroker.EINVALID, "unknown query parameter %q", tokenbroker.Truncate(key, 40))
