@@ -91,6 +91,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	return m
 }
 
+// LatencyCollector returns the histogram of provider refresh calls
+// ([ProviderLatencyMetric]), for a reader that gathers it alone.
+func (m *Metrics) LatencyCollector() prometheus.Collector { return m.latency }
+
 func (m *Metrics) providerCall(provider string) {
 	if m != nil {
 		m.providerCalls.WithLabelValues(provider).Inc()

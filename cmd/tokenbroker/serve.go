@@ -311,10 +311,15 @@ func buildApp(ctx context.Context, cfg *serveConfig, log *slog.Logger, opts appO
 	if err != nil {
 		return nil, err
 	}
+	// The overview reads one histogram, from a registry of its own:
+	// gathering a.registry would also count the links in the database and
+	// read /proc on every page view.
+	latency := prometheus.NewRegistry()
+	latency.MustRegister(rm.LatencyCollector())
 	console, err := web.NewConsole(web.ConsoleConfig{
 		Store: a.store, Providers: reg, Backend: api, Auditor: a.audit, BaseURL: baseURL,
 		CookieKey: consoleKey, Logger: log, Docs: docs.FS, Version: version(),
-		Status: runtimeStatus(a.registry, a.refresher),
+		Status: runtimeStatus(latency, a.refresher),
 	})
 	if err != nil {
 		return nil, err
