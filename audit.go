@@ -65,6 +65,15 @@ type AuditEvent struct {
 // N returns how many events e stands for: Count, or 1 when unset.
 func (e *AuditEvent) N() int64 { return max(e.Count, 1) }
 
+// First returns the time of the first event e counts: FirstAt, or Time
+// when unset.
+func (e *AuditEvent) First() time.Time {
+	if e.FirstAt.IsZero() {
+		return e.Time
+	}
+	return e.FirstAt
+}
+
 // AuditFilter selects audit events. Zero fields match everything. Events are
 // returned newest first; BeforeID pages backwards. Since and Until compare
 // with an event's Time (the last event of an aggregated row).

@@ -35,14 +35,10 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, k *caller) er
 
 // auditEventOut is the wire form of e, an entry of GET /api/v1/audit.
 func auditEventOut(e tokenbroker.AuditEvent) apiv1.AuditEvent {
-	first := e.FirstAt
-	if first.IsZero() {
-		first = e.Time
-	}
 	return apiv1.AuditEvent{
 		ID: e.ID, Time: e.Time.UTC(), Actor: e.Actor, Action: e.Action,
 		UserID: e.UserID, ProviderID: e.ProviderID, Outcome: e.Outcome, Detail: e.Detail,
-		Count: e.N(), FirstAt: first.UTC(), LastAt: e.Time.UTC(),
+		Count: e.N(), FirstAt: e.First().UTC(), LastAt: e.Time.UTC(),
 	}
 }
 

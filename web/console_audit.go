@@ -213,13 +213,9 @@ func (c *Console) serveAuditExport(w http.ResponseWriter, r *http.Request, a *ad
 // auditLine is one event of a JSON lines export: the API's
 // GET /api/v1/audit entry.
 func auditLine(e tokenbroker.AuditEvent) apiv1.AuditEvent {
-	first := e.FirstAt
-	if first.IsZero() {
-		first = e.Time
-	}
 	return apiv1.AuditEvent{ID: e.ID, Time: e.Time.UTC(), Actor: e.Actor, Action: e.Action,
 		UserID: e.UserID, ProviderID: e.ProviderID, Outcome: e.Outcome, Detail: e.Detail,
-		Count: e.N(), FirstAt: first.UTC(), LastAt: e.Time.UTC()}
+		Count: e.N(), FirstAt: e.First().UTC(), LastAt: e.Time.UTC()}
 }
 
 // csvSafe keeps a spreadsheet from reading a cell as a formula: a value
