@@ -116,18 +116,9 @@ func RunFleet(ctx context.Context, o FleetOptions) (res *FleetResult, err error)
 			fmt.Fprintf(o.Log, "fleet: "+format+"\n", args...)
 		}
 	}
-	store := o.Store
-	if store == "auto" || store == "" {
-		store = "sqlite"
-		if o.Replicas > 1 {
-			store = "postgres"
-		}
-	}
-	switch {
-	case store != "sqlite" && store != "postgres":
-		return nil, fmt.Errorf("unknown --store %q", store)
-	case store == "sqlite" && o.Replicas > 1:
-		return nil, errors.New("SQLite serves one replica; use --store postgres for more")
+	store, err := resolveStore(o.Store, o.Replicas)
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "tokenbroker-fleet-")
 	if err != nil {

@@ -147,18 +147,9 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 		}
 		command = []string{"bench", "replica", "--strategy", o.Strategy}
 	}
-	store := o.Store
-	if store == "auto" || store == "" {
-		store = "sqlite"
-		if o.Replicas > 1 {
-			store = "postgres"
-		}
-	}
-	if store == "sqlite" && o.Replicas > 1 {
-		return nil, errors.New("SQLite serves one replica; use --store postgres for more")
-	}
-	if store != "sqlite" && store != "postgres" {
-		return nil, fmt.Errorf("unknown --store %q", store)
+	store, err := resolveStore(o.Store, o.Replicas)
+	if err != nil {
+		return nil, err
 	}
 	if o.KillHolder {
 		if o.Replicas < 2 || store != "postgres" || o.Strategy != StrategyCoordinated {

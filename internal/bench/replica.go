@@ -170,3 +170,22 @@ func Command(ctx context.Context, exe string, env []string, args ...string) *exe
 
 // Pid returns the process id.
 func (r *Replica) Pid() int { return r.cmd.Process.Pid }
+
+// resolveStore returns the store a run of replicas uses: "auto" (or
+// empty) is SQLite for one replica and PostgreSQL for more, and SQLite
+// serves only one.
+func resolveStore(store string, replicas int) (string, error) {
+	if store == "auto" || store == "" {
+		store = "sqlite"
+		if replicas > 1 {
+			store = "postgres"
+		}
+	}
+	switch {
+	case store != "sqlite" && store != "postgres":
+		return "", fmt.Errorf("unknown --store %q", store)
+	case store == "sqlite" && replicas > 1:
+		return "", errors.New("SQLite serves one replica; use --store postgres for more")
+	}
+	return store, nil
+}
