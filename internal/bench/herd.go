@@ -517,17 +517,12 @@ func killHolder(ctx context.Context, tokenRequest <-chan struct{}, dbURL, user s
 // replicas' provider call latency histograms.
 func scrapeProviderCalls(ctx context.Context, replicas []*Replica) ([2]float64, error) {
 	var out [2]float64
-	for _, r := range replicas {
-		if !r.Alive() {
-			continue
+	for i, suffix := range []string{"_sum", "_count"} {
+		v, err := scrapeAll(ctx, replicas, refresh.ProviderLatencyMetric+suffix)
+		if err != nil {
+			return out, err
 		}
-		for i, suffix := range []string{"_sum", "_count"} {
-			v, err := scrapeCounter(ctx, r.URL+"/metrics", refresh.ProviderLatencyMetric+suffix)
-			if err != nil {
-				return out, fmt.Errorf("%s: %w", r.Name, err)
-			}
-			out[i] += v
-		}
+		out[i] = v
 	}
 	return out, nil
 }
