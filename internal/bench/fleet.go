@@ -300,7 +300,7 @@ loop:
 	}
 	res.ScanMS = summarize(scans)
 	res.ScanP99MS = res.ScanMS.P99
-	if res.DBSizeMB, err = dbSizeMB(ctx, st, store, dataDir); err != nil {
+	if res.DBSizeMB, err = dbSizeMB(ctx, st, dataDir); err != nil {
 		return nil, err
 	}
 	return res, nil
@@ -523,7 +523,7 @@ func cpuSeconds(pid int) (float64, error) {
 
 // dbSizeMB is the database's size: SQLite's file and its WAL, or
 // PostgreSQL's pg_database_size.
-func dbSizeMB(ctx context.Context, st fleetStore, store, dataDir string) (float64, error) {
+func dbSizeMB(ctx context.Context, st fleetStore, dataDir string) (float64, error) {
 	if pg, ok := st.(*postgres.Store); ok {
 		var n int64
 		if err := pg.Pool().QueryRow(ctx, `SELECT pg_database_size(current_database())`).Scan(&n); err != nil {
