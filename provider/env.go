@@ -45,16 +45,8 @@ var envFields = map[string]func(pc *ProviderConfig, v string) error{
 		pc.ExtraTokenKeys = configfile.SplitList(v)
 		return nil
 	},
-	"HOSTS": func(pc *ProviderConfig, v string) error { pc.Hosts = v; return nil },
-	"REFRESH_AHEAD": func(pc *ProviderConfig, v string) error {
-		d, err := time.ParseDuration(strings.TrimSpace(v))
-		if err != nil {
-			return fmt.Errorf("want a duration such as \"10m\", got %q", v)
-		}
-		dd := Duration(d)
-		pc.RefreshAhead = &dd
-		return nil
-	},
+	"HOSTS":            func(pc *ProviderConfig, v string) error { pc.Hosts = v; return nil },
+	"REFRESH_AHEAD":    func(pc *ProviderConfig, v string) error { return envDuration(&pc.RefreshAhead, v) },
 	"INACTIVITY_LIMIT": func(pc *ProviderConfig, v string) error { return envDuration(&pc.InactivityLimit, v) },
 	"KEEP_ALIVE":       func(pc *ProviderConfig, v string) error { return envDuration(&pc.KeepAlive, v) },
 	"INSECURE_HTTP": func(pc *ProviderConfig, v string) error {
