@@ -152,20 +152,13 @@ func (p *oauthProvider) Info() tokenbroker.ProviderInfo {
 		Scopes:       append([]string(nil), p.pc.Scopes...),
 		RefreshAhead: p.RefreshAhead(),
 		KeepAlive: tokenbroker.KeepAlive{
-			InactivityLimit: durationOf(p.pc.InactivityLimit),
-			RefreshAfter:    durationOf(p.pc.KeepAlive),
+			InactivityLimit: time.Duration(*p.pc.InactivityLimit),
+			RefreshAfter:    time.Duration(*p.pc.KeepAlive),
 		},
 		SupportsDevice: ep.device != "" || !ready && p.pc.DeviceURL != "",
 		SupportsRevoke: p.spec.revoke != revokeNone && (ep.revoke != "" || !ready),
 		Hosts:          p.pc.Hosts,
 	}
-}
-
-func durationOf(d *Duration) time.Duration {
-	if d == nil {
-		return 0
-	}
-	return time.Duration(*d)
 }
 
 // serves reports whether the provider serves host (a host name, or
