@@ -17,8 +17,8 @@ import (
 	"github.com/tokenbroker/tokenbroker/internal/testclock"
 )
 
-// clock is a manual clock shared by fakeidp and the provider under test.
-// clock is the settable clock of these tests.
+// clock is the settable clock shared by fakeidp and the provider under
+// test.
 type clock = testclock.Clock
 
 // MustStartIDP starts a fakeidp on loopback with the clock, closed when the
