@@ -85,5 +85,18 @@ type AuditFilter struct {
 	Since      time.Time
 	Until      time.Time
 	BeforeID   int64
-	Limit      int // 0: a default of 100; at most 1000
+	Limit      int // 0: a default of 100; at most 1000 (see [PageLimit])
+}
+
+// PageLimit is the number of entries a page of the audit trail or of the
+// dead letters holds when asked for n ([AuditFilter.Limit],
+// [DeadLetterFilter.Limit]): 100 for 0 (or less), at most 1000.
+func PageLimit(n int) int {
+	switch {
+	case n <= 0:
+		return 100
+	case n > 1000:
+		return 1000
+	}
+	return n
 }

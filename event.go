@@ -174,7 +174,7 @@ type OutboxStats struct {
 type DeadLetterFilter struct {
 	Endpoint string // "": every endpoint
 	BeforeID int64  // pages backwards
-	Limit    int    // 0: a default of 100; at most 1000
+	Limit    int    // 0: a default of 100; at most 1000 (see [PageLimit])
 }
 
 // OutboxStore keeps the webhook outbox: events written with the state

@@ -7,13 +7,9 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 )
 
-// defaultPageLimit is the page size of a list endpoint called without
-// limit, as the store applies it.
-const defaultPageLimit = 100
-
 // parsePage reads the paging parameters of the list endpoints: before_id,
 // a positive id (the page holds older entries only), and limit, 1-1000 (0
-// when absent: [defaultPageLimit]).
+// when absent: the store's default, [tokenbroker.PageLimit]).
 func parsePage(q url.Values) (beforeID int64, limit int, err error) {
 	if v := q.Get("before_id"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
@@ -35,8 +31,5 @@ func parsePage(q url.Values) (beforeID int64, limit int, err error) {
 // pageFull reports whether a page of n entries asked for with limit is
 // full, so that its last entry's id is the next page's before_id.
 func pageFull(n, limit int) bool {
-	if limit == 0 {
-		limit = defaultPageLimit
-	}
-	return n > 0 && n == limit
+	return n > 0 && n == tokenbroker.PageLimit(limit)
 }

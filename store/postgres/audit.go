@@ -54,17 +54,6 @@ func firstAt(e tokenbroker.AuditEvent) time.Time {
 	return e.FirstAt
 }
 
-// auditLimit applies the default and the cap of [tokenbroker.AuditFilter].
-func auditLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
-	}
-	return n
-}
-
 // ListAudit implements [tokenbroker.AuditStore]: newest first. Since is
 // inclusive, Until exclusive.
 func (s *Store) ListAudit(ctx context.Context, f tokenbroker.AuditFilter) ([]tokenbroker.AuditEvent, error) {
@@ -101,7 +90,7 @@ func (s *Store) ListAudit(ctx context.Context, f tokenbroker.AuditFilter) ([]tok
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	args = append(args, auditLimit(f.Limit))
+	args = append(args, tokenbroker.PageLimit(f.Limit))
 	q += fmt.Sprintf(" ORDER BY id DESC LIMIT $%d", len(args))
 	rows, err := s.pool.Query(ctx, q, args...)
 	return collect(rows, err, "audit events", func(r pgx.Row) (tokenbroker.AuditEvent, error) {

@@ -206,7 +206,7 @@ func (s *Store) ListDeadLetters(ctx context.Context, f tokenbroker.DeadLetterFil
 	return scanDeliveries(s.pool.Query(ctx, `
 		SELECT `+deliveryColumns+` FROM webhook_outbox
 		WHERE status = 'dead' AND id < $1 AND ($2::text = '' OR endpoint = $2::text)
-		ORDER BY id DESC LIMIT $3`, before, f.Endpoint, auditLimit(f.Limit)))
+		ORDER BY id DESC LIMIT $3`, before, f.Endpoint, tokenbroker.PageLimit(f.Limit)))
 }
 
 // OutboxStats implements [tokenbroker.OutboxStore].

@@ -63,17 +63,6 @@ func firstAt(e tokenbroker.AuditEvent) time.Time {
 	return e.FirstAt
 }
 
-// auditLimit applies the default and the cap of [tokenbroker.AuditFilter].
-func auditLimit(n int) int {
-	switch {
-	case n <= 0:
-		return 100
-	case n > 1000:
-		return 1000
-	}
-	return n
-}
-
 // ListAudit implements [tokenbroker.AuditStore]: newest first. Since is
 // inclusive, Until exclusive.
 func (s *Store) ListAudit(ctx context.Context, f tokenbroker.AuditFilter) ([]tokenbroker.AuditEvent, error) {
@@ -111,7 +100,7 @@ func (s *Store) ListAudit(ctx context.Context, f tokenbroker.AuditFilter) ([]tok
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY id DESC LIMIT ?"
-	args = append(args, auditLimit(f.Limit))
+	args = append(args, tokenbroker.PageLimit(f.Limit))
 	rows, err := s.rdb.QueryContext(ctx, q, args...)
 	return collect(rows, err, "audit events", func(r rowScanner) (tokenbroker.AuditEvent, error) {
 		var e tokenbroker.AuditEvent

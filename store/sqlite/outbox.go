@@ -194,7 +194,7 @@ func (s *Store) ListDeadLetters(ctx context.Context, f tokenbroker.DeadLetterFil
 	return scanDeliveries(s.rdb.QueryContext(ctx, `
 		SELECT `+deliveryColumns+` FROM webhook_outbox
 		WHERE status = 'dead' AND id < ? AND (? = '' OR endpoint = ?)
-		ORDER BY id DESC LIMIT ?`, before, f.Endpoint, f.Endpoint, auditLimit(f.Limit)))
+		ORDER BY id DESC LIMIT ?`, before, f.Endpoint, f.Endpoint, tokenbroker.PageLimit(f.Limit)))
 }
 
 // OutboxStats implements [tokenbroker.OutboxStore].
