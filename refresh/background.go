@@ -368,7 +368,7 @@ func (r *Refresher) refresh(ctx context.Context, l *tokenbroker.Link, before tim
 	c := r.co
 	// Bounded by what one flight can take: the provider call, the commit
 	// retries, and a wait for another holder's lease and grace.
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.ProviderTimeout+2*c.cfg.LeaseTTL+c.cfg.Grace)
+	ctx, cancel := c.cfg.Clock.WithTimeout(ctx, c.cfg.ProviderTimeout+2*c.cfg.LeaseTTL+c.cfg.Grace)
 	defer cancel()
 	c.cfg.Metrics.refresherAction(action)
 	_, err := c.refreshLink(ctx, l.ProviderID, l.UserID, before)
