@@ -371,7 +371,7 @@ func (r *Refresher) refresh(ctx context.Context, l *tokenbroker.Link, before tim
 	ctx, cancel := c.cfg.Clock.WithTimeout(ctx, c.cfg.ProviderTimeout+2*c.cfg.LeaseTTL+c.cfg.Grace)
 	defer cancel()
 	c.cfg.Metrics.refresherAction(action)
-	_, err := c.refreshLink(ctx, l.ProviderID, l.UserID, before)
+	err := c.refreshLink(ctx, l.ProviderID, l.UserID, before)
 	switch {
 	case err == nil:
 	case ctx.Err() != nil || errors.Is(err, tokenbroker.ErrReauthRequired) || tokenbroker.IsNotFound(err):
@@ -452,28 +452,24 @@ func (w *work) wait() { w.wg.Wait() }
 // if its token is inside the refresh-ahead window or, with before set, was
 // obtained before it (keep-alive). It joins the link's flight on this
 // replica; the flight's lease makes it the one refresh of the generation
-// across replicas. It reports whether the link was refreshed since it was
-// read (by this flight or another writer).
-func (c *Coordinator) refreshLink(ctx context.Context, providerID, userID string, before time.Time) (bool, error) {
+// across replicas.
+func (c *Coordinator) refreshLink(ctx context.Context, providerID, userID string, before time.Time) error {
 	p, err := c.cfg.Providers.Provider(providerID)
 	if err != nil {
-		return false, err
+		return err
 	}
 	l, err := c.cfg.Store.GetLink(ctx, userID, providerID)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if !l.State.Refreshable() {
-		return false, reauthErr(l)
+		return reauthErr(l)
 	}
 	if l.Token.RefreshToken == "" || c.freshFor(p, l, 0, before) {
-		return false, nil
+		return nil
 	}
-	res, err := c.fly(ctx, p, l, 0, before)
-	if err != nil {
-		return false, err
-	}
-	return res.Generation > l.Generation, nil
+	_, err = c.fly(ctx, p, l, 0, before)
+	return err
 }
 
 // fresh reports whether the flight f's link l needs no refresh: its token
