@@ -19,7 +19,6 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
 	"github.com/tokenbroker/tokenbroker/store/postgres"
 	"github.com/tokenbroker/tokenbroker/store/sqlite"
 )
@@ -138,14 +137,11 @@ func RunFleet(ctx context.Context, o FleetOptions) (res *FleetResult, err error)
 	var st fleetStore
 	switch store {
 	case "postgres":
-		cluster, err := pgcluster.StartCluster(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("throwaway PostgreSQL (or run one replica on SQLite: --replicas 1): %w", err)
-		}
-		defer cluster.Stop()
-		if dbURL, err = cluster.CreateDatabase(ctx); err != nil {
+		var stop func() error
+		if dbURL, stop, err = throwawayDatabase(ctx, "run one replica on SQLite: --replicas 1"); err != nil {
 			return nil, err
 		}
+		defer stop()
 		if st, err = postgres.Open(ctx, dbURL); err != nil {
 			return nil, err
 		}

@@ -20,7 +20,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
 	"github.com/tokenbroker/tokenbroker/refresh"
 	"github.com/tokenbroker/tokenbroker/store/postgres"
 )
@@ -187,14 +186,11 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 
 	var dbURL string
 	if store == "postgres" {
-		cluster, err := pgcluster.StartCluster(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("throwaway PostgreSQL (or run one replica on SQLite: --replicas 1): %w", err)
-		}
-		defer cluster.Stop()
-		if dbURL, err = cluster.CreateDatabase(ctx); err != nil {
+		var stop func() error
+		if dbURL, stop, err = throwawayDatabase(ctx, "run one replica on SQLite: --replicas 1"); err != nil {
 			return nil, err
 		}
+		defer stop()
 	}
 	key, err := crypt.GenerateKey(nil)
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 	"github.com/tokenbroker/tokenbroker/apikey"
 	"github.com/tokenbroker/tokenbroker/crypt"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
-	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
 	"github.com/tokenbroker/tokenbroker/provider"
 )
 
@@ -125,14 +124,11 @@ func RunHotpath(ctx context.Context, o HotpathOptions) (*HotpathResult, error) {
 	defer idp.Close()
 	var dbURL string
 	if o.Store == "postgres" {
-		cluster, err := pgcluster.StartCluster(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("throwaway PostgreSQL (or use --store sqlite): %w", err)
-		}
-		defer cluster.Stop()
-		if dbURL, err = cluster.CreateDatabase(ctx); err != nil {
+		var stop func() error
+		if dbURL, stop, err = throwawayDatabase(ctx, "use --store sqlite"); err != nil {
 			return nil, err
 		}
+		defer stop()
 	}
 	key, err := crypt.GenerateKey(nil)
 	if err != nil {

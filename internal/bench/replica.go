@@ -11,6 +11,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
 )
 
 // Replica is a `tokenbroker serve` (or `tokenbroker bench replica`) child
@@ -188,4 +190,19 @@ func resolveStore(store string, replicas int) (string, error) {
 		return "", errors.New("SQLite serves one replica; use --store postgres for more")
 	}
 	return store, nil
+}
+
+// throwawayDatabase starts a throwaway PostgreSQL cluster and creates a
+// database on it; stop stops the cluster and removes it. instead says, in
+// the error, what to run without PostgreSQL.
+func throwawayDatabase(ctx context.Context, instead string) (url string, stop func() error, err error) {
+	cluster, err := pgcluster.StartCluster(ctx)
+	if err != nil {
+		return "", nil, fmt.Errorf("throwaway PostgreSQL (or %s): %w", instead, err)
+	}
+	if url, err = cluster.CreateDatabase(ctx); err != nil {
+		cluster.Stop()
+		return "", nil, err
+	}
+	return url, cluster.Stop, nil
 }
