@@ -18,6 +18,7 @@ import (
 	"github.com/tokenbroker/tokenbroker"
 	"github.com/tokenbroker/tokenbroker/client"
 	"github.com/tokenbroker/tokenbroker/fakeidp"
+	"github.com/tokenbroker/tokenbroker/internal/await"
 	"github.com/tokenbroker/tokenbroker/internal/bench"
 	"github.com/tokenbroker/tokenbroker/internal/pgcluster"
 	"github.com/tokenbroker/tokenbroker/internal/pgtest"
@@ -281,7 +282,7 @@ func TestChaosPostgresRestartUnderHerd(t *testing.T) {
 		}
 	}
 	for range users {
-		waitEvent(t, "a refresh to reach the provider", arrived)
+		await.Signal(t, "a refresh to reach the provider", arrived)
 	}
 	// The three holders are waiting for the provider: the database goes.
 	cluster.Halt()
@@ -583,7 +584,7 @@ func TestChaosSIGTERMDuringRefresh(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("the impatient caller: %v, want its own deadline", err)
 	}
-	waitEvent(t, "the refresh to reach the provider", arrived)
+	await.Signal(t, "the refresh to reach the provider", arrived)
 	if err := rs.replicas[0].Stop(); err != nil { // SIGTERM, then a clean exit
 		t.Fatal(err)
 	}

@@ -165,10 +165,6 @@ func (f faultSignal) Handle(_ context.Context, r slog.Record) error {
 	return nil
 }
 
-// waitEvent waits for the event signalled on ch (closed), failing the
-// test after await.Bound.
-func waitEvent(t *testing.T, what string, ch <-chan struct{}) { await.Signal(t, what, ch) }
-
 // TestCrashWhileHoldingLease: a replica is killed with SIGKILL while it
 // holds the lease and waits for a provider that does not answer (the
 // request never reaches the provider's processing: fakeidp hangs before
@@ -189,7 +185,7 @@ func TestCrashWhileHoldingLease(t *testing.T) {
 	ce.seedExpired(t, r0, "crash-user")
 
 	ce.askInBackground(r0, "crash-user")
-	waitEvent(t, "r0's provider call to hang", hung.fired)
+	await.Signal(t, "r0's provider call to hang", hung.fired)
 	r0.Kill()
 	ce.idp.SetFaults(fakeidp.Faults{})
 
