@@ -440,14 +440,8 @@ func RunHerd(ctx context.Context, o HerdOptions) (res *HerdResult, err error) {
 			res.ProviderCallMS = (callsAfter[0] - callsBefore[0]) / n * 1000
 		}
 	}
-	for ri, r := range replicas {
-		if r.Alive() {
-			n, err := scrapeCounter(ctx, r.URL+"/metrics", "tokenbroker_refresh_lost_total")
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", replicas[ri].Name, err)
-			}
-			res.LostRefreshes += n
-		}
+	if res.LostRefreshes, err = scrapeAll(ctx, replicas, "tokenbroker_refresh_lost_total"); err != nil {
+		return nil, err
 	}
 	if res.KilledReplica != "" {
 		// The survivors answer for the links now.
