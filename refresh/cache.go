@@ -68,8 +68,7 @@ type tokenCache struct {
 	ids   map[int64]cacheKey
 	bytes int64
 
-	fills     singleflight.Group
-	evictions atomic.Uint64
+	fills singleflight.Group
 }
 
 type cacheKey struct{ provider, user string }
@@ -200,7 +199,6 @@ func (c *tokenCache) removeLocked(k cacheKey, e *cacheEntry) {
 		delete(c.ids, e.link.ID)
 	}
 	c.bytes -= e.size
-	c.evictions.Add(1)
 }
 
 // invalidate drops the entry of linkID, or every entry for 0.
