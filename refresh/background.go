@@ -222,11 +222,15 @@ func (r *Refresher) used(l *tokenbroker.Link, dbNow time.Time) bool {
 	if r.cfg.IdleAfter < 0 {
 		return true
 	}
-	last := l.LastUsedAt
-	if last.IsZero() {
-		last = l.CreatedAt
+	return !lastUse(l).Before(dbNow.Add(-r.cfg.IdleAfter))
+}
+
+// lastUse is when l was last asked for, or connected if never.
+func lastUse(l *tokenbroker.Link) time.Time {
+	if l.LastUsedAt.IsZero() {
+		return l.CreatedAt
 	}
-	return !last.Before(dbNow.Add(-r.cfg.IdleAfter))
+	return l.LastUsedAt
 }
 
 // scanExpiring walks the links whose token expires within the largest
@@ -385,10 +389,7 @@ func (r *Refresher) refresh(ctx context.Context, l *tokenbroker.Link, before tim
 // markIdle lets l go: nobody asked for it since the idle cut-off.
 func (r *Refresher) markIdle(ctx context.Context, l *tokenbroker.Link, dbNow time.Time) {
 	c := r.co
-	last := l.LastUsedAt
-	if last.IsZero() {
-		last = l.CreatedAt
-	}
+	last := lastUse(l)
 	detail := "not used since " + last.UTC().Format(time.RFC3339)
 	rec := tokenbroker.Record{Audit: []tokenbroker.AuditEvent{c.event(l, tokenbroker.AuditLinkIdle, "idle", detail)}}
 	ok, err := r.cfg.Store.MarkLinkIdle(ctx, l.ID, l.Generation, dbNow.Add(-r.cfg.IdleAfter), rec)
