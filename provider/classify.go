@@ -270,11 +270,13 @@ var (
 
 // scrub makes s safe to keep and show: the secrets are removed, control
 // characters and runs of white space become one space, token-like runs are
-// redacted, and the result is cut to n bytes.
+// redacted, invalid UTF-8 becomes U+FFFD, and the result is cut to n bytes.
 func scrub(s string, secrets []string, n int) string {
 	if s == "" {
 		return ""
 	}
+	// A form-encoded answer carries any bytes; what is kept is text.
+	s = strings.ToValidUTF8(s, "\uFFFD")
 	for _, sec := range secrets {
 		if len(sec) >= 4 {
 			// A server may echo the form it was sent, where the secret
